@@ -1,0 +1,110 @@
+"""OpenTelemetry set-up and the attribute names Sluice puts on spans.
+
+Export is OTLP over gRPC, configured by the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); with neither set, spans are still created (so trace ids
+reach responses) but not exported. gRPC spans come from opentelemetry-instrumentation-grpc's
+interceptors, passed explicitly to servers and channels rather than patched in globally.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import (
+    aio_client_interceptors,
+    aio_server_interceptor,
+    filters,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+# OpenTelemetry GenAI semantic conventions.
+GEN_AI_SYSTEM = "gen_ai.system"
+GEN_AI_OPERATION = "gen_ai.operation.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"
+
+# Sluice's own attributes.
+STAGE = "sluice.stage"
+TIER = "sluice.tier"
+REGION = "sluice.region"
+COST_USD = "sluice.cost.usd"
+COST_AVOIDED_USD = "sluice.cost_avoided.usd"
+TENANT = "sluice.tenant"
+POLICY_VERSION = "sluice.policy_version"
+CACHE_HIT = "sluice.cache.hit"
+CACHE_HIT_KIND = "sluice.cache.hit_kind"
+CACHE_SIMILARITY = "sluice.cache.similarity"
+GATE_FAILED = "sluice.gate.failed"
+STAGE_SKIPPED = "sluice.stage.skipped"
+COMPRESSOR_TOKENS_SAVED = "sluice.compressor.tokens_saved"
+BATCH_GROUP_SIZE = "sluice.batch.size"
+BATCH_SHARED = "sluice.batch.shared"
+DISPATCH_ATTEMPTS = "sluice.dispatch.attempts"
+DISPATCH_ENDPOINT = "sluice.dispatch.endpoint"
+
+_HEALTH_SERVICE = "grpc.health.v1.Health"
+_REFLECTION_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """A process's tracer provider and the interceptors that carry its context over gRPC."""
+
+    provider: TracerProvider
+
+    def tracer(self, name: str) -> trace.Tracer:
+        return self.provider.get_tracer(name)
+
+    def server_interceptors(self) -> Sequence[grpc.aio.ServerInterceptor]:
+        # Health probes and reflection would otherwise fill the trace store with noise.
+        quiet = filters.negate(
+            filters.any_of(
+                filters.service_name(_HEALTH_SERVICE), filters.service_name(_REFLECTION_SERVICE)
+            )
+        )
+        return [aio_server_interceptor(tracer_provider=self.provider, filter_=quiet)]
+
+    def client_interceptors(self) -> Sequence[Any]:
+        quiet = filters.negate(filters.service_name(_HEALTH_SERVICE))
+        return list(aio_client_interceptors(tracer_provider=self.provider, filter_=quiet))
+
+    def shutdown(self) -> None:
+        """Flushes buffered spans; called on graceful shutdown."""
+        self.provider.shutdown()
+
+
+def init_telemetry(service_name: str) -> Telemetry:
+    """Builds the tracer provider for one process, exporting over OTLP when configured."""
+    resource = Resource.create(
+        {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}
+    )
+    provider = TracerProvider(resource=resource)
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        # Imported only when exporting: the exporter pulls in a gRPC client of its own.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return Telemetry(provider=provider)
+
+
+def usd(nano_usd: int) -> float:
+    """Converts integer nano-USD to the float USD that span attributes carry."""
+    return nano_usd / 1e9
+
+
+def current_trace_id() -> str:
+    """The current span's trace id as 32 hex characters, or "" outside a trace."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""
