@@ -8,6 +8,8 @@ answered with an error" from "the peer is unreachable" (a transport failure has 
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import grpc
 
 ORIGIN_METADATA_KEY = "sluice-error-origin"
@@ -55,10 +57,13 @@ class NotReady(SluiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
-async def abort_with(context: grpc.aio.ServicerContext, origin: str, error: SluiceError) -> None:
+async def abort_with(
+    context: grpc.aio.ServicerContext[object, object], origin: str, error: SluiceError
+) -> NoReturn:
     """Ends the RPC with the error's status, tagging which service produced it."""
     context.set_trailing_metadata(((ORIGIN_METADATA_KEY, origin),))
     await context.abort(error.code, str(error))
+    raise AssertionError("context.abort returned")  # it always raises; this satisfies NoReturn
 
 
 def error_origin(error: grpc.aio.AioRpcError) -> str | None:
@@ -68,3 +73,14 @@ def error_origin(error: grpc.aio.AioRpcError) -> str | None:
         if key == ORIGIN_METADATA_KEY:
             return value if isinstance(value, str) else value.decode()
     return None
+
+
+_BY_CODE: dict[grpc.StatusCode, type[SluiceError]] = {
+    cls.code: cls
+    for cls in (InvalidRequest, Unauthenticated, BudgetExhausted, Unavailable, DeadlineExceeded)
+}
+
+
+def from_status(error: grpc.aio.AioRpcError) -> SluiceError:
+    """Re-raises a peer's status as the matching domain error, keeping its message."""
+    return _BY_CODE.get(error.code(), SluiceError)(error.details() or error.code().name)

@@ -19,7 +19,9 @@ _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 def open_channel(address: str, telemetry: Telemetry) -> grpc.aio.Channel:
     """Opens an insecure, traced channel to a peer service at host:port."""
-    target = address if address.startswith(("dns:", "ipv4:", "ipv6:", "unix:")) else f"dns:///{address}"
+    target = (
+        address if address.startswith(("dns:", "ipv4:", "ipv6:", "unix:")) else f"dns:///{address}"
+    )
     return grpc.aio.insecure_channel(
         target,
         options=[

@@ -14,12 +14,14 @@ from typing import Any
 
 import yaml
 
+from shared.settings import ConfigError
+
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent / "catalogue" / "prices.yaml"
 _NANO_PER_USD = Decimal(1_000_000_000)
 _TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
-class CatalogueError(ValueError):
+class CatalogueError(ConfigError):
     """The catalogue file is malformed; the message names the model and field."""
 
 
@@ -98,7 +100,9 @@ def _parse_price(model: str, spec: Mapping[str, Any], base: ModelPrice | None) -
         _usd_to_nano(model, "input", spec["input"]) if "input" in spec else base.input_nano_per_mtok  # type: ignore[union-attr]
     )
     output_price = (
-        _usd_to_nano(model, "output", spec["output"]) if "output" in spec else base.output_nano_per_mtok  # type: ignore[union-attr]
+        _usd_to_nano(model, "output", spec["output"])
+        if "output" in spec
+        else base.output_nano_per_mtok  # type: ignore[union-attr]
     )
     cached = (
         _usd_to_nano(model, "cached_input", spec["cached_input"])

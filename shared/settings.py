@@ -11,7 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
-class SettingsError(ValueError):
+class ConfigError(ValueError):
+    """Configuration (env or a policy/catalogue/endpoints file) is invalid; fatal at start-up."""
+
+
+class SettingsError(ConfigError):
     """A setting is missing or malformed; the message names the variable."""
 
 
@@ -26,9 +30,7 @@ def env_str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if value is None else value
 
 
-def env_int(
-    env: Mapping[str, str], name: str, default: int, *, minimum: int | None = None
-) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int | None = None) -> int:
     """Parses an integer, rejecting values below minimum."""
     value = _raw(env, name)
     if value is None:

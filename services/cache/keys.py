@@ -1,0 +1,95 @@
+"""Cache keys: the exact key of a request and the namespace its semantic matches live in.
+
+Both are SHA-256 digests of a canonical JSON document (sorted keys, no whitespace, UTF-8), so
+two requests that differ only in dict ordering or float formatting of the same value still get
+the same key, and the keys are stable across processes and restarts (a later snapshot/WAL and a
+shared Redis entry store rely on that).
+
+- The exact key covers everything that can change the answer: tenant, model class, every
+  message (role, content, name) and the sampling parameters.
+- The namespace key covers the same fields except the text of the last user turn, which is the
+  only part matched semantically. Earlier turns, the system prompt and any turn after the last
+  user turn must therefore match exactly, and tenants never share a namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.chat import Role, Sampling, Turn
+from shared.errors import InvalidRequest
+
+# Bumped whenever the canonical document changes, so that old and new keys never collide.
+KEY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RequestKeys:
+    """The keys of one request and the text its semantic match is computed from."""
+
+    exact: str
+    namespace: str
+    # Content of the last user turn; None when the request has no user turn, which makes it
+    # cacheable by exact key only.
+    query: str | None
+
+
+def request_keys(
+    tenant_id: str, model_class: str, turns: Sequence[Turn], sampling: Sampling
+) -> RequestKeys:
+    """Computes the exact key, the namespace key and the semantic query of a request."""
+    last_user = _last_user_index(turns)
+    messages: list[dict[str, object]] = [_message(turn) for turn in turns]
+    head = _head(tenant_id, model_class, sampling)
+    exact = _digest({**head, "kind": "exact", "messages": messages})
+    if last_user is None:
+        namespace_messages = messages
+    else:
+        # The slot keeps the turn's position and name: the text may vary, its place may not.
+        slot = {"role": Role.USER.value, "name": turns[last_user].name, "slot": True}
+        namespace_messages = [*messages[:last_user], slot, *messages[last_user + 1 :]]
+    namespace = _digest({**head, "kind": "namespace", "messages": namespace_messages})
+    query = None if last_user is None else turns[last_user].content
+    return RequestKeys(exact=exact, namespace=namespace, query=query)
+
+
+def _last_user_index(turns: Sequence[Turn]) -> int | None:
+    for index in range(len(turns) - 1, -1, -1):
+        if turns[index].role is Role.USER:
+            return index
+    return None
+
+
+def _head(tenant_id: str, model_class: str, sampling: Sampling) -> dict[str, Any]:
+    for field, value in (("temperature", sampling.temperature), ("top_p", sampling.top_p)):
+        # NaN is not equal to itself, so it could never be matched again; refuse it up front.
+        if value is not None and not math.isfinite(value):
+            raise InvalidRequest(f"sampling.{field}={value} is not a finite number")
+    return {
+        "v": KEY_VERSION,
+        "tenant": tenant_id,
+        "model_class": model_class,
+        # None ("use the policy default") stays distinct from an explicit 0.0.
+        "sampling": {
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+            "stop": list(sampling.stop),
+        },
+    }
+
+
+def _message(turn: Turn) -> dict[str, object]:
+    return {"role": turn.role.value, "content": turn.content, "name": turn.name}
+
+
+def _digest(document: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

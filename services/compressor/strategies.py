@@ -1,0 +1,320 @@
+"""Compression strategies behind one seam. v1 has a single one: query-aware extraction.
+
+`Strategy` is the seam later strategies plug into (abstractive LLM summaries, history trimming,
+deduplication) without the Compressor or the servicer changing.
+
+`ExtractiveStrategy` follows the coarse, question-aware step of LongLLMLingua (Jiang et al.,
+2023, "LongLLMLingua: Accelerating and Enhancing LLMs in Long Context Scenarios via Prompt
+Compression"), scoring chunks by embedding similarity to the question where that paper uses a
+small LM's perplexity. What counts as the question, and what is protected:
+
+* The question lives in the last user turn. When that turn is short (at most
+  QUESTION_MAX_TOKENS), all of it is the question. When it is long, the question is its tail:
+  chunks taken from the end back to the first one that asks something ("?"), staying within
+  QUESTION_MAX_TOKENS and within the last paragraph once it says enough (a bare "Answer:" does
+  not). If that tail asks nothing but the turn opens with a short paragraph that does, the
+  opening is the question ("Answer using the text below: who ...?" followed by the text).
+* The question is never dropped. Turns shorter than KEEP_WHOLE_BELOW_TOKENS are kept verbatim:
+  a short system prompt is instructions, and a short turn is not worth cutting.
+* Everything else, from turns of any role, is context: it is chunked (chunking.py), scored by
+  cosine similarity to the question, plus a bonus for sharing the question's content words, plus
+  a bonus for sitting next to one of the best chunks (an answer sentence often starts "It ..."
+  and needs its neighbour). The best chunks are kept until target_ratio * context tokens is
+  spent and emitted in their original order. Every compressed turn keeps at least one chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from services.compressor.chunking import Chunk, join_chunks, split_chunks
+from services.compressor.embedder import Embedder
+from shared.chat import Role, Turn
+from shared.tokens import TokenCounter
+
+KEEP_WHOLE_BELOW_TOKENS = 200
+QUESTION_MAX_TOKENS = 256
+# A question tail with fewer content words than this ("Answer:") does not yet say what is
+# asked, so the search for the question goes on into the paragraph before it.
+QUESTION_MIN_WORDS = 3
+# Weights on top of cosine similarity (in [-1, 1]; MiniLM puts related sentences near 0.4-0.7
+# and unrelated ones near 0-0.2), so each bonus can lift a chunk past a few close competitors
+# but never past a clearly better match.
+LEXICAL_WEIGHT = 0.15
+NEIGHBOUR_WEIGHT = 0.3
+NEIGHBOUR_TOP_K = 3
+# MiniLM reads at most 256 word pieces (~1,000 characters of English); longer chunks are
+# embedded in windows and score as their best window.
+EMBED_WINDOW_CHARS = 1000
+
+_WORD = re.compile(r"[a-z0-9]+(?:['\u2019][a-z]+)?")
+# Function words, and prompt boilerplate that says nothing about what is asked.
+_STOPWORDS = frozenset(
+    {
+        "a", "an", "the", "and", "or", "but", "if", "then", "else", "of", "to", "in", "on", "at",
+        "by", "for", "with", "from", "into", "onto", "over", "under", "about", "as", "is", "are",
+        "was", "were", "be", "been", "being", "am", "do", "does", "did", "done", "have", "has",
+        "had", "having", "it", "its", "this", "that", "these", "those", "there", "here", "what",
+        "which", "who", "whom", "whose", "when", "where", "why", "how", "i", "me", "my", "we",
+        "our", "you", "your", "he", "him", "his", "she", "her", "they", "them", "their", "not",
+        "no", "nor", "so", "than", "too", "very", "can", "could", "will", "would", "shall",
+        "should", "may", "might", "must", "also", "just", "only", "any", "all", "some", "each",
+        "such", "more", "most", "other", "own", "same", "up", "down", "out", "off", "again",
+        "further", "once", "answer", "question", "please", "tell", "give", "using", "use", "based",
+        "text", "above", "below", "following"
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    """A strategy's output: the new turns and a one-line account of what it did."""
+
+    turns: tuple[Turn, ...]
+    detail: str
+    # What running the strategy cost (an LLM call would); 0 for local strategies.
+    cost_nano_usd: int = 0
+
+
+class Strategy(Protocol):
+    """Shrinks a conversation towards target_ratio of its compressible tokens."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def compress(self, turns: tuple[Turn, ...], target_ratio: float) -> StrategyResult: ...
+
+
+@dataclass
+class _Plan:
+    """How one turn is treated: verbatim, or chunked with some chunks pinned."""
+
+    turn: Turn
+    chunks: list[Chunk] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    pinned: set[int] = field(default_factory=set)
+
+    @property
+    def verbatim(self) -> bool:
+        return not self.chunks
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A droppable chunk: chunk `position` of turn `turn`."""
+
+    turn: int
+    position: int
+    tokens: int
+
+
+class ExtractiveStrategy:
+    """Keeps the context chunks most similar to the question; see the module docstring."""
+
+    name = "extractive"
+
+    def __init__(self, embedder: Embedder, counter: TokenCounter) -> None:
+        self._embedder = embedder
+        self._counter = counter
+
+    @property
+    def ready(self) -> bool:
+        return self._embedder.loaded
+
+    async def compress(self, turns: tuple[Turn, ...], target_ratio: float) -> StrategyResult:
+        # Chunking, token counting and embedding are all CPU-bound: keep them off the loop.
+        return await asyncio.to_thread(self.compress_blocking, turns, target_ratio)
+
+    def compress_blocking(self, turns: tuple[Turn, ...], target_ratio: float) -> StrategyResult:
+        question_at = _last_user_index(turns)
+        if question_at is None:
+            return StrategyResult(turns, "no user turn to take the question from")
+        plans = [self._plan(turn, index == question_at) for index, turn in enumerate(turns)]
+        candidates = [
+            _Candidate(t, p, plan.tokens[p])
+            for t, plan in enumerate(plans)
+            for p in range(len(plan.chunks))
+            if p not in plan.pinned
+        ]
+        if not candidates:
+            return StrategyResult(turns, "nothing to drop: every turn is short or the question")
+        context_tokens = sum(c.tokens for c in candidates)
+        budget = int(target_ratio * context_tokens)
+        scores = self._score(_question_text(plans[question_at]), plans, candidates)
+        kept = _select(plans, candidates, scores, budget)
+        kept_tokens = sum(candidates[n].tokens for n in kept)
+        return StrategyResult(
+            _rebuild(plans, candidates, kept),
+            f"kept {kept_tokens} of {context_tokens} context tokens "
+            f"({len(kept)} of {len(candidates)} chunks)",
+        )
+
+    def _plan(self, turn: Turn, is_question: bool) -> _Plan:
+        total = self._counter.count(turn.content)
+        short = total <= QUESTION_MAX_TOKENS if is_question else total < KEEP_WHOLE_BELOW_TOKENS
+        if short:
+            return _Plan(turn)
+        chunks = split_chunks(turn.content)
+        tokens = [self._counter.count(chunk.text) for chunk in chunks]
+        pinned = _question_part(chunks, tokens) if is_question else set()
+        return _Plan(turn, chunks, tokens, pinned)
+
+    def _score(
+        self, question: str, plans: Sequence[_Plan], candidates: Sequence[_Candidate]
+    ) -> npt.NDArray[np.float64]:
+        texts = [question]
+        owners: list[int] = []
+        for n, candidate in enumerate(candidates):
+            windows = _windows(plans[candidate.turn].chunks[candidate.position].text)
+            texts.extend(windows)
+            owners.extend([n] * len(windows))
+        vectors = self._embedder.embed(texts)
+        similarity = np.full(len(candidates), -1.0)
+        np.maximum.at(similarity, owners, vectors[1:] @ vectors[0])
+        question_words = _content_words(question)
+        overlap = np.array(
+            [_overlap(question_words, plans[c.turn].chunks[c.position].text) for c in candidates]
+        )
+        base = similarity + LEXICAL_WEIGHT * overlap
+        return base + _neighbour_bonus(base, candidates)
+
+
+def _last_user_index(turns: Sequence[Turn]) -> int | None:
+    for index in range(len(turns) - 1, -1, -1):
+        if turns[index].role is Role.USER:
+            return index
+    return None
+
+
+def _asks(chunk: Chunk) -> bool:
+    return not chunk.kind.structural and "?" in chunk.text
+
+
+def _question_part(chunks: Sequence[Chunk], tokens: Sequence[int]) -> set[int]:
+    """Positions of the chunks of a long last user turn that form the question."""
+    pinned: list[int] = []
+    total = 0
+    for i in range(len(chunks) - 1, -1, -1):
+        if not pinned and tokens[i] > QUESTION_MAX_TOKENS:
+            continue  # a long trailing code block or table is material, not the question
+        said = len(_content_words(" ".join(chunks[p].text for p in pinned)))
+        new_block = bool(pinned) and chunks[i].block != chunks[pinned[-1]].block
+        if (new_block and said >= QUESTION_MIN_WORDS) or total + tokens[i] > QUESTION_MAX_TOKENS:
+            break
+        pinned.append(i)
+        total += tokens[i]
+        if _asks(chunks[i]):
+            break
+    if not pinned:
+        # Every chunk is longer than a question can be; protect the last one rather than none.
+        return {len(chunks) - 1}
+    if not any(_asks(chunks[p]) for p in pinned):
+        opening = [p for p, chunk in enumerate(chunks) if chunk.block == chunks[0].block]
+        if (
+            not set(opening) & set(pinned)
+            and any(_asks(chunks[p]) for p in opening)
+            and sum(tokens[p] for p in opening) <= QUESTION_MAX_TOKENS
+        ):
+            pinned.extend(opening)
+    return set(pinned)
+
+
+def _question_text(plan: _Plan) -> str:
+    if plan.verbatim:
+        return plan.turn.content
+    return " ".join(plan.chunks[p].text for p in sorted(plan.pinned))
+
+
+def _content_words(text: str) -> frozenset[str]:
+    return frozenset(w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS)
+
+
+def _overlap(question_words: frozenset[str], text: str) -> float:
+    """Fraction of the question's content words that appear in text."""
+    if not question_words:
+        return 0.0
+    return len(question_words & _content_words(text)) / len(question_words)
+
+
+def _windows(text: str) -> list[str]:
+    """Splits a long chunk at line breaks into pieces of at most EMBED_WINDOW_CHARS."""
+    if len(text) <= EMBED_WINDOW_CHARS:
+        return [text]
+    pieces: list[str] = []
+    for line in text.splitlines(keepends=True):
+        pieces.extend(
+            line[k : k + EMBED_WINDOW_CHARS] for k in range(0, len(line), EMBED_WINDOW_CHARS)
+        )
+    windows = [""]
+    for piece in pieces:
+        if len(windows[-1]) + len(piece) > EMBED_WINDOW_CHARS:
+            windows.append("")
+        windows[-1] += piece
+    return [w for w in windows if w.strip()] or [text[:EMBED_WINDOW_CHARS]]
+
+
+def _neighbour_bonus(
+    base: npt.NDArray[np.float64], candidates: Sequence[_Candidate]
+) -> npt.NDArray[np.float64]:
+    """A bonus for the chunks right before and after the NEIGHBOUR_TOP_K best ones."""
+    bonus = np.zeros(len(candidates))
+    where = {(c.turn, c.position): n for n, c in enumerate(candidates)}
+    for top in np.argsort(-base, kind="stable")[:NEIGHBOUR_TOP_K]:
+        candidate = candidates[int(top)]
+        for step in (-1, 1):
+            neighbour = where.get((candidate.turn, candidate.position + step))
+            if neighbour is not None:
+                lift = NEIGHBOUR_WEIGHT * max(float(base[top]), 0.0)
+                bonus[neighbour] = max(bonus[neighbour], lift)
+    return bonus
+
+
+def _select(
+    plans: Sequence[_Plan],
+    candidates: Sequence[_Candidate],
+    scores: npt.NDArray[np.float64],
+    budget: int,
+) -> set[int]:
+    """Greedy by score: what fits in the budget, after one chunk for every unpinned turn."""
+    order = [int(n) for n in np.argsort(-scores, kind="stable")]
+    kept: set[int] = set()
+    used = 0
+    covered = {t for t, plan in enumerate(plans) if plan.pinned}
+    for n in order:
+        # An emptied turn would break the conversation's shape, so its best chunk stays even
+        # when that overshoots the budget a little.
+        if candidates[n].turn not in covered:
+            covered.add(candidates[n].turn)
+            kept.add(n)
+            used += candidates[n].tokens
+    for n in order:
+        if n not in kept and used + candidates[n].tokens <= budget:
+            kept.add(n)
+            used += candidates[n].tokens
+    return kept
+
+
+def _rebuild(
+    plans: Sequence[_Plan], candidates: Sequence[_Candidate], kept: set[int]
+) -> tuple[Turn, ...]:
+    positions: list[set[int]] = [set(plan.pinned) for plan in plans]
+    for n in kept:
+        positions[candidates[n].turn].add(candidates[n].position)
+    turns = []
+    for plan, keep in zip(plans, positions, strict=True):
+        if plan.verbatim:
+            turns.append(plan.turn)
+            continue
+        content = join_chunks(plan.chunks[p] for p in sorted(keep))
+        turns.append(Turn(role=plan.turn.role, content=content, name=plan.turn.name))
+    return tuple(turns)

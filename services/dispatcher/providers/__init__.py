@@ -1,0 +1,1 @@
+"""Provider protocol clients; every upstream Sluice speaks to is OpenAI-compatible."""

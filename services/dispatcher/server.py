@@ -1,0 +1,64 @@
+"""Builds and serves the dispatcher."""
+
+from __future__ import annotations
+
+import httpx
+from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
+from sluice.dispatcher.v1 import dispatcher_service_pb2 as pb
+from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+
+from services.dispatcher.config import Settings
+from services.dispatcher.dispatcher import Dispatcher, DispatchPolicy
+from services.dispatcher.endpoints import load_endpoints
+from services.dispatcher.providers.openai import OpenAICompatibleClient
+from services.dispatcher.servicer import DispatcherServicer
+from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
+from shared.log import configure_logging
+from shared.pricing import load_catalogue
+from shared.telemetry import Telemetry, init_telemetry
+from shared.tokens import TokenCounter
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegionalDispatcherService"].full_name
+
+
+def build_http_client(telemetry: Telemetry) -> httpx.AsyncClient:
+    """One pooled client for every upstream; each HTTP call is traced as a child span."""
+    transport = AsyncOpenTelemetryTransport(
+        httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        ),
+        tracer_provider=telemetry.provider,
+    )
+    return httpx.AsyncClient(transport=transport)
+
+
+def build_server(settings: Settings, dispatcher: Dispatcher, telemetry: Telemetry) -> HostedServer:
+    return build_grpc_server(
+        settings.listen,
+        [SERVICE_NAME],
+        lambda server: pb_grpc.add_RegionalDispatcherServiceServicer_to_server(
+            DispatcherServicer(dispatcher), server
+        ),
+        telemetry,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    configure_logging("dispatcher", settings.log_level)
+    telemetry = init_telemetry("sluice-dispatcher")
+    http = build_http_client(telemetry)
+    dispatcher = Dispatcher(
+        load_endpoints(settings.endpoints_file),
+        OpenAICompatibleClient(http, TokenCounter()),
+        load_catalogue(settings.catalogue_file),
+        telemetry.tracer("sluice.dispatcher"),
+        DispatchPolicy(
+            local_region=settings.local_region,
+            attempt_timeout_s=settings.attempt_timeout_s,
+            latency_window=settings.latency_window,
+            eject_after_failures=settings.eject_after_failures,
+            eject_base_s=settings.eject_base_s,
+        ),
+    )
+    hosted = build_server(settings, dispatcher, telemetry)
+    await run_until_terminated(hosted, name="dispatcher", stop=http.aclose, telemetry=telemetry)

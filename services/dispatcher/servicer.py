@@ -1,0 +1,106 @@
+"""Maps RegionalDispatcherService RPCs to the Dispatcher domain object; no logic lives here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from opentelemetry import trace
+from sluice.common.v1 import common_pb2
+from sluice.dispatcher.v1 import dispatcher_service_pb2 as pb
+from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
+
+from services.dispatcher.calls import Delta, DispatchResult, ModelRequest
+from services.dispatcher.dispatcher import Dispatcher
+from shared import telemetry as attrs
+from shared.convert import (
+    duration_from_seconds,
+    finish_to_proto,
+    sampling_from_proto,
+    turns_from_proto,
+    usage_to_proto,
+)
+from shared.errors import InvalidRequest, SluiceError, abort_with
+
+ORIGIN = "dispatcher"
+Context = grpc.aio.ServicerContext[object, object]
+
+
+def model_request(context: common_pb2.RequestContext, call: common_pb2.ModelCall) -> ModelRequest:
+    """Validates and converts a ModelCall; errors name the offending field."""
+    if not call.model:
+        raise InvalidRequest("call.model is required")
+    if not call.messages:
+        raise InvalidRequest("call.messages is empty; send at least one message")
+    del context  # tenant is not needed to dispatch; it rides along for logs and spans
+    return ModelRequest(
+        model=call.model,
+        turns=turns_from_proto(call.messages),
+        sampling=sampling_from_proto(call.sampling),
+        preferred_region=call.preferred_region,
+        tier=call.tier,
+    )
+
+
+def completion_to_proto(result: DispatchResult) -> common_pb2.Completion:
+    answer = result.answer
+    return common_pb2.Completion(
+        content=answer.content,
+        finish_reason=finish_to_proto(answer.finish),
+        model=answer.model,
+        region=result.region,
+        endpoint=result.endpoint,
+        usage=usage_to_proto(answer.usage),
+        cost_nano_usd=result.cost_nano_usd,
+        upstream_latency=duration_from_seconds(result.latency_s),
+        attempts=result.attempts,
+    )
+
+
+def _deadline(context: Context) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _annotate(result: DispatchResult) -> None:
+    span = trace.get_current_span()
+    span.set_attributes(
+        {
+            attrs.STAGE: "dispatch",
+            attrs.REGION: result.region,
+            attrs.GEN_AI_REQUEST_MODEL: result.answer.model,
+            attrs.GEN_AI_INPUT_TOKENS: result.answer.usage.input_tokens,
+            attrs.GEN_AI_OUTPUT_TOKENS: result.answer.usage.output_tokens,
+            attrs.COST_USD: attrs.usd(result.cost_nano_usd),
+            attrs.DISPATCH_ATTEMPTS: result.attempts,
+        }
+    )
+
+
+class DispatcherServicer(pb_grpc.RegionalDispatcherServiceServicer):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    async def Dispatch(self, request: pb.DispatchRequest, context: Context) -> pb.DispatchResponse:
+        try:
+            call = model_request(request.context, request.call)
+            result = await self._dispatcher.dispatch(call, _deadline(context))
+        except SluiceError as error:
+            await abort_with(context, ORIGIN, error)
+        _annotate(result)
+        return pb.DispatchResponse(completion=completion_to_proto(result))
+
+    async def DispatchStream(
+        self, request: pb.DispatchStreamRequest, context: Context
+    ) -> AsyncIterator[pb.DispatchStreamResponse]:
+        try:
+            call = model_request(request.context, request.call)
+            async for event in self._dispatcher.dispatch_stream(call, _deadline(context)):
+                if isinstance(event, Delta):
+                    yield pb.DispatchStreamResponse(content_delta=event.text)
+                else:
+                    _annotate(event)
+                    yield pb.DispatchStreamResponse(completion=completion_to_proto(event))
+        except SluiceError as error:
+            await abort_with(context, ORIGIN, error)

@@ -1,0 +1,92 @@
+"""Admission: authenticate the caller and validate the request before any work is done."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable
+
+from services.router.model import CacheMode, ChatRequest
+from services.router.policy import Policy
+from shared.chat import Role, Sampling, Turn
+from shared.errors import InvalidRequest
+from shared.tokens import TokenCounter
+
+MAX_STOP_SEQUENCES = 4
+
+
+def api_key_from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> str:
+    """Reads `x-api-key`, or `authorization: Bearer <key>`."""
+    for key, value in metadata:
+        text = value if isinstance(value, str) else value.decode(errors="replace")
+        if key == "x-api-key":
+            return text.strip()
+        if key == "authorization" and text.lower().startswith("bearer "):
+            return text[7:].strip()
+    return ""
+
+
+def validate_sampling(sampling: Sampling) -> None:
+    if sampling.temperature is not None and not (
+        math.isfinite(sampling.temperature) and 0 <= sampling.temperature <= 2
+    ):
+        raise InvalidRequest(f"sampling.temperature={sampling.temperature} must be within [0, 2]")
+    if sampling.top_p is not None and not (0 < sampling.top_p <= 1):
+        raise InvalidRequest(f"sampling.top_p={sampling.top_p} must be within (0, 1]")
+    if sampling.max_tokens < 0:
+        raise InvalidRequest(f"sampling.max_tokens={sampling.max_tokens} must not be negative")
+    if len(sampling.stop) > MAX_STOP_SEQUENCES:
+        raise InvalidRequest(f"sampling.stop has {len(sampling.stop)} entries; at most 4")
+
+
+def validate_turns(turns: tuple[Turn, ...]) -> None:
+    if not turns:
+        raise InvalidRequest("messages is empty; send at least one user message")
+    if turns[-1].role is not Role.USER:
+        raise InvalidRequest(f"the last message must come from the user, not {turns[-1].role}")
+    if not turns[-1].content.strip():
+        raise InvalidRequest(f"messages[{len(turns) - 1}].content is empty")
+
+
+class Admission:
+    def __init__(self, policy: Policy, tokens: TokenCounter, max_prompt_tokens: int) -> None:
+        self._policy = policy
+        self._tokens = tokens
+        self._max_prompt_tokens = max_prompt_tokens
+
+    def admit(
+        self,
+        api_key: str,
+        *,
+        request_id: str,
+        model_class: str,
+        turns: tuple[Turn, ...],
+        sampling: Sampling,
+        cache_mode: CacheMode | None,
+        max_cost_nano_usd: int,
+    ) -> ChatRequest:
+        """Returns the validated request, or raises Unauthenticated / InvalidRequest."""
+        tenant = self._policy.authenticate(api_key)
+        chosen_class = tenant.model_class(model_class)
+        validate_turns(turns)
+        validate_sampling(sampling)
+        if max_cost_nano_usd < 0:
+            raise InvalidRequest("context.max_cost_nano_usd must not be negative")
+        # Characters bound tokens from above cheaply; count exactly only when it could matter.
+        total_chars = sum(len(t.content) for t in turns)
+        if total_chars > self._max_prompt_tokens:
+            prompt_tokens = self._tokens.count_chat(t.content for t in turns)
+            if prompt_tokens > self._max_prompt_tokens:
+                raise InvalidRequest(
+                    f"request too large: the prompt has {prompt_tokens} tokens, "
+                    f"over the limit of {self._max_prompt_tokens}"
+                )
+        return ChatRequest(
+            tenant=tenant,
+            request_id=request_id or uuid.uuid4().hex,
+            model_class=chosen_class,
+            turns=turns,
+            sampling=sampling,
+            cache_mode=cache_mode or CacheMode.ENABLED,
+            max_cost_nano_usd=max_cost_nano_usd,
+        )

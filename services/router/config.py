@@ -1,0 +1,55 @@
+"""Router settings from SLUICE_ROUTER_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.pricing import DEFAULT_CATALOGUE
+from shared.settings import env_address, env_float, env_int, env_path, env_str
+
+DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str
+    policy_file: Path
+    catalogue_file: Path
+    cache_addr: str
+    compressor_addr: str
+    batcher_addr: str
+    dispatcher_addr: str
+    # Requests whose prompt is longer than this are rejected before any work is done.
+    max_prompt_tokens: int
+    # Used when the caller sets no gRPC deadline.
+    default_deadline_s: float
+    # Optional stages get short timeouts: a slow cache must not cost more than it can save.
+    cache_timeout_s: float
+    compressor_timeout_s: float
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        return cls(
+            listen=env_address(env, "SLUICE_ROUTER_LISTEN", "127.0.0.1:50051"),
+            policy_file=env_path(env, "SLUICE_ROUTER_POLICY", DEFAULT_POLICY, must_exist=True),
+            catalogue_file=env_path(
+                env, "SLUICE_ROUTER_CATALOGUE", DEFAULT_CATALOGUE, must_exist=True
+            ),
+            cache_addr=env_address(env, "SLUICE_ROUTER_CACHE_ADDR", "127.0.0.1:50052"),
+            compressor_addr=env_address(env, "SLUICE_ROUTER_COMPRESSOR_ADDR", "127.0.0.1:50053"),
+            batcher_addr=env_address(env, "SLUICE_ROUTER_BATCHER_ADDR", "127.0.0.1:50054"),
+            dispatcher_addr=env_address(env, "SLUICE_ROUTER_DISPATCHER_ADDR", "127.0.0.1:50055"),
+            max_prompt_tokens=env_int(env, "SLUICE_ROUTER_MAX_PROMPT_TOKENS", 128_000, minimum=1),
+            default_deadline_s=env_float(
+                env, "SLUICE_ROUTER_DEFAULT_DEADLINE_S", 60.0, minimum=0.1
+            ),
+            cache_timeout_s=env_float(env, "SLUICE_ROUTER_CACHE_TIMEOUT_S", 2.0, minimum=0.01),
+            compressor_timeout_s=env_float(
+                env, "SLUICE_ROUTER_COMPRESSOR_TIMEOUT_S", 5.0, minimum=0.01
+            ),
+            log_level=env_str(env, "SLUICE_LOG_LEVEL", "INFO"),
+        )

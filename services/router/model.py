@@ -1,0 +1,145 @@
+"""Domain types of the request path, free of protobuf and gRPC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from grpc import StatusCode
+
+from services.router.policy import ModelClass, TenantPolicy
+from shared.chat import Finish, Sampling, Turn
+from shared.errors import SluiceError
+from shared.pricing import TokenUsage
+
+
+class CacheMode(StrEnum):
+    ENABLED = "enabled"
+    EXACT_ONLY = "exact_only"
+    BYPASS = "bypass"
+
+
+class StageName(StrEnum):
+    CACHE = "cache"
+    COMPRESSOR = "compressor"
+    BATCHER = "batcher"
+    TIER = "tier"
+
+
+class Outcome(StrEnum):
+    USED = "used"
+    PASSED = "passed"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class StageUnavailable(Exception):
+    """An optional stage's service could not be reached; the router goes on without it."""
+
+    def __init__(self, stage: StageName, reason: str) -> None:
+        super().__init__(f"{stage} unavailable: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    tenant: TenantPolicy
+    request_id: str
+    model_class: ModelClass
+    turns: tuple[Turn, ...]
+    sampling: Sampling
+    cache_mode: CacheMode
+    max_cost_nano_usd: int = 0
+
+
+@dataclass(frozen=True)
+class TierAnswer:
+    """One tier's answer and how it travelled."""
+
+    content: str
+    finish: Finish
+    model: str
+    region: str
+    usage: TokenUsage
+    cost_nano_usd: int
+    latency_s: float
+    # How the batcher handled the call: USED (joined a shared call), PASSED, or SKIPPED.
+    batcher_outcome: Outcome = Outcome.PASSED
+    batcher_detail: str = ""
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    kind: str  # "exact" or "semantic"
+    content: str
+    model: str
+    usage: TokenUsage
+    similarity: float
+    finish: Finish
+
+
+@dataclass(frozen=True)
+class Compression:
+    turns: tuple[Turn, ...]
+    compressed: bool
+    original_tokens: int
+    compressed_tokens: int
+    strategy: str
+    reason: str
+    cost_nano_usd: int
+
+
+@dataclass(frozen=True)
+class StageLine:
+    """One row of the per-stage cost table."""
+
+    stage: StageName
+    outcome: Outcome
+    detail: str = ""
+    tier: int = 0
+    model: str = ""
+    region: str = ""
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    cost_nano_usd: int = 0
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TierDelta:
+    """Streamed text of one cascade attempt."""
+
+    attempt: int
+    tier: int
+    text: str
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    request_id: str
+    content: str
+    finish: Finish
+    model: str
+    tier: int
+    region: str
+    usage: TokenUsage
+    lines: tuple[StageLine, ...]
+    baseline_model: str
+    baseline_cost_nano_usd: int
+    cache_hit: bool
+    policy_version: str
+
+    @property
+    def total_cost_nano_usd(self) -> int:
+        return sum(line.cost_nano_usd for line in self.lines)
+
+    @property
+    def cost_avoided_nano_usd(self) -> int:
+        return self.baseline_cost_nano_usd - self.total_cost_nano_usd
+
+
+class DispatcherDown(SluiceError):
+    """The dispatcher itself is unreachable, so no tier can be called (UNAVAILABLE)."""
+
+    code = StatusCode.UNAVAILABLE

@@ -1,0 +1,202 @@
+"""The request path of Complete: cache, compression, the tier cascade, then cache store.
+
+Optional stages degrade: when the cache or the compressor cannot be reached the request goes on
+without it, and the stage's line in the cost table says it was skipped and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from opentelemetry import trace
+
+from services.router.cascade import Cascade, CascadeOutcome
+from services.router.model import (
+    CachedAnswer,
+    CacheMode,
+    ChatRequest,
+    Outcome,
+    RouteResult,
+    StageLine,
+    StageName,
+    StageUnavailable,
+    TierDelta,
+)
+from services.router.ports import CachePort, CompressorPort
+from shared import telemetry as attrs
+from shared.chat import Finish, Turn
+from shared.pricing import PriceCatalogue, TokenUsage
+from shared.tokens import TokenCounter
+
+LOG = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        cache: CachePort,
+        compressor: CompressorPort,
+        cascade: Cascade,
+        catalogue: PriceCatalogue,
+        tokens: TokenCounter,
+        policy_version: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cache = cache
+        self._compressor = compressor
+        self._cascade = cascade
+        self._catalogue = catalogue
+        self._tokens = tokens
+        self._policy_version = policy_version
+        self._clock = clock
+
+    def _baseline_cost(self, request: ChatRequest, output_tokens: int) -> int:
+        """What the baseline model would have charged for the original prompt and this answer."""
+        prompt_tokens = self._tokens.count_chat(t.content for t in request.turns)
+        usage = TokenUsage(prompt_tokens, output_tokens)
+        return self._catalogue.cost_nano_usd(request.tenant.baseline_model, usage)
+
+    async def _lookup(
+        self, request: ChatRequest, deadline: float
+    ) -> tuple[CachedAnswer | None, StageLine]:
+        if request.cache_mode is CacheMode.BYPASS:
+            return None, StageLine(StageName.CACHE, Outcome.NOT_APPLICABLE, "bypassed by request")
+        started = self._clock()
+        try:
+            hit = await self._cache.lookup(request, deadline)
+        except StageUnavailable as error:
+            LOG.warning("cache skipped: %s", error.reason)
+            return None, StageLine(StageName.CACHE, Outcome.SKIPPED, error.reason)
+        elapsed = self._clock() - started
+        if hit is None:
+            return None, StageLine(StageName.CACHE, Outcome.PASSED, "miss", latency_s=elapsed)
+        detail = f"{hit.kind} hit" + (
+            f" (similarity {hit.similarity:.3f})" if hit.kind == "semantic" else ""
+        )
+        return hit, StageLine(
+            StageName.CACHE, Outcome.USED, detail, model=hit.model, latency_s=elapsed
+        )
+
+    async def _compress(
+        self, request: ChatRequest, deadline: float
+    ) -> tuple[tuple[Turn, ...], StageLine]:
+        started = self._clock()
+        target_model = request.model_class.tiers[0].model
+        try:
+            result = await self._compressor.compress(request, target_model, deadline)
+        except StageUnavailable as error:
+            LOG.warning("compressor skipped: %s", error.reason)
+            return request.turns, StageLine(StageName.COMPRESSOR, Outcome.SKIPPED, error.reason)
+        elapsed = self._clock() - started
+        if not result.compressed:
+            return request.turns, StageLine(
+                StageName.COMPRESSOR, Outcome.NOT_APPLICABLE, result.reason, latency_s=elapsed
+            )
+        detail = f"{result.strategy}: {result.original_tokens} -> {result.compressed_tokens} tokens"
+        return result.turns, StageLine(
+            StageName.COMPRESSOR,
+            Outcome.USED,
+            detail,
+            cost_nano_usd=result.cost_nano_usd,
+            latency_s=elapsed,
+        )
+
+    def _cache_result(
+        self, request: ChatRequest, hit: CachedAnswer, lines: list[StageLine]
+    ) -> RouteResult:
+        return RouteResult(
+            request_id=request.request_id,
+            content=hit.content,
+            finish=hit.finish,
+            model=hit.model,
+            tier=0,
+            region="",
+            usage=hit.usage,
+            lines=tuple(lines),
+            baseline_model=request.tenant.baseline_model,
+            baseline_cost_nano_usd=self._baseline_cost(request, hit.usage.output_tokens),
+            cache_hit=True,
+            policy_version=self._policy_version,
+        )
+
+    async def run(
+        self, request: ChatRequest, deadline: float, *, stream: bool = False
+    ) -> AsyncIterator[TierDelta | RouteResult]:
+        """Yields streamed deltas (when stream is set), then exactly one RouteResult."""
+        span = trace.get_current_span()
+        span.set_attributes(
+            {attrs.TENANT: request.tenant.tenant_id, attrs.POLICY_VERSION: self._policy_version}
+        )
+        hit, cache_line = await self._lookup(request, deadline)
+        lines = [cache_line]
+        if hit is not None:
+            result = self._cache_result(request, hit, lines)
+            if stream:
+                yield TierDelta(1, 0, hit.content)
+            self._annotate(span, result)
+            yield result
+            return
+        turns, compress_line = await self._compress(request, deadline)
+        lines.append(compress_line)
+        outcome: CascadeOutcome | None = None
+        async for event in self._cascade.run(request, turns, deadline, stream=stream):
+            if isinstance(event, TierDelta):
+                yield event
+            else:
+                outcome = event
+        assert outcome is not None, "the cascade always ends with an outcome"
+        lines.extend(outcome.lines)
+        await self._store(request, outcome, deadline)
+        answer = outcome.answer
+        result = RouteResult(
+            request_id=request.request_id,
+            content=answer.content,
+            finish=answer.finish,
+            model=answer.model,
+            tier=outcome.tier.index,
+            region=answer.region,
+            usage=answer.usage,
+            lines=tuple(lines),
+            baseline_model=request.tenant.baseline_model,
+            baseline_cost_nano_usd=self._baseline_cost(request, answer.usage.output_tokens),
+            cache_hit=False,
+            policy_version=self._policy_version,
+        )
+        self._annotate(span, result)
+        yield result
+
+    async def _store(self, request: ChatRequest, outcome: CascadeOutcome, deadline: float) -> None:
+        # Only complete answers are worth serving again; a truncated one would fail its gate
+        # next time too.
+        if request.cache_mode is CacheMode.BYPASS or outcome.answer.finish is not Finish.STOP:
+            return
+        try:
+            await self._cache.store(request, outcome.answer, deadline)
+        except StageUnavailable as error:
+            LOG.warning("cache store skipped: %s", error.reason)
+
+    @staticmethod
+    def _annotate(span: trace.Span, result: RouteResult) -> None:
+        span.set_attributes(
+            {
+                attrs.STAGE: "router",
+                attrs.TIER: result.tier,
+                attrs.REGION: result.region,
+                attrs.GEN_AI_REQUEST_MODEL: result.model,
+                attrs.GEN_AI_INPUT_TOKENS: result.usage.input_tokens,
+                attrs.GEN_AI_OUTPUT_TOKENS: result.usage.output_tokens,
+                attrs.COST_USD: attrs.usd(result.total_cost_nano_usd),
+                attrs.COST_AVOIDED_USD: attrs.usd(result.cost_avoided_nano_usd),
+                attrs.CACHE_HIT: result.cache_hit,
+            }
+        )
+
+
+async def complete(pipeline: Pipeline, request: ChatRequest, deadline: float) -> RouteResult:
+    """Runs the unary path and returns its result."""
+    async for event in pipeline.run(request, deadline):
+        if isinstance(event, RouteResult):
+            return event
+    raise AssertionError("the pipeline always ends with a result")

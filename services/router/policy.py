@@ -1,0 +1,148 @@
+"""Tenant tier policies as data: parsed from YAML and validated at start-up.
+
+A policy names, per tenant, the API keys (as SHA-256 digests), the baseline model savings are
+measured against, and per model class the ordered tiers with the gates each tier's answer
+must pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.router.gates import GATE_NAMES, GateSettings
+from shared.errors import InvalidRequest, Unauthenticated
+from shared.pricing import PriceCatalogue
+from shared.settings import ConfigError
+
+
+class PolicyError(ConfigError):
+    """The policy file is malformed; the message names the tenant and field."""
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    index: int  # 1-based, as reported to callers
+    model: str
+    gates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelClass:
+    name: str
+    tiers: tuple[TierSpec, ...]
+    max_tokens: int
+    gate_settings: GateSettings
+
+
+@dataclass(frozen=True)
+class TenantPolicy:
+    tenant_id: str
+    key_digests: frozenset[str]
+    baseline_model: str
+    default_model_class: str
+    model_classes: Mapping[str, ModelClass]
+
+    def model_class(self, name: str) -> ModelClass:
+        chosen = name or self.default_model_class
+        found = self.model_classes.get(chosen)
+        if found is None:
+            known = ", ".join(sorted(self.model_classes))
+            raise InvalidRequest(
+                f"unknown model_class {chosen!r} for tenant {self.tenant_id!r}; known: {known}"
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    tenants: Mapping[str, TenantPolicy]
+
+    def authenticate(self, api_key: str) -> TenantPolicy:
+        """The tenant owning api_key; constant-time comparison of digests."""
+        if not api_key:
+            raise Unauthenticated(
+                "missing API key: send it as `x-api-key` or `authorization: Bearer <key>` metadata"
+            )
+        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        for tenant in self.tenants.values():
+            if any(hmac.compare_digest(digest, known) for known in tenant.key_digests):
+                return tenant
+        raise Unauthenticated("unknown API key")
+
+
+def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in mapping or mapping[key] in (None, "", []):
+        raise PolicyError(f"{where}: '{key}' is required")
+    return mapping[key]
+
+
+def _parse_model_class(
+    name: str, raw: Mapping[str, Any], where: str, catalogue: PriceCatalogue
+) -> ModelClass:
+    tiers = []
+    for index, tier in enumerate(_require(raw, "tiers", where), 1):
+        tier_where = f"{where}.tiers[{index - 1}]"
+        model = str(_require(tier, "model", tier_where))
+        if not catalogue.knows(model):
+            raise PolicyError(f"{tier_where}: model {model!r} is not in the price catalogue")
+        gates = tuple(str(g) for g in tier.get("gates", ()))
+        unknown = sorted(set(gates) - GATE_NAMES)
+        if unknown:
+            raise PolicyError(f"{tier_where}: unknown gates {unknown}; known: {sorted(GATE_NAMES)}")
+        tiers.append(TierSpec(index, model, gates))
+    settings = raw.get("gate_settings") or {}
+    try:
+        gate_settings = GateSettings.from_mapping(settings)
+    except (TypeError, ValueError) as error:
+        raise PolicyError(f"{where}.gate_settings: {error}") from None
+    max_tokens = int(raw.get("max_tokens", 512))
+    if max_tokens <= 0:
+        raise PolicyError(f"{where}.max_tokens must be positive")
+    return ModelClass(name, tuple(tiers), max_tokens, gate_settings)
+
+
+def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> TenantPolicy:
+    where = f"tenants.{tenant_id}"
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{where} must be a mapping")
+    digests = frozenset(str(d).lower() for d in _require(raw, "api_key_sha256", where))
+    if any(len(d) != 64 for d in digests):
+        raise PolicyError(f"{where}.api_key_sha256 entries must be 64 hex characters")
+    baseline = str(_require(raw, "baseline_model", where))
+    if not catalogue.knows(baseline):
+        raise PolicyError(f"{where}.baseline_model {baseline!r} is not in the price catalogue")
+    classes = {
+        name: _parse_model_class(name, spec, f"{where}.model_classes.{name}", catalogue)
+        for name, spec in _require(raw, "model_classes", where).items()
+    }
+    default = str(raw.get("default_model_class", next(iter(classes))))
+    if default not in classes:
+        raise PolicyError(f"{where}.default_model_class {default!r} is not a model class")
+    return TenantPolicy(tenant_id, digests, baseline, default, classes)
+
+
+def parse_policy(document: Any, catalogue: PriceCatalogue) -> Policy:
+    if not isinstance(document, Mapping):
+        raise PolicyError("the policy must be a mapping")
+    version = str(_require(document, "version", "policy"))
+    tenants = {
+        str(tenant_id): _parse_tenant(str(tenant_id), raw, catalogue)
+        for tenant_id, raw in _require(document, "tenants", "policy").items()
+    }
+    return Policy(version, tenants)
+
+
+def load_policy(path: Path, catalogue: PriceCatalogue) -> Policy:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise PolicyError(f"cannot read policy {path}: {error}") from error
+    return parse_policy(document, catalogue)

@@ -1,0 +1,36 @@
+"""What the request path needs from the other services, as protocols.
+
+The pipeline depends on these, not on gRPC stubs, so unit tests drive it with in-memory fakes
+and the gRPC adapters in clients.py stay thin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from services.router.model import CachedAnswer, ChatRequest, Compression, TierAnswer
+from services.router.policy import TierSpec
+from shared.chat import Turn
+
+
+class CachePort(Protocol):
+    async def lookup(self, request: ChatRequest, deadline: float) -> CachedAnswer | None: ...
+
+    async def store(self, request: ChatRequest, answer: TierAnswer, deadline: float) -> None: ...
+
+
+class CompressorPort(Protocol):
+    async def compress(
+        self, request: ChatRequest, target_model: str, deadline: float
+    ) -> Compression: ...
+
+
+class ModelPort(Protocol):
+    async def call(
+        self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
+    ) -> TierAnswer: ...
+
+    def stream(
+        self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
+    ) -> AsyncIterator[str | TierAnswer]: ...

@@ -1,0 +1,82 @@
+"""Builds and serves the router."""
+
+from __future__ import annotations
+
+from sluice.batcher.v1 import batcher_service_pb2_grpc as batcher_grpc
+from sluice.cache.v1 import cache_service_pb2_grpc as cache_grpc
+from sluice.compressor.v1 import compressor_service_pb2_grpc as compressor_grpc
+from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as dispatcher_grpc
+from sluice.router.v1 import router_service_pb2 as pb
+from sluice.router.v1 import router_service_pb2_grpc as pb_grpc
+
+from services.router.admission import Admission
+from services.router.cascade import Cascade
+from services.router.clients import CacheClient, CompressorClient, ModelClient
+from services.router.config import Settings
+from services.router.pipeline import Pipeline
+from services.router.policy import load_policy
+from services.router.servicer import RouterServicer
+from shared.grpc_client import open_channel
+from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
+from shared.log import configure_logging
+from shared.pricing import load_catalogue
+from shared.telemetry import Telemetry, init_telemetry
+from shared.tokens import TokenCounter
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
+
+
+def build_server(
+    settings: Settings, servicer: RouterServicer, telemetry: Telemetry
+) -> HostedServer:
+    return build_grpc_server(
+        settings.listen,
+        [SERVICE_NAME],
+        lambda server: pb_grpc.add_RouterServiceServicer_to_server(servicer, server),
+        telemetry,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    configure_logging("router", settings.log_level)
+    telemetry = init_telemetry("sluice-router")
+    catalogue = load_catalogue(settings.catalogue_file)
+    policy = load_policy(settings.policy_file, catalogue)
+    tokens = TokenCounter()
+    channels = {
+        name: open_channel(address, telemetry)
+        for name, address in {
+            "cache": settings.cache_addr,
+            "compressor": settings.compressor_addr,
+            "batcher": settings.batcher_addr,
+            "dispatcher": settings.dispatcher_addr,
+        }.items()
+    }
+    models = ModelClient(
+        batcher_grpc.BatcherServiceStub(channels["batcher"]),
+        dispatcher_grpc.RegionalDispatcherServiceStub(channels["dispatcher"]),
+        settings.dispatcher_addr,
+    )
+    pipeline = Pipeline(
+        CacheClient(
+            cache_grpc.SemanticCacheServiceStub(channels["cache"]), settings.cache_timeout_s
+        ),
+        CompressorClient(
+            compressor_grpc.PromptCompressorServiceStub(channels["compressor"]),
+            settings.compressor_timeout_s,
+        ),
+        Cascade(models, telemetry.tracer("sluice.router")),
+        catalogue,
+        tokens,
+        policy.version,
+    )
+    servicer = RouterServicer(
+        Admission(policy, tokens, settings.max_prompt_tokens), pipeline, settings.default_deadline_s
+    )
+
+    async def close() -> None:
+        for channel in channels.values():
+            await channel.close()
+
+    hosted = build_server(settings, servicer, telemetry)
+    await run_until_terminated(hosted, name="router", stop=close, telemetry=telemetry)

@@ -1,0 +1,146 @@
+"""Maps RouterService RPCs to admission and the pipeline; no routing logic lives here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import grpc
+from sluice.common.v1 import common_pb2
+from sluice.router.v1 import router_service_pb2 as pb
+from sluice.router.v1 import router_service_pb2_grpc as pb_grpc
+
+from services.router.admission import Admission, api_key_from_metadata
+from services.router.model import CacheMode, ChatRequest, Outcome, RouteResult, StageName, TierDelta
+from services.router.pipeline import Pipeline, complete
+from shared.convert import (
+    duration_from_seconds,
+    finish_to_proto,
+    sampling_from_proto,
+    turns_from_proto,
+    usage_to_proto,
+)
+from shared.errors import SluiceError, abort_with
+from shared.telemetry import current_trace_id
+
+ORIGIN = "router"
+Context = grpc.aio.ServicerContext[object, object]
+
+_CACHE_MODES = {
+    pb.CACHE_MODE_UNSPECIFIED: None,
+    pb.CACHE_MODE_ENABLED: CacheMode.ENABLED,
+    pb.CACHE_MODE_EXACT_ONLY: CacheMode.EXACT_ONLY,
+    pb.CACHE_MODE_BYPASS: CacheMode.BYPASS,
+}
+_STAGES = {
+    StageName.CACHE: common_pb2.STAGE_CACHE,
+    StageName.COMPRESSOR: common_pb2.STAGE_COMPRESSOR,
+    StageName.BATCHER: common_pb2.STAGE_BATCHER,
+    StageName.TIER: common_pb2.STAGE_TIER,
+}
+_OUTCOMES = {
+    Outcome.USED: common_pb2.STAGE_OUTCOME_USED,
+    Outcome.PASSED: common_pb2.STAGE_OUTCOME_PASSED,
+    Outcome.REJECTED: common_pb2.STAGE_OUTCOME_REJECTED,
+    Outcome.SKIPPED: common_pb2.STAGE_OUTCOME_SKIPPED,
+    Outcome.NOT_APPLICABLE: common_pb2.STAGE_OUTCOME_NOT_APPLICABLE,
+}
+
+
+class _ChatRequestMessage(Protocol):
+    """The fields CompleteRequest and CompleteStreamRequest share."""
+
+    @property
+    def context(self) -> common_pb2.RequestContext: ...
+    @property
+    def model_class(self) -> str: ...
+    @property
+    def messages(self) -> object: ...
+    @property
+    def sampling(self) -> common_pb2.SamplingParams: ...
+    @property
+    def cache_mode(self) -> pb.CacheMode.ValueType: ...
+
+
+def cost_breakdown(result: RouteResult) -> common_pb2.CostBreakdown:
+    return common_pb2.CostBreakdown(
+        stages=[
+            common_pb2.StageCost(
+                stage=_STAGES[line.stage],
+                outcome=_OUTCOMES[line.outcome],
+                detail=line.detail,
+                tier=line.tier,
+                model=line.model,
+                region=line.region,
+                usage=usage_to_proto(line.usage),
+                cost_nano_usd=line.cost_nano_usd,
+                latency=duration_from_seconds(line.latency_s),
+            )
+            for line in result.lines
+        ],
+        total_cost_nano_usd=result.total_cost_nano_usd,
+        baseline_model=result.baseline_model,
+        baseline_cost_nano_usd=result.baseline_cost_nano_usd,
+        cost_avoided_nano_usd=result.cost_avoided_nano_usd,
+    )
+
+
+def complete_response(result: RouteResult) -> pb.CompleteResponse:
+    return pb.CompleteResponse(
+        request_id=result.request_id,
+        content=result.content,
+        finish_reason=finish_to_proto(result.finish),
+        model=result.model,
+        tier=result.tier,
+        region=result.region,
+        usage=usage_to_proto(result.usage),
+        cost=cost_breakdown(result),
+        trace_id=current_trace_id(),
+        cache_hit=result.cache_hit,
+        policy_version=result.policy_version,
+    )
+
+
+class RouterServicer(pb_grpc.RouterServiceServicer):
+    def __init__(self, admission: Admission, pipeline: Pipeline, default_deadline_s: float) -> None:
+        self._admission = admission
+        self._pipeline = pipeline
+        self._default_deadline_s = default_deadline_s
+
+    def _admit(self, request: _ChatRequestMessage, context: Context) -> ChatRequest:
+        return self._admission.admit(
+            api_key_from_metadata(context.invocation_metadata() or ()),
+            request_id=request.context.request_id,
+            model_class=request.model_class,
+            turns=turns_from_proto(request.messages),  # type: ignore[arg-type]
+            sampling=sampling_from_proto(request.sampling),
+            cache_mode=_CACHE_MODES.get(request.cache_mode),
+            max_cost_nano_usd=request.context.max_cost_nano_usd,
+        )
+
+    def _deadline(self, context: Context) -> float:
+        remaining = context.time_remaining()
+        return time.monotonic() + (self._default_deadline_s if remaining is None else remaining)
+
+    async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
+        try:
+            chat = self._admit(request, context)
+            result = await complete(self._pipeline, chat, self._deadline(context))
+        except SluiceError as error:
+            await abort_with(context, ORIGIN, error)
+        return complete_response(result)
+
+    async def CompleteStream(
+        self, request: pb.CompleteStreamRequest, context: Context
+    ) -> AsyncIterator[pb.CompleteStreamResponse]:
+        try:
+            chat = self._admit(request, context)
+            async for event in self._pipeline.run(chat, self._deadline(context), stream=True):
+                if isinstance(event, TierDelta):
+                    delta = pb.ContentDelta(attempt=event.attempt, tier=event.tier, text=event.text)
+                    yield pb.CompleteStreamResponse(delta=delta)
+                else:
+                    yield pb.CompleteStreamResponse(summary=complete_response(event))
+        except SluiceError as error:
+            await abort_with(context, ORIGIN, error)

@@ -1,0 +1,152 @@
+"""A small OTLP/gRPC trace receiver: `sluice up` uses it as the local trace store, and the
+telemetry tests use it to read the spans every service exported.
+
+It implements the collector's TraceService.Export from opentelemetry-proto and keeps spans as
+plain records; no Jaeger binary is needed on a developer machine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1 import common_pb2
+
+
+@dataclass(frozen=True)
+class SpanRecord:
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    service: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status_code: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, line: bytes | str) -> SpanRecord:
+        return cls(**orjson.loads(line))
+
+
+def _value(any_value: common_pb2.AnyValue) -> Any:
+    kind = any_value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(v) for v in any_value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in any_value.kvlist_value.values}
+    return getattr(any_value, kind) if kind else None
+
+
+def records_from_request(request: trace_service_pb2.ExportTraceServiceRequest) -> list[SpanRecord]:
+    records = []
+    for resource_spans in request.resource_spans:
+        resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+        service = str(resource.get("service.name", "unknown"))
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                records.append(
+                    SpanRecord(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        name=span.name,
+                        service=service,
+                        kind=span.kind,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        status_code=span.status.code,
+                        attributes={a.key: _value(a.value) for a in span.attributes},
+                    )
+                )
+    return records
+
+
+class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, sink: Callable[[list[SpanRecord]], None]) -> None:
+        self._sink = sink
+
+    def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        self._sink(records_from_request(request))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class OtlpReceiver:
+    """Receives spans on host:port; keeps them in memory and optionally appends them to a file."""
+
+    def __init__(self, address: str = "127.0.0.1:0", journal: Path | None = None) -> None:
+        self._lock = threading.Lock()
+        self._spans: list[SpanRecord] = []
+        self._journal = journal
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            _TraceService(self._receive), self._server
+        )
+        self.port = self._server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot bind the OTLP receiver to {address}")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _receive(self, records: list[SpanRecord]) -> None:
+        with self._lock:
+            self._spans.extend(records)
+            if self._journal is not None:
+                with self._journal.open("ab") as handle:
+                    handle.writelines(r.to_json() + b"\n" for r in records)
+
+    def spans(self, trace_id: str | None = None) -> list[SpanRecord]:
+        with self._lock:
+            return [s for s in self._spans if trace_id is None or s.trace_id == trace_id]
+
+    def start(self) -> OtlpReceiver:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop(grace=1).wait()
+
+
+def read_journal(path: Path, trace_id: str) -> list[SpanRecord]:
+    if not path.exists():
+        return []
+    with path.open("rb") as handle:
+        return [r for r in map(SpanRecord.from_json, handle) if r.trace_id == trace_id]
+
+
+def span_tree(spans: Iterable[SpanRecord]) -> list[tuple[int, SpanRecord]]:
+    """Orders spans depth-first from their roots, with each span's depth."""
+    spans = sorted(spans, key=lambda s: s.start_ns)
+    ids = {s.span_id for s in spans}
+    children: dict[str, list[SpanRecord]] = {}
+    for span in spans:
+        children.setdefault(span.parent_span_id if span.parent_span_id in ids else "", []).append(
+            span
+        )
+    ordered: list[tuple[int, SpanRecord]] = []
+    stack = [(0, s) for s in reversed(children.get("", []))]
+    while stack:
+        depth, span = stack.pop()
+        ordered.append((depth, span))
+        stack.extend((depth + 1, c) for c in reversed(children.get(span.span_id, [])))
+    return ordered

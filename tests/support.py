@@ -1,0 +1,72 @@
+"""Helpers for tests that run the real mesh: start it, call it, read the simulator's counters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from sluice.common.v1 import common_pb2
+from sluice.router.v1 import router_service_pb2 as router_pb
+from sluice.router.v1 import router_service_pb2_grpc as router_grpc
+
+from shared.mesh import Mesh, free_ports
+from shared.otlp_receiver import OtlpReceiver
+
+DEV_KEY = (("x-api-key", "dev"),)
+
+
+@contextmanager
+def running_mesh(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[tuple[Mesh, OtlpReceiver]]:
+    receiver = OtlpReceiver().start()
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        **(extra_env or {}),
+    }
+    mesh = Mesh.plan(free_ports(), log_dir, env)
+    try:
+        mesh.start_all()
+        mesh.wait_ready(timeout_s=240)
+        yield mesh, receiver
+    finally:
+        mesh.stop_all()
+        receiver.stop()
+
+
+def ask(text: str, *, system: str = "", cache_mode: int = router_pb.CACHE_MODE_UNSPECIFIED,
+        model_class: str = "") -> router_pb.CompleteRequest:
+    messages = [common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=system)] if system else []
+    messages.append(common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=text))
+    return router_pb.CompleteRequest(messages=messages, cache_mode=cache_mode, model_class=model_class)
+
+
+def router_stub(channel: grpc.aio.Channel) -> router_grpc.RouterServiceAsyncStub:
+    return router_grpc.RouterServiceStub(channel)  # type: ignore[return-value]
+
+
+def simulator_stats(mesh: Mesh) -> dict[str, Any]:
+    return dict(httpx.get(f"http://{mesh.address('simulator')}/admin/stats", timeout=5).json())
+
+
+def patch_region(mesh: Mesh, region: str, **fields: Any) -> None:
+    response = httpx.post(f"http://{mesh.address('simulator')}/admin/regions/{region}", json=fields, timeout=5)
+    response.raise_for_status()
+
+
+def reset_simulator(mesh: Mesh) -> None:
+    httpx.post(f"http://{mesh.address('simulator')}/admin/reset", timeout=5).raise_for_status()
+
+
+def stage_lines(response: router_pb.CompleteResponse) -> dict[str, common_pb2.StageCost]:
+    names = {common_pb2.STAGE_CACHE: "cache", common_pb2.STAGE_COMPRESSOR: "compressor",
+             common_pb2.STAGE_BATCHER: "batcher", common_pb2.STAGE_TIER: "tier"}
+    lines = {}
+    for line in response.cost.stages:
+        name = names[line.stage] + (f" {line.tier}" if line.tier else "")
+        lines[name] = line
+    return lines

@@ -1,0 +1,177 @@
+"""The gRPC mapping on a real in-process grpc.aio server: status codes, fields, span attributes."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+import sluice.compressor.v1.compressor_service_pb2 as compressor_pb2
+import sluice.compressor.v1.compressor_service_pb2_grpc as compressor_grpc
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sluice.common.v1 import common_pb2
+
+from services.compressor.compressor import Compressor
+from services.compressor.config import Settings
+from services.compressor.server import build_server
+from services.compressor.strategies import ExtractiveStrategy
+from shared.errors import error_origin
+from shared.telemetry import Telemetry
+from shared.tokens import TokenCounter
+
+from .fakes import HashingEmbedder
+
+LONG = " ".join(f"Record {i} says the depot {i} holds {i * 3} crates." for i in range(150))
+QUESTION = "How many crates does depot 77 hold?"
+# The async stub class exists for type checkers only, hence the string.
+StartServer = Callable[..., Awaitable["Stub"]]
+
+if TYPE_CHECKING:
+    Stub = compressor_grpc.PromptCompressorServiceAsyncStub
+
+
+def user(text: str) -> common_pb2.ChatMessage:
+    return common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=text)
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+async def start_server(exporter: InMemorySpanExporter) -> AsyncIterator[StartServer]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry = Telemetry(provider=provider)
+    servers: list[grpc.aio.Server] = []
+    channels: list[grpc.aio.Channel] = []
+    counter = TokenCounter()
+
+    async def start(loaded: bool = True) -> Stub:
+        strategy = ExtractiveStrategy(HashingEmbedder(loaded=loaded), counter)
+        compressor = Compressor(strategy, counter, min_tokens=500, default_ratio=0.3)
+        settings = Settings.from_env({"SLUICE_COMPRESSOR_LISTEN": "127.0.0.1:0"})
+        hosted = build_server(settings, compressor, telemetry)
+        await hosted.server.start()
+        servers.append(hosted.server)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{hosted.port}")
+        channels.append(channel)
+        return compressor_grpc.PromptCompressorServiceStub(channel)
+
+    yield start
+    for channel in channels:
+        await channel.close()
+    for server in servers:
+        await server.stop(None)
+    provider.shutdown()
+
+
+async def rejected(stub: Stub, request: compressor_pb2.CompressRequest) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Compress(request)
+    assert error_origin(caught.value) == "compressor"
+    return caught.value
+
+
+async def test_long_prompt_is_compressed(start_server: StartServer) -> None:
+    stub = await start_server()
+    response = await stub.Compress(
+        compressor_pb2.CompressRequest(messages=[user(f"{LONG}\n\n{QUESTION}")])
+    )
+    assert response.compressed
+    assert response.strategy == "extractive"
+    assert response.compressed_tokens < response.original_tokens * 0.4
+    assert response.cost_nano_usd == 0
+    assert len(response.messages) == 1
+    content = response.messages[0].content
+    assert response.messages[0].role == common_pb2.ROLE_USER
+    assert "Record 77 says the depot 77 holds 231 crates." in content
+    assert content.endswith(QUESTION)
+
+
+async def test_short_prompt_is_untouched(start_server: StartServer) -> None:
+    stub = await start_server()
+    messages = [
+        common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content="Be terse.", name="policy"),
+        user(QUESTION),
+    ]
+    response = await stub.Compress(compressor_pb2.CompressRequest(messages=messages))
+    assert not response.compressed
+    assert list(response.messages) == messages
+    assert response.original_tokens == response.compressed_tokens
+    assert response.reason.startswith("below threshold (")
+    assert response.strategy == ""
+
+
+async def test_span_carries_stage_and_decision(
+    start_server: StartServer, exporter: InMemorySpanExporter
+) -> None:
+    stub = await start_server()
+    response = await stub.Compress(
+        compressor_pb2.CompressRequest(messages=[user(f"{LONG}\n\n{QUESTION}")])
+    )
+    for _ in range(100):  # the server span ends just after the response is sent
+        spans = [s for s in exporter.get_finished_spans() if s.name.endswith("/Compress")]
+        if spans:
+            break
+        await asyncio.sleep(0.01)
+    attributes = dict(spans[0].attributes or {})
+    assert attributes["sluice.stage"] == "compressor"
+    assert attributes["sluice.compressor.decision"] == "compressed"
+    assert attributes["sluice.compressor.strategy"] == "extractive"
+    assert attributes["sluice.compressor.original_tokens"] == response.original_tokens
+    assert attributes["sluice.compressor.compressed_tokens"] == response.compressed_tokens
+    assert attributes["sluice.compressor.tokens_saved"] == (
+        response.original_tokens - response.compressed_tokens
+    )
+    assert attributes["sluice.cost.usd"] == 0.0
+
+
+async def test_no_messages_is_invalid(start_server: StartServer) -> None:
+    error = await rejected(await start_server(), compressor_pb2.CompressRequest())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "messages" in (error.details() or "")
+
+
+async def test_unknown_role_is_invalid(start_server: StartServer) -> None:
+    request = compressor_pb2.CompressRequest(
+        messages=[user("hi"), common_pb2.ChatMessage(content="who am I?")]
+    )
+    error = await rejected(await start_server(), request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "messages[1].role" in (error.details() or "")
+
+
+@pytest.mark.parametrize("ratio", [-0.5, 1.01, 7.0, math.nan, math.inf])
+async def test_target_ratio_outside_unit_interval_is_invalid(
+    start_server: StartServer, ratio: float
+) -> None:
+    request = compressor_pb2.CompressRequest(messages=[user(QUESTION)], target_ratio=ratio)
+    error = await rejected(await start_server(), request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "target_ratio" in (error.details() or "")
+
+
+async def test_request_ratio_is_used(start_server: StartServer) -> None:
+    stub = await start_server()
+    text = f"{LONG}\n\n{QUESTION}"
+    loose = await stub.Compress(
+        compressor_pb2.CompressRequest(messages=[user(text)], target_ratio=0.9)
+    )
+    tight = await stub.Compress(
+        compressor_pb2.CompressRequest(messages=[user(text)], target_ratio=0.1)
+    )
+    assert tight.compressed_tokens < loose.compressed_tokens
+
+
+async def test_model_not_loaded_is_unavailable(start_server: StartServer) -> None:
+    error = await rejected(
+        await start_server(loaded=False), compressor_pb2.CompressRequest(messages=[user("hi")])
+    )
+    assert error.code() == grpc.StatusCode.UNAVAILABLE

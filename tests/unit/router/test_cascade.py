@@ -1,0 +1,101 @@
+"""The tier cascade: cheapest first, escalation on gate failure, every attempt's cost counted."""
+
+import time
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.router.admission import Admission
+from services.router.cascade import Cascade, CascadeOutcome
+from services.router.model import Outcome, StageName, TierDelta
+from shared.chat import Finish, Role, Sampling, Turn
+from shared.errors import BudgetExhausted, Unavailable
+from shared.tokens import TokenCounter
+from tests.unit.router.fakes import FakeModels, answer, unavailable
+from tests.unit.router.fixtures import policy
+
+TRACER = TracerProvider().get_tracer("test")
+REFUSAL = "I'm sorry, but I can't help with that."
+
+
+def request(max_cost: int = 0):
+    return Admission(policy(), TokenCounter(), 10_000).admit(
+        "acme-key", request_id="r1", model_class="", turns=(Turn(Role.USER, "question?"),),
+        sampling=Sampling(), cache_mode=None, max_cost_nano_usd=max_cost)
+
+
+async def run(models: FakeModels, *, max_cost: int = 0, stream: bool = False):
+    chat = request(max_cost)
+    events = [e async for e in Cascade(models, TRACER).run(chat, chat.turns, time.monotonic() + 5,
+                                                            stream=stream)]
+    outcome = events[-1]
+    assert isinstance(outcome, CascadeOutcome)
+    return outcome, events[:-1]
+
+
+async def test_first_tier_answer_that_passes_is_used() -> None:
+    models = FakeModels({"cheap": answer("Paris.", "cheap")})
+    outcome, _ = await run(models)
+    assert models.calls == ["cheap"]
+    assert outcome.tier.index == 1
+    tiers = [line for line in outcome.lines if line.stage is StageName.TIER]
+    assert [(line.outcome, line.cost_nano_usd) for line in tiers] == [(Outcome.USED, 100)]
+
+
+async def test_gate_failure_escalates_and_every_attempt_costs() -> None:
+    models = FakeModels({
+        "cheap": answer("Paris is the", "cheap", Finish.LENGTH, cost=10),
+        "mid": answer(REFUSAL, "mid", cost=20),
+        "top": answer("Paris.", "top", cost=300),
+    })
+    outcome, _ = await run(models)
+    assert models.calls == ["cheap", "mid", "top"]
+    assert outcome.answer.model == "top"
+    tiers = [line for line in outcome.lines if line.stage is StageName.TIER]
+    assert [line.outcome for line in tiers] == [Outcome.REJECTED, Outcome.REJECTED, Outcome.USED]
+    assert "finish_reason" in tiers[0].detail and "refusal" in tiers[1].detail
+    assert sum(line.cost_nano_usd for line in outcome.lines) == 330
+
+
+async def test_last_tier_is_accepted_even_when_a_gate_fails() -> None:
+    models = FakeModels({
+        "cheap": answer(REFUSAL, "cheap"), "mid": answer(REFUSAL, "mid"),
+        "top": answer("cut", "top", Finish.LENGTH),
+    })
+    outcome, _ = await run(models)
+    assert outcome.answer.model == "top"
+    assert "although gate finish_reason failed" in outcome.lines[-2].detail
+
+
+async def test_unavailable_tier_is_skipped() -> None:
+    models = FakeModels({"cheap": unavailable("cheap"), "mid": answer("Paris.", "mid")})
+    outcome, _ = await run(models)
+    assert outcome.tier.index == 2
+    assert outcome.lines[0].outcome is Outcome.SKIPPED
+
+
+async def test_every_tier_unavailable_is_unavailable() -> None:
+    models = FakeModels({m: unavailable(m) for m in ("cheap", "mid", "top")})
+    with pytest.raises(Unavailable, match="no tier could be reached"):
+        await run(models)
+
+
+async def test_cost_cap_stops_escalation_and_keeps_the_answer() -> None:
+    models = FakeModels({"cheap": answer(REFUSAL, "cheap", cost=500), "mid": answer("x", "mid")})
+    outcome, _ = await run(models, max_cost=400)
+    assert models.calls == ["cheap"]
+    assert outcome.answer.model == "cheap"
+    assert "max_cost was reached" in outcome.lines[0].detail
+
+
+async def test_streaming_yields_deltas_with_attempt_numbers() -> None:
+    models = FakeModels({"cheap": answer(REFUSAL, "cheap"), "mid": answer("Paris is nice.", "mid")})
+    outcome, deltas = await run(models, stream=True)
+    assert all(isinstance(d, TierDelta) for d in deltas)
+    assert {d.attempt for d in deltas} == {1, 2}
+    assert "".join(d.text for d in deltas if d.attempt == 2).strip() == "Paris is nice."
+    assert outcome.answer.model == "mid"
+
+
+def test_budget_error_type() -> None:
+    assert BudgetExhausted("x").code.name == "RESOURCE_EXHAUSTED"
