@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,11 +18,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from shared.settings import env_float
 from shared.telemetry import Telemetry
 
 LOG = logging.getLogger(__name__)
-# Kubernetes gives the pod terminationGracePeriodSeconds (k8s/: 30 s) after SIGTERM; the drain
-# must finish well inside it so that in-flight calls end cleanly instead of being SIGKILLed.
+# Kubernetes gives the pod terminationGracePeriodSeconds (k8s/: 30 s) after SIGTERM; the
+# announce delay (SLUICE_SHUTDOWN_ANNOUNCE_S, 2 s) plus this drain must finish well inside it so
+# that in-flight calls end cleanly instead of being SIGKILLed.
 DEFAULT_DRAIN_GRACE_S = 20.0
 # Large enough for a long-context request (DESIGN: up to 32k-token documents) with headroom.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -105,8 +108,12 @@ async def run_until_terminated(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, terminated.set)
     await terminated.wait()
-    LOG.info("%s draining for up to %.1fs", name, drain_grace_s)
+    # NOT_SERVING first, while still accepting calls, so that probes and client-side balancers
+    # move traffic away before the server refuses new RPCs; then drain what is in flight.
     await hosted.health.enter_graceful_shutdown()
+    announce_s = env_float(os.environ, "SLUICE_SHUTDOWN_ANNOUNCE_S", 2.0, minimum=0.0)
+    LOG.info("%s NOT_SERVING; draining in %.1fs for up to %.1fs", name, announce_s, drain_grace_s)
+    await asyncio.sleep(announce_s)
     await hosted.server.stop(drain_grace_s)
     if stop is not None:
         await stop()

@@ -26,6 +26,8 @@ def running_mesh(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iter
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
+        # Tests stop many processes; a short announce keeps teardown quick.
+        "SLUICE_SHUTDOWN_ANNOUNCE_S": "0.3",
         **(extra_env or {}),
     }
     mesh = Mesh.plan(free_ports(), log_dir, env)
@@ -33,6 +35,9 @@ def running_mesh(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iter
         mesh.start_all()
         mesh.wait_ready(timeout_s=240)
         yield mesh, receiver
+        unclean = {name: code for name, code in mesh.stop_all().items() if code != 0}
+        if unclean:
+            raise AssertionError(f"services did not exit 0 on SIGTERM: {unclean}")
     finally:
         mesh.stop_all()
         receiver.stop()

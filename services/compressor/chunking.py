@@ -21,6 +21,9 @@ from enum import StrEnum
 # A prose "sentence" longer than this that spans several lines is more likely a log, a data dump
 # or a poem than one sentence; it is split at line breaks so that selection stays fine-grained.
 MAX_SENTENCE_CHARS = 1200
+# A line that is still longer has no usable boundary at all (HTML on one line, minified data):
+# it is cut between words into runs of about this many characters (~100 tokens).
+RUN_CHARS = 400
 
 _LINE = re.compile(r"[^\n]*\n|[^\n]+")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -30,6 +33,7 @@ _TABLE_DELIMITER = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*
 # Candidate sentence ends: terminal punctuation, optional closing quotes or brackets, then space.
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)")
 _LAST_TOKEN = re.compile(r"\S+$")
+_WORD_RUN = re.compile(r"\S+")
 _INITIAL = re.compile(r"^[A-Z]\.$")
 # Abbreviations that (almost) never end a sentence, even before a capitalised word
 # ("Dr. Smith", "e.g. Paris"). Words like "etc." or "Inc." often do end one, so they are left
@@ -218,18 +222,32 @@ def _prose_end(lines: Sequence[tuple[int, str]], i: int) -> int:
 def _sentence_spans(text: str, start: int, end: int) -> list[_Span]:
     spans: list[_Span] = []
     for s, e in _sentence_bounds(text, start, end):
-        if e - s > MAX_SENTENCE_CHARS and "\n" in text[s:e].strip():
-            spans.extend(_line_spans(text, s, e))
-        else:
+        if e - s <= MAX_SENTENCE_CHARS:
             spans.append(_Span(s, e, ChunkKind.SENTENCE))
+            continue
+        for line in _LINE.finditer(text[s:e]):
+            ls, le = s + line.start(), s + line.end()
+            if le - ls <= MAX_SENTENCE_CHARS:
+                spans.append(_Span(ls, le, ChunkKind.SENTENCE))
+            else:
+                spans.extend(_word_runs(text, ls, le))
     return spans
 
 
-def _line_spans(text: str, start: int, end: int) -> list[_Span]:
-    return [
-        _Span(start + m.start(), start + m.end(), ChunkKind.SENTENCE)
-        for m in _LINE.finditer(text[start:end])
-    ]
+def _word_runs(text: str, start: int, end: int) -> list[_Span]:
+    """Cuts a long line with no sentence ends (markup, data) into runs of whole words."""
+    spans: list[_Span] = []
+    run_start = run_end = -1
+    for word in _WORD_RUN.finditer(text, start, end):
+        if run_start < 0:
+            run_start = word.start()
+        elif word.end() - run_start > RUN_CHARS:
+            spans.append(_Span(run_start, run_end, ChunkKind.SENTENCE))
+            run_start = word.start()
+        run_end = word.end()
+    if run_start >= 0:
+        spans.append(_Span(run_start, run_end, ChunkKind.SENTENCE))
+    return spans
 
 
 def _sentence_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:

@@ -18,7 +18,29 @@ from services.compressor.strategies import StrategyResult
 from shared.chat import Turn
 
 _WORD = re.compile(r"[a-z0-9]+")
-_IGNORED = frozenset("a an the of to in on at and or is was were did does do what which who".split())
+_IGNORED = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "and",
+        "or",
+        "is",
+        "was",
+        "were",
+        "did",
+        "does",
+        "do",
+        "what",
+        "which",
+        "who",
+    ]
+)
 
 
 class HashingEmbedder:
@@ -46,7 +68,7 @@ class HashingEmbedder:
                 bucket = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest())
                 vectors[row, bucket % self._dim] += 1.0
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms == 0, 1.0, norms)
+        return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
 
 class FixedStrategy:

@@ -130,7 +130,10 @@ def test_a_lone_pipe_in_prose_is_not_a_table() -> None:
         ('He asked "Why?" Nobody knew.', ['He asked "Why?"', "Nobody knew."]),
         ("Wait... What happened? Tell me (now).", ["Wait...", "What happened?", "Tell me (now)."]),
         ("No final stop here", ["No final stop here"]),
-        ("Version 2.0.1 shipped on 1.2.2024. Users cheered.", ["Version 2.0.1 shipped on 1.2.2024.", "Users cheered."]),
+        (
+            "Version 2.0.1 shipped on 1.2.2024. Users cheered.",
+            ["Version 2.0.1 shipped on 1.2.2024.", "Users cheered."],
+        ),
     ],
 )
 def test_sentence_splitting(text: str, expected: list[str]) -> None:
@@ -146,7 +149,9 @@ def test_soft_wrapped_prose_is_one_paragraph() -> None:
 
 
 def test_a_long_multiline_run_without_stops_splits_at_lines() -> None:
-    lines = [f"2024-01-01 12:00:{i:02d} worker {i} finished job {i} without error" for i in range(40)]
+    lines = [
+        f"2024-01-01 12:00:{i:02d} worker {i} finished job {i} without error" for i in range(40)
+    ]
     text = "\n".join(lines)
     assert len(text) > MAX_SENTENCE_CHARS
     assert [c.text for c in split_chunks(text)] == lines

@@ -17,8 +17,28 @@ from .fakes import HashingEmbedder
 FILLER = [
     f"Filler sentence {i} talks about {topic} and nothing else of note."
     for i, topic in enumerate(
-        "weather harbours pottery trains gardens bicycles chess volcanoes rivers clocks bread "
-        "tulips violins glaciers owls kites marbles lanterns ferries deserts".split()
+        [
+            "weather",
+            "harbours",
+            "pottery",
+            "trains",
+            "gardens",
+            "bicycles",
+            "chess",
+            "volcanoes",
+            "rivers",
+            "clocks",
+            "bread",
+            "tulips",
+            "violins",
+            "glaciers",
+            "owls",
+            "kites",
+            "marbles",
+            "lanterns",
+            "ferries",
+            "deserts",
+        ]
     )
 ]
 ANSWER = "The lighthouse door was painted bright green by Elena Vasquez in 1931."

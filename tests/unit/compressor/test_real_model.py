@@ -5,8 +5,6 @@ Loads the packaged model once for the module (~5 s, mostly importing sentence_tr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -72,21 +70,27 @@ CASES = [
     ),
     (
         38,
-        "Engineer Tomas Berg designed the Norrvik suspension bridge with a main span of 412 metres.",
+        "Engineer Tomas Berg designed the Norrvik suspension bridge, whose main span is 412 m.",
         "How long is the main span of the Norrvik bridge?",
     ),
 ]
 
 
 @pytest.fixture(scope="module")
-def strategy() -> Iterator[ExtractiveStrategy]:
-    embedder = MiniLmEmbedder(threads=1)
-    embedder.load()
-    yield ExtractiveStrategy(embedder, TokenCounter())
+def embedder() -> MiniLmEmbedder:
+    model = MiniLmEmbedder(threads=1)
+    model.load()
+    return model
 
 
-def test_vectors_are_normalised_float32(strategy: ExtractiveStrategy) -> None:
-    vectors = strategy._embedder.embed(["a cat sat on the mat", "stock markets fell"])
+@pytest.fixture(scope="module")
+def strategy(embedder: MiniLmEmbedder) -> ExtractiveStrategy:
+    return ExtractiveStrategy(embedder, TokenCounter())
+
+
+def test_vectors_are_normalised_float32(embedder: MiniLmEmbedder) -> None:
+    assert embedder.loaded
+    vectors = embedder.embed(["a cat sat on the mat", "stock markets fell"])
     assert vectors.dtype == np.float32
     assert vectors.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
