@@ -20,7 +20,9 @@ DEV_KEY = (("x-api-key", "dev"),)
 
 
 @contextmanager
-def running_mesh(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[tuple[Mesh, OtlpReceiver]]:
+def running_mesh(
+    log_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[Mesh, OtlpReceiver]]:
     receiver = OtlpReceiver().start()
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
@@ -43,15 +45,24 @@ def running_mesh(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iter
         receiver.stop()
 
 
-def ask(text: str, *, system: str = "", cache_mode: int = router_pb.CACHE_MODE_UNSPECIFIED,
-        model_class: str = "") -> router_pb.CompleteRequest:
-    messages = [common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=system)] if system else []
+def ask(
+    text: str,
+    *,
+    system: str = "",
+    cache_mode: router_pb.CacheMode.ValueType = router_pb.CACHE_MODE_UNSPECIFIED,
+    model_class: str = "",
+) -> router_pb.CompleteRequest:
+    messages = (
+        [common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=system)] if system else []
+    )
     messages.append(common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=text))
-    return router_pb.CompleteRequest(messages=messages, cache_mode=cache_mode, model_class=model_class)
+    return router_pb.CompleteRequest(
+        messages=messages, cache_mode=cache_mode, model_class=model_class
+    )
 
 
 def router_stub(channel: grpc.aio.Channel) -> router_grpc.RouterServiceAsyncStub:
-    return router_grpc.RouterServiceStub(channel)  # type: ignore[return-value]
+    return router_grpc.RouterServiceStub(channel)
 
 
 def simulator_stats(mesh: Mesh) -> dict[str, Any]:
@@ -59,7 +70,9 @@ def simulator_stats(mesh: Mesh) -> dict[str, Any]:
 
 
 def patch_region(mesh: Mesh, region: str, **fields: Any) -> None:
-    response = httpx.post(f"http://{mesh.address('simulator')}/admin/regions/{region}", json=fields, timeout=5)
+    response = httpx.post(
+        f"http://{mesh.address('simulator')}/admin/regions/{region}", json=fields, timeout=5
+    )
     response.raise_for_status()
 
 
@@ -68,8 +81,12 @@ def reset_simulator(mesh: Mesh) -> None:
 
 
 def stage_lines(response: router_pb.CompleteResponse) -> dict[str, common_pb2.StageCost]:
-    names = {common_pb2.STAGE_CACHE: "cache", common_pb2.STAGE_COMPRESSOR: "compressor",
-             common_pb2.STAGE_BATCHER: "batcher", common_pb2.STAGE_TIER: "tier"}
+    names = {
+        common_pb2.STAGE_CACHE: "cache",
+        common_pb2.STAGE_COMPRESSOR: "compressor",
+        common_pb2.STAGE_BATCHER: "batcher",
+        common_pb2.STAGE_TIER: "tier",
+    }
     lines = {}
     for line in response.cost.stages:
         name = names[line.stage] + (f" {line.tier}" if line.tier else "")

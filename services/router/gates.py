@@ -26,7 +26,8 @@ DEFAULT_REFUSAL_PATTERNS = (
 _REFUSAL_WINDOW_CHARS = 160
 # An answer that stops on one of these was cut off, whatever finish_reason the provider sent.
 _DANGLING_WORDS = frozenset(
-    "a an and the of to then with for in on is are but or that which because".split()
+    {"a", "an", "and", "the", "of", "to", "then", "with", "for", "in", "on", "is", "are"}
+    | {"but", "or", "that", "which", "because"}
 )
 
 

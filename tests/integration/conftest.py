@@ -14,7 +14,9 @@ from tests.support import reset_simulator, running_mesh
 
 
 @pytest.fixture(scope="session")
-def mesh_and_traces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, OtlpReceiver]]:
+def mesh_and_traces(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Mesh, OtlpReceiver]]:
     with running_mesh(tmp_path_factory.mktemp("mesh-logs")) as running:
         yield running
 

@@ -55,4 +55,6 @@ async def test_degrades_stage_by_stage(doomed_mesh: Mesh) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await complete(doomed_mesh, question)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert f"dispatcher unavailable at {doomed_mesh.address('dispatcher')}" in (caught.value.details() or "")
+    assert f"dispatcher unavailable at {doomed_mesh.address('dispatcher')}" in (
+        caught.value.details() or ""
+    )

@@ -37,7 +37,9 @@ def test_every_service_is_serving_by_name(mesh: Mesh) -> None:
 def test_reflection_lists_the_service(mesh: Mesh) -> None:
     with grpc.insecure_channel(mesh.address("router")) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        replies = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
         services = {s.name for reply in replies for s in reply.list_services_response.service}
     assert "sluice.router.v1.RouterService" in services
     assert "grpc.health.v1.Health" in services
@@ -47,11 +49,15 @@ async def test_sigterm_drains_in_flight_calls(mesh: Mesh, tmp_path) -> None:
     """A second dispatcher gets SIGTERM mid-call: it stops serving health, finishes the call,
     then exits 0."""
     port = free_port()
-    env = {**mesh.env, "SLUICE_DISPATCHER_LISTEN": f"127.0.0.1:{port}",
-           "SLUICE_SHUTDOWN_ANNOUNCE_S": "1.0"}
+    env = {
+        **mesh.env,
+        "SLUICE_DISPATCHER_LISTEN": f"127.0.0.1:{port}",
+        "SLUICE_SHUTDOWN_ANNOUNCE_S": "1.0",
+    }
     log = (tmp_path / "dispatcher.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "services.dispatcher"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any awaiting
+        [sys.executable, "-m", "services.dispatcher"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     log.close()
     try:
         for _ in range(100):
@@ -64,10 +70,19 @@ async def test_sigterm_drains_in_flight_calls(mesh: Mesh, tmp_path) -> None:
         from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as dgrpc
 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = dgrpc.RegionalDispatcherServiceStub(channel).Dispatch(dpb.DispatchRequest(
-                call=common_pb2.ModelCall(model="gpt-4o", messages=[
-                    common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=uuid.uuid4().hex)])),
-                timeout=30)
+            call = dgrpc.RegionalDispatcherServiceStub(channel).Dispatch(
+                dpb.DispatchRequest(
+                    call=common_pb2.ModelCall(
+                        model="gpt-4o",
+                        messages=[
+                            common_pb2.ChatMessage(
+                                role=common_pb2.ROLE_USER, content=uuid.uuid4().hex
+                            )
+                        ],
+                    )
+                ),
+                timeout=30,
+            )
             await asyncio.sleep(0.5)
             process.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.3)
@@ -93,9 +108,17 @@ async def test_sigterm_drains_in_flight_calls(mesh: Mesh, tmp_path) -> None:
         ("cache", "SLUICE_CACHE_MIN_SIMILARITY", "abc"),
     ],
 )
-def test_bad_setting_stops_the_process_naming_the_variable(service: str, variable: str, value: str) -> None:
-    result = subprocess.run([sys.executable, "-m", f"services.{service}"], env={**os.environ, variable: value},
-                            capture_output=True, text=True, timeout=60, check=False)
+def test_bad_setting_stops_the_process_naming_the_variable(
+    service: str, variable: str, value: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", f"services.{service}"],
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert variable in result.stderr
     assert "Traceback" not in result.stderr
@@ -104,15 +127,24 @@ def test_bad_setting_stops_the_process_naming_the_variable(service: str, variabl
 def test_bad_policy_file_stops_the_router(tmp_path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("version: x\ntenants:\n  t:\n    api_key_sha256: [abc]\n")
-    result = subprocess.run([sys.executable, "-m", "services.router"],
-                            env={**os.environ, "SLUICE_ROUTER_POLICY": str(policy)},
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.router"],
+        env={**os.environ, "SLUICE_ROUTER_POLICY": str(policy)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert "tenants.t" in result.stderr and "Traceback" not in result.stderr
 
 
-async def test_the_router_answers_after_a_drained_peer_restarts(mesh: Mesh, channel: grpc.aio.Channel) -> None:
-    response = await router_stub(channel).Complete(ask("What is the capital of France?",
-                                                       cache_mode=router_pb.CACHE_MODE_BYPASS),
-                                                   metadata=DEV_KEY, timeout=30)
+async def test_the_router_answers_after_a_drained_peer_restarts(
+    mesh: Mesh, channel: grpc.aio.Channel
+) -> None:
+    response = await router_stub(channel).Complete(
+        ask("What is the capital of France?", cache_mode=router_pb.CACHE_MODE_BYPASS),
+        metadata=DEV_KEY,
+        timeout=30,
+    )
     assert response.content == "The capital of France is Paris."

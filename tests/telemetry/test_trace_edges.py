@@ -48,14 +48,19 @@ async def test_every_hop_is_an_edge_of_one_trace(
 ) -> None:
     _, receiver = mesh_and_traces
     response = await router_stub(channel).Complete(
-        ask(f"Explain OTLP ({uuid.uuid4().hex[:6]})"), metadata=DEV_KEY, timeout=30)
+        ask(f"Explain OTLP ({uuid.uuid4().hex[:6]})"), metadata=DEV_KEY, timeout=30
+    )
     spans = wait_for_trace(receiver, response.trace_id, expected=14)
     assert {s.trace_id for s in spans} == {response.trace_id}
     assert len(spans) == 14, sorted(f"{s.service} {s.name}" for s in spans)
 
     root = one(spans, ROUTER, "sluice-router", SERVER)
     assert root.parent_span_id == ""
-    for name, service in ((LOOKUP, "sluice-cache"), (COMPRESS, "sluice-compressor"), (STORE, "sluice-cache")):
+    for name, service in (
+        (LOOKUP, "sluice-cache"),
+        (COMPRESS, "sluice-compressor"),
+        (STORE, "sluice-cache"),
+    ):
         client = one(spans, name, "sluice-router", CLIENT)
         assert_edge(root, client)
         assert_edge(client, one(spans, name, service, SERVER))
@@ -74,12 +79,16 @@ async def test_every_hop_is_an_edge_of_one_trace(
     assert_edge(dispatch_server, chat)
     http = [s for s in spans if s.parent_span_id == chat.span_id]
     assert len(http) == 1 and http[0].name == "POST" and http[0].kind == CLIENT
-    status = http[0].attributes.get("http.response.status_code", http[0].attributes.get("http.status_code"))
+    status = http[0].attributes.get(
+        "http.response.status_code", http[0].attributes.get("http.status_code")
+    )
     assert status == 200
 
     cost = response.cost
     assert root.attributes["sluice.cost.usd"] == pytest.approx(cost.total_cost_nano_usd / 1e9)
-    assert root.attributes["sluice.cost_avoided.usd"] == pytest.approx(cost.cost_avoided_nano_usd / 1e9)
+    assert root.attributes["sluice.cost_avoided.usd"] == pytest.approx(
+        cost.cost_avoided_nano_usd / 1e9
+    )
     assert root.attributes["sluice.tier"] == 1
     assert root.attributes["sluice.policy_version"] == response.policy_version
     for span in (chat, dispatch_server, tier):
@@ -90,7 +99,9 @@ async def test_every_hop_is_an_edge_of_one_trace(
         assert span.attributes["sluice.region"] == response.region
     assert chat.attributes["sluice.tier"] == 1 and chat.attributes["sluice.stage"] == "dispatch"
     assert one(spans, LOOKUP, "sluice-cache", SERVER).attributes["sluice.stage"] == "cache"
-    assert one(spans, COMPRESS, "sluice-compressor", SERVER).attributes["sluice.stage"] == "compressor"
+    assert (
+        one(spans, COMPRESS, "sluice-compressor", SERVER).attributes["sluice.stage"] == "compressor"
+    )
     assert execute_server.attributes["sluice.stage"] == "batcher"
 
 
@@ -105,5 +116,7 @@ async def test_cache_hit_trace_records_cost_avoided(
     root = one(spans, ROUTER, "sluice-router", SERVER)
     assert root.attributes["sluice.cache.hit"] is True
     assert root.attributes["sluice.cost.usd"] == 0.0
-    assert root.attributes["sluice.cost_avoided.usd"] == pytest.approx(hit.cost.baseline_cost_nano_usd / 1e9)
+    assert root.attributes["sluice.cost_avoided.usd"] == pytest.approx(
+        hit.cost.baseline_cost_nano_usd / 1e9
+    )
     assert not [s for s in spans if s.service == "sluice-dispatcher"]

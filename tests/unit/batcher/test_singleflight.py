@@ -36,7 +36,9 @@ async def test_different_keys_do_not_share() -> None:
         await asyncio.sleep(0.01)
         return value
 
-    a, b = await asyncio.gather(flights.run("a", lambda: execute(1)), flights.run("b", lambda: execute(2)))
+    a, b = await asyncio.gather(
+        flights.run("a", lambda: execute(1)), flights.run("b", lambda: execute(2))
+    )
     assert (a.value, b.value, a.joined, b.joined) == (1, 2, False, False)
 
 
@@ -47,7 +49,9 @@ async def test_errors_reach_every_waiter_and_the_key_is_freed() -> None:
         await asyncio.sleep(0.01)
         raise RuntimeError("upstream failed")
 
-    results = await asyncio.gather(*(flights.run("k", fail) for _ in range(3)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(flights.run("k", fail) for _ in range(3)), return_exceptions=True
+    )
     assert all(isinstance(r, RuntimeError) for r in results)
     assert flights.in_flight == 0
 

@@ -27,8 +27,11 @@ CALL = ModelRequest("m", (Turn(Role.USER, "hi"),), Sampling(max_tokens=16), tier
 
 
 def completion(content: str = "hello", usage: dict | None = None) -> dict:
-    return {"model": "m", "choices": [{"message": {"content": content}, "finish_reason": "stop"}],
-            "usage": usage or {"prompt_tokens": 1000, "completion_tokens": 500}}
+    return {
+        "model": "m",
+        "choices": [{"message": {"content": content}, "finish_reason": "stop"}],
+        "usage": usage or {"prompt_tokens": 1000, "completion_tokens": 500},
+    }
 
 
 def build(handler) -> tuple[Dispatcher, list[str]]:
@@ -38,12 +41,16 @@ def build(handler) -> tuple[Dispatcher, list[str]]:
         seen.append(request.url.path.split("/")[1])
         return handler(request)
 
-    client = OpenAICompatibleClient(httpx.AsyncClient(transport=httpx.MockTransport(record)),
-                                    TokenCounter(), env={})
-    dispatcher = Dispatcher(parse_endpoints(ENDPOINTS, {}), client, CATALOGUE,
-                            TracerProvider().get_tracer("t"),
-                            DispatchPolicy(local_region="us-east", attempt_timeout_s=5,
-                                           eject_after_failures=1))
+    client = OpenAICompatibleClient(
+        httpx.AsyncClient(transport=httpx.MockTransport(record)), TokenCounter(), env={}
+    )
+    dispatcher = Dispatcher(
+        parse_endpoints(ENDPOINTS, {}),
+        client,
+        CATALOGUE,
+        TracerProvider().get_tracer("t"),
+        DispatchPolicy(local_region="us-east", attempt_timeout_s=5, eject_after_failures=1),
+    )
     return dispatcher, seen
 
 
@@ -82,8 +89,9 @@ async def test_all_regions_down_is_unavailable_with_each_reason() -> None:
 
 
 async def test_client_errors_are_not_retried() -> None:
-    dispatcher, seen = build(lambda r: httpx.Response(
-        404, json={"error": {"message": "model m not found"}}))
+    dispatcher, seen = build(
+        lambda r: httpx.Response(404, json={"error": {"message": "model m not found"}})
+    )
     with pytest.raises(InvalidRequest, match="model m not found"):
         await dispatcher.dispatch(CALL, None)
     assert seen == ["us-east"]
@@ -98,8 +106,12 @@ async def test_unknown_model_and_expired_deadline() -> None:
 
 
 async def test_reported_cost_wins_and_missing_usage_is_counted() -> None:
-    dispatcher, _ = build(lambda r: httpx.Response(200, json=completion(
-        usage={"prompt_tokens": 10, "completion_tokens": 5, "cost": 0.00123})))
+    dispatcher, _ = build(
+        lambda r: httpx.Response(
+            200,
+            json=completion(usage={"prompt_tokens": 10, "completion_tokens": 5, "cost": 0.00123}),
+        )
+    )
     assert (await dispatcher.dispatch(CALL, None)).cost_nano_usd == 1_230_000
     body = completion("one two three")
     del body["usage"]
@@ -113,12 +125,15 @@ def sse(*chunks: dict) -> bytes:
 
 
 async def test_stream_passes_deltas_then_the_result() -> None:
-    body = sse({"choices": [{"delta": {"role": "assistant"}}]},
-               {"choices": [{"delta": {"content": "Hel"}}]},
-               {"choices": [{"delta": {"content": "lo"}, "finish_reason": "stop"}]},
-               {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
-    dispatcher, _ = build(lambda r: httpx.Response(200, content=body,
-                                                   headers={"content-type": "text/event-stream"}))
+    body = sse(
+        {"choices": [{"delta": {"role": "assistant"}}]},
+        {"choices": [{"delta": {"content": "Hel"}}]},
+        {"choices": [{"delta": {"content": "lo"}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}},
+    )
+    dispatcher, _ = build(
+        lambda r: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+    )
     events = [e async for e in dispatcher.dispatch_stream(CALL, None)]
     assert [e.text for e in events if isinstance(e, Delta)] == ["Hel", "lo"]
     final = events[-1]
@@ -132,7 +147,9 @@ async def test_stream_fails_over_before_the_first_token() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         if "us-east" in request.url.path:
-            return httpx.Response(429, headers={"retry-after": "30"}, json={"error": {"message": "slow down"}})
+            return httpx.Response(
+                429, headers={"retry-after": "30"}, json={"error": {"message": "slow down"}}
+            )
         return httpx.Response(200, content=ok)
 
     dispatcher, seen = build(handler)

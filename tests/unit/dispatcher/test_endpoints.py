@@ -29,11 +29,20 @@ def test_env_references_expand_with_defaults() -> None:
     [
         ("endpoints: []", "lists no endpoints"),
         ("nothing: 1", "needs an 'endpoints' list"),
-        ("endpoints:\n  - name: a\n    region: r\n    models: [m]", r"endpoints\[0\] is missing 'base_url'"),
+        (
+            "endpoints:\n  - name: a\n    region: r\n    models: [m]",
+            r"endpoints\[0\] is missing 'base_url'",
+        ),
         ("endpoints:\n  - {name: a, region: r, base_url: ftp://x, models: [m]}", "not an http"),
-        ("endpoints:\n  - {name: a, region: r, base_url: 'http://${NOPE}', models: [m]}", "NOPE is not set"),
-        ("endpoints:\n  - {name: a, region: r, base_url: 'http://x', models: [m]}\n"
-         "  - {name: a, region: s, base_url: 'http://y', models: [m]}", "duplicate endpoint names: a"),
+        (
+            "endpoints:\n  - {name: a, region: r, base_url: 'http://${NOPE}', models: [m]}",
+            "NOPE is not set",
+        ),
+        (
+            "endpoints:\n  - {name: a, region: r, base_url: 'http://x', models: [m]}\n"
+            "  - {name: a, region: s, base_url: 'http://y', models: [m]}",
+            "duplicate endpoint names: a",
+        ),
     ],
 )
 def test_bad_files_name_the_problem(text: str, message: str) -> None:

@@ -32,8 +32,9 @@ class FakeModels:
     calls: list[str] = field(default_factory=list)
     seen_turns: list[tuple[Turn, ...]] = field(default_factory=list)
 
-    async def call(self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...],
-                   deadline: float) -> TierAnswer:
+    async def call(
+        self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
+    ) -> TierAnswer:
         self.calls.append(tier.model)
         self.seen_turns.append(turns)
         result = self.script[tier.model]
@@ -41,8 +42,9 @@ class FakeModels:
             raise result
         return result
 
-    async def stream(self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...],
-                     deadline: float) -> AsyncIterator[str | TierAnswer]:
+    async def stream(
+        self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
+    ) -> AsyncIterator[str | TierAnswer]:
         result = await self.call(request, tier, turns, deadline)
         for word in result.content.split(" "):
             yield word + " "
@@ -71,7 +73,9 @@ class FakeCompressor:
     result: Compression | None = None
     down: bool = False
 
-    async def compress(self, request: ChatRequest, target_model: str, deadline: float) -> Compression:
+    async def compress(
+        self, request: ChatRequest, target_model: str, deadline: float
+    ) -> Compression:
         if self.down:
             raise StageUnavailable(StageName.COMPRESSOR, "UNAVAILABLE: connection refused")
         if self.result is not None:

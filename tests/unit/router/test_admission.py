@@ -1,5 +1,7 @@
 """Admission: authentication, validation and size limits before any work is done."""
 
+from typing import Any
+
 import pytest
 
 from services.router.admission import Admission, api_key_from_metadata
@@ -12,9 +14,15 @@ from tests.unit.router.fixtures import policy
 USER = (Turn(Role.USER, "hello there"),)
 
 
-def admit(admission: Admission | None = None, **overrides):
-    args = {"request_id": "", "model_class": "", "turns": USER, "sampling": Sampling(),
-            "cache_mode": None, "max_cost_nano_usd": 0}
+def admit(admission: Admission | None = None, **overrides: Any):
+    args: dict[str, Any] = {
+        "request_id": "",
+        "model_class": "",
+        "turns": USER,
+        "sampling": Sampling(),
+        "cache_mode": None,
+        "max_cost_nano_usd": 0,
+    }
     args.update(overrides)
     api_key = args.pop("api_key", "acme-key")
     return (admission or Admission(policy(), TokenCounter(), 1000)).admit(api_key, **args)
@@ -61,5 +69,8 @@ def test_invalid_requests_name_the_problem(overrides: dict, message: str) -> Non
 
 def test_oversized_prompt_is_rejected_with_its_size() -> None:
     huge = (Turn(Role.USER, "word " * 5000),)
-    with pytest.raises(InvalidRequest, match=r"request too large: the prompt has \d+ tokens, over the limit of 1000"):
+    with pytest.raises(
+        InvalidRequest,
+        match=r"request too large: the prompt has \d+ tokens, over the limit of 1000",
+    ):
         admit(turns=huge)

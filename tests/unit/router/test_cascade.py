@@ -20,14 +20,24 @@ REFUSAL = "I'm sorry, but I can't help with that."
 
 def request(max_cost: int = 0):
     return Admission(policy(), TokenCounter(), 10_000).admit(
-        "acme-key", request_id="r1", model_class="", turns=(Turn(Role.USER, "question?"),),
-        sampling=Sampling(), cache_mode=None, max_cost_nano_usd=max_cost)
+        "acme-key",
+        request_id="r1",
+        model_class="",
+        turns=(Turn(Role.USER, "question?"),),
+        sampling=Sampling(),
+        cache_mode=None,
+        max_cost_nano_usd=max_cost,
+    )
 
 
 async def run(models: FakeModels, *, max_cost: int = 0, stream: bool = False):
     chat = request(max_cost)
-    events = [e async for e in Cascade(models, TRACER).run(chat, chat.turns, time.monotonic() + 5,
-                                                            stream=stream)]
+    events = [
+        e
+        async for e in Cascade(models, TRACER).run(
+            chat, chat.turns, time.monotonic() + 5, stream=stream
+        )
+    ]
     outcome = events[-1]
     assert isinstance(outcome, CascadeOutcome)
     return outcome, events[:-1]
@@ -43,11 +53,13 @@ async def test_first_tier_answer_that_passes_is_used() -> None:
 
 
 async def test_gate_failure_escalates_and_every_attempt_costs() -> None:
-    models = FakeModels({
-        "cheap": answer("Paris is the", "cheap", Finish.LENGTH, cost=10),
-        "mid": answer(REFUSAL, "mid", cost=20),
-        "top": answer("Paris.", "top", cost=300),
-    })
+    models = FakeModels(
+        {
+            "cheap": answer("Paris is the", "cheap", Finish.LENGTH, cost=10),
+            "mid": answer(REFUSAL, "mid", cost=20),
+            "top": answer("Paris.", "top", cost=300),
+        }
+    )
     outcome, _ = await run(models)
     assert models.calls == ["cheap", "mid", "top"]
     assert outcome.answer.model == "top"
@@ -58,10 +70,13 @@ async def test_gate_failure_escalates_and_every_attempt_costs() -> None:
 
 
 async def test_last_tier_is_accepted_even_when_a_gate_fails() -> None:
-    models = FakeModels({
-        "cheap": answer(REFUSAL, "cheap"), "mid": answer(REFUSAL, "mid"),
-        "top": answer("cut", "top", Finish.LENGTH),
-    })
+    models = FakeModels(
+        {
+            "cheap": answer(REFUSAL, "cheap"),
+            "mid": answer(REFUSAL, "mid"),
+            "top": answer("cut", "top", Finish.LENGTH),
+        }
+    )
     outcome, _ = await run(models)
     assert outcome.answer.model == "top"
     assert "although gate finish_reason failed" in outcome.lines[-2].detail

@@ -23,8 +23,11 @@ def test_good_answer_passes() -> None:
         ("The answer is", Finish.LENGTH, "finish_reason"),
         ("Withheld.", Finish.CONTENT_FILTER, "finish_reason"),
         ("Here:\n```python\nprint(1)\n", Finish.STOP, "truncation"),
-        ("The process works as follows: first we take the input and then", Finish.STOP,
-         "truncation"),
+        (
+            "The process works as follows: first we take the input and then",
+            Finish.STOP,
+            "truncation",
+        ),
         ("I'm sorry, but I can't help with that.", Finish.STOP, "refusal"),
         ("As an AI language model, I cannot browse the web.", Finish.STOP, "refusal"),
         ("I cannot help with that request.", Finish.STOP, "refusal"),
@@ -40,8 +43,10 @@ def test_failures_name_their_gate(content: str, finish: Finish, gate: str) -> No
 
 
 def test_refusal_quoted_later_in_the_answer_passes() -> None:
-    answer = ("Customer support scripts often need a polite decline. " * 4
-              + "For example: 'I'm sorry, but I can't help with that.'")
+    answer = (
+        "Customer support scripts often need a polite decline. " * 4
+        + "For example: 'I'm sorry, but I can't help with that.'"
+    )
     assert verdict(answer).passed
 
 
@@ -53,5 +58,5 @@ def test_only_configured_gates_run() -> None:
 def test_settings_reject_unknown_keys_and_bad_patterns() -> None:
     with pytest.raises(ValueError, match="unknown"):
         GateSettings.from_mapping({"min_lenght_chars": 3})
-    with pytest.raises(Exception):  # noqa: B017, PT011 - re.error subclasses Exception only
+    with pytest.raises(Exception):  # noqa: B017 - re.error subclasses Exception only
         GateSettings.from_mapping({"refusal_patterns": ["("]})

@@ -19,15 +19,27 @@ TRACER = TracerProvider().get_tracer("test")
 
 def build(models, cache=None, compressor=None):
     cache = cache or FakeCache()
-    pipeline = Pipeline(cache, compressor or FakeCompressor(), Cascade(models, TRACER),
-                        catalogue(), TokenCounter(), "test-1")
+    pipeline = Pipeline(
+        cache,
+        compressor or FakeCompressor(),
+        Cascade(models, TRACER),
+        catalogue(),
+        TokenCounter(),
+        "test-1",
+    )
     return pipeline, cache
 
 
 async def ask(pipeline, cache_mode=None, text="What is the capital of France?"):
     chat = Admission(policy(), TokenCounter(), 10_000).admit(
-        "acme-key", request_id="r1", model_class="", turns=(Turn(Role.USER, text),),
-        sampling=Sampling(), cache_mode=cache_mode, max_cost_nano_usd=0)
+        "acme-key",
+        request_id="r1",
+        model_class="",
+        turns=(Turn(Role.USER, text),),
+        sampling=Sampling(),
+        cache_mode=cache_mode,
+        max_cost_nano_usd=0,
+    )
     return await complete(pipeline, chat, time.monotonic() + 5)
 
 
@@ -60,8 +72,11 @@ async def test_cache_hit_skips_the_cascade() -> None:
 
 
 async def test_dead_cache_and_compressor_are_skipped_not_fatal() -> None:
-    pipeline, _ = build(FakeModels({"cheap": answer("Paris.", "cheap")}), FakeCache(down=True),
-                        FakeCompressor(down=True))
+    pipeline, _ = build(
+        FakeModels({"cheap": answer("Paris.", "cheap")}),
+        FakeCache(down=True),
+        FakeCompressor(down=True),
+    )
     result = await ask(pipeline)
     assert result.content == "Paris."
     assert line(result, StageName.CACHE).outcome is Outcome.SKIPPED
@@ -72,7 +87,9 @@ async def test_dead_cache_and_compressor_are_skipped_not_fatal() -> None:
 async def test_compressed_prompt_is_what_the_tier_sees() -> None:
     short = (Turn(Role.USER, "short"),)
     models = FakeModels({"cheap": answer("Paris.", "cheap")})
-    pipeline, _ = build(models, compressor=FakeCompressor(Compression(short, True, 900, 300, "extractive", "ok", 0)))
+    pipeline, _ = build(
+        models, compressor=FakeCompressor(Compression(short, True, 900, 300, "extractive", "ok", 0))
+    )
     result = await ask(pipeline)
     assert models.seen_turns == [short]
     assert line(result, StageName.COMPRESSOR).outcome is Outcome.USED

@@ -25,7 +25,7 @@ def test_model_class_default_and_unknown() -> None:
     tenant = policy().tenants["acme"]
     assert [t.model for t in tenant.model_class("").tiers] == ["cheap", "mid", "top"]
     assert [t.index for t in tenant.model_class("chat").tiers] == [1, 2, 3]
-    with pytest.raises(InvalidRequest, match="unknown model_class 'vision'.*known: chat"):
+    with pytest.raises(InvalidRequest, match=r"unknown model_class 'vision'.*known: chat"):
         tenant.model_class("vision")
 
 
@@ -44,10 +44,16 @@ def mutated(path: list, value) -> dict:
         (["version"], "", "'version' is required"),
         (["tenants", "acme", "baseline_model"], "nope", "baseline_model 'nope' is not in"),
         (["tenants", "acme", "api_key_sha256"], ["short"], "64 hex"),
-        (["tenants", "acme", "model_classes", "chat", "tiers", 0, "model"], "ghost",
-         r"tiers\[0\]: model 'ghost'"),
-        (["tenants", "acme", "model_classes", "chat", "tiers", 0, "gates"], ["vibes"],
-         "unknown gates"),
+        (
+            ["tenants", "acme", "model_classes", "chat", "tiers", 0, "model"],
+            "ghost",
+            r"tiers\[0\]: model 'ghost'",
+        ),
+        (
+            ["tenants", "acme", "model_classes", "chat", "tiers", 0, "gates"],
+            ["vibes"],
+            "unknown gates",
+        ),
         (["tenants", "acme", "model_classes", "chat", "max_tokens"], 0, "max_tokens"),
         (["tenants", "acme", "default_model_class"], "nope", "default_model_class"),
     ],
