@@ -20,7 +20,7 @@ _SHOWN = (
 
 def format_span(depth: int, span: SpanRecord) -> str:
     details = " ".join(
-        f"{k.split('.')[-1]}={span.attributes[k]}"
+        f"{k.removeprefix('sluice.').removeprefix('gen_ai.')}={span.attributes[k]}"
         for k in _SHOWN
         if k in span.attributes and span.attributes[k] not in ("", None)
     )

@@ -1,0 +1,115 @@
+"""The `sluice` command as a user runs it: `up`, then `ask`, then `trace`."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.mesh import Mesh
+from shared.otlp_receiver import OtlpReceiver
+
+pytestmark = pytest.mark.integration
+SLUICE = [sys.executable, "-m", "shared.cli.main"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SLUICE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_ask_prints_answer_tier_cost_table_and_trace(mesh: Mesh) -> None:
+    result = run("ask", "--router", mesh.address("router"), "What is the capital of France?")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("The capital of France is Paris.")
+    assert re.search(r"answered by (tier 1 · Qwen/Qwen3-8B · region us-east|the cache)", out)
+    for header in ("stage", "outcome", "cost (USD)", "cache", "total"):
+        assert header in out
+    assert re.search(r"baseline gpt-4o would cost \$\d\.\d{9}; cost avoided \$\d\.\d{9}", out)
+    assert re.search(r"^trace [0-9a-f]{32}$", out, re.MULTILINE)
+
+
+def test_ask_reports_a_bad_key_clearly(mesh: Mesh) -> None:
+    result = run("ask", "--router", mesh.address("router"), "--api-key", "nope", "hi")
+    assert result.returncode == 1
+    assert "UNAUTHENTICATED: unknown API key" in result.stderr
+
+
+def test_trace_prints_the_span_tree(
+    mesh: Mesh, mesh_and_traces: tuple[Mesh, OtlpReceiver], tmp_path: Path
+) -> None:
+    asked = run("ask", "--router", mesh.address("router"), "--no-cache", "Explain gRPC deadlines")
+    trace_id = re.search(r"^trace ([0-9a-f]{32})$", asked.stdout, re.MULTILINE)
+    assert trace_id, asked.stdout
+    _, receiver = mesh_and_traces
+    deadline = time.monotonic() + 10
+    while len(receiver.spans(trace_id[1])) < 9 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    journal = tmp_path / "traces.jsonl"
+    journal.write_bytes(b"".join(s.to_json() + b"\n" for s in receiver.spans(trace_id[1])))
+    shown = run("trace", trace_id[1], "--wait", "0", env={"SLUICE_HOME": str(tmp_path)})
+    assert shown.returncode == 0, shown.stdout
+    lines = shown.stdout.splitlines()
+    assert lines[1].startswith("/sluice.router.v1.RouterService/Complete")
+    assert any(line.startswith("  tier 1 Qwen/Qwen3-8B") for line in lines)
+    assert any(
+        "chat Qwen/Qwen3-8B" in line and "sluice-dispatcher" in line and "cost.usd=" in line
+        for line in lines
+    )
+
+
+def test_up_runs_the_mesh_until_interrupted(tmp_path: Path) -> None:
+    env = {**os.environ, "SLUICE_HOME": str(tmp_path), "SLUICE_SHUTDOWN_ANNOUNCE_S": "0.2"}
+    process = subprocess.Popen(
+        [*SLUICE, "up", "--free-ports"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Stop with Ctrl-C"):
+                break
+        output = "".join(lines)
+        assert "Sluice is up" in output, output
+        router = re.search(r"router\s+grpc://(127\.0\.0\.1:\d+)", output)
+        assert router and all(
+            name in output for name in ("cache", "compressor", "batcher", "dispatcher", "simulator")
+        )
+        asked = run(
+            "ask",
+            "--router",
+            router[1],
+            "What is the capital of France?",
+            env={"SLUICE_HOME": str(tmp_path)},
+        )
+        assert "Paris" in asked.stdout
+        trace_id = re.search(r"^trace ([0-9a-f]{32})$", asked.stdout, re.MULTILINE)
+        assert trace_id
+        shown = run("trace", trace_id[1], "--wait", "5", env={"SLUICE_HOME": str(tmp_path)})
+        assert "RouterService/Complete" in shown.stdout and "sluice-dispatcher" in shown.stdout
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
