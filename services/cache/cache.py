@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from services.cache.index import FaissIndex, VectorIndex
 from services.cache.keys import RequestKeys, request_keys
+from services.cache.verify import AcceptAll, HitVerifier
 from shared.chat import Finish, Sampling, Turn
 from shared.errors import InvalidRequest, NotReady
 from shared.pricing import TokenUsage
@@ -70,6 +71,8 @@ class LookupResult:
     # Cosine similarity in [0, 1] of the matched entry; 1 for exact hits, 0 for misses.
     similarity: float = 0.0
     entry_id: str = ""
+    # Candidates above the threshold that verification turned down during this lookup.
+    rejected: int = 0
 
     @property
     def hit(self) -> bool:
@@ -106,6 +109,8 @@ class _Entry:
     answer: CachedAnswer
     expires_at: float
     vector_id: int | None
+    # The last user turn the answer was for; verification compares new queries against it.
+    query: str | None = None
 
 
 class _Namespace:
@@ -129,6 +134,7 @@ class SemanticCache:
         policy: CachePolicy,
         *,
         index_factory: Callable[[int], VectorIndex] = FaissIndex,
+        verifier: HitVerifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         # Wall-clock time by default, not monotonic: expiry times will be persisted and must
@@ -136,6 +142,7 @@ class SemanticCache:
         self._embedder = embedder
         self._policy = policy
         self._index_factory = index_factory
+        self._verifier: HitVerifier = verifier or AcceptAll()
         self._clock = clock
         self._exact: dict[str, _Entry] = {}
         self._namespaces: dict[str, _Namespace] = {}
@@ -164,7 +171,9 @@ class SemanticCache:
             return MISS  # nothing to compare with, so skip the embedding
         vector = await self._embedder.embed(keys.query)
         namespace = self._namespaces.get(keys.namespace)
-        return MISS if namespace is None else self._nearest(namespace, vector)
+        if namespace is None:
+            return MISS
+        return self._nearest(namespace, keys.namespace, vector, keys.query)
 
     async def store(
         self, request: CacheRequest, answer: CachedAnswer, *, ttl_s: float | None = None
@@ -192,6 +201,7 @@ class SemanticCache:
             answer=answer,
             expires_at=now + (self._policy.ttl_s if ttl_s is None else ttl_s),
             vector_id=None if vector is None else next(self._vector_ids),
+            query=keys.query,
         )
         if vector is not None and entry.vector_id is not None:
             namespace.index.add(entry.vector_id, vector)
@@ -202,8 +212,11 @@ class SemanticCache:
         self._evict(namespace, now)
         return entry.entry_id
 
-    def _nearest(self, namespace: _Namespace, vector: NDArray[np.float32]) -> LookupResult:
+    def _nearest(
+        self, namespace: _Namespace, namespace_key: str, vector: NDArray[np.float32], query: str
+    ) -> LookupResult:
         now = self._clock()
+        rejected = 0
         for vector_id, score in namespace.index.search(vector, SEARCH_K):
             if score < self._policy.min_similarity:
                 break  # results come best first
@@ -213,11 +226,17 @@ class SemanticCache:
             if entry.expires_at <= now:
                 self._drop(entry)
                 continue
-            self._touch(entry)
             # Float rounding can put the inner product of unit vectors a hair above 1.
             similarity = min(1.0, max(0.0, score))
-            return LookupResult(HitKind.SEMANTIC, entry.answer, similarity, entry.entry_id)
-        return MISS
+            verdict = self._verifier.verify(query, entry.query or "", similarity, namespace_key)
+            if not verdict.accepted:
+                rejected += 1
+                continue
+            self._touch(entry)
+            return LookupResult(
+                HitKind.SEMANTIC, entry.answer, similarity, entry.entry_id, rejected
+            )
+        return LookupResult(HitKind.MISS, rejected=rejected) if rejected else MISS
 
     def _evict(self, namespace: _Namespace, now: float) -> None:
         """Over capacity, drops expired entries first, then the least recently used."""

@@ -1,0 +1,37 @@
+"""Hit verification: a second check after the vector search, so look-alike requests that need a
+different answer (negations, other numbers, dates, entities, units) are not served each other's
+answers.
+
+This module holds the contract between the cache and its verifiers; the checks themselves
+implement `HitVerifier`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    # Which check rejected the candidate, e.g. "negation"; empty when accepted.
+    reason: str = ""
+
+
+ACCEPT = Verdict(True)
+
+
+class HitVerifier(Protocol):
+    """Decides whether a stored request's answer may serve a new request."""
+
+    def verify(self, query: str, candidate: str, similarity: float, namespace: str) -> Verdict:
+        """query: the new last user turn; candidate: the stored one; similarity: their cosine."""
+        ...
+
+
+class AcceptAll:
+    """No verification beyond the similarity threshold (the bare-threshold baseline)."""
+
+    def verify(self, query: str, candidate: str, similarity: float, namespace: str) -> Verdict:
+        return ACCEPT
