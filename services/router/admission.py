@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 
 from services.router.model import CacheMode, ChatRequest
 from services.router.policy import Policy
@@ -81,6 +82,8 @@ class Admission:
                     f"request too large: the prompt has {prompt_tokens} tokens, "
                     f"over the limit of {self._max_prompt_tokens}"
                 )
+        if sampling.temperature is None:
+            sampling = replace(sampling, temperature=chosen_class.default_temperature)
         return ChatRequest(
             tenant=tenant,
             request_id=request_id or uuid.uuid4().hex,

@@ -63,6 +63,12 @@ class Pipeline:
     ) -> tuple[CachedAnswer | None, StageLine]:
         if request.cache_mode is CacheMode.BYPASS:
             return None, StageLine(StageName.CACHE, Outcome.NOT_APPLICABLE, "bypassed by request")
+        if not cacheable(request):
+            return None, StageLine(
+                StageName.CACHE,
+                Outcome.NOT_APPLICABLE,
+                "temperature > 0 and the tenant's policy does not cache sampled answers",
+            )
         started = self._clock()
         try:
             hit = await self._cache.lookup(request, deadline)
@@ -170,7 +176,11 @@ class Pipeline:
     async def _store(self, request: ChatRequest, outcome: CascadeOutcome, deadline: float) -> None:
         # Only complete answers are worth serving again; a truncated one would fail its gate
         # next time too.
-        if request.cache_mode is CacheMode.BYPASS or outcome.answer.finish is not Finish.STOP:
+        if (
+            request.cache_mode is CacheMode.BYPASS
+            or not cacheable(request)
+            or outcome.answer.finish is not Finish.STOP
+        ):
             return
         try:
             await self._cache.store(request, outcome.answer, deadline)
@@ -192,6 +202,12 @@ class Pipeline:
                 attrs.CACHE_HIT: result.cache_hit,
             }
         )
+
+
+def cacheable(request: ChatRequest) -> bool:
+    """Sampled requests are cached only where the tenant's policy allows it."""
+    temperature = request.sampling.temperature or 0.0
+    return temperature == 0 or request.tenant.cache_sampled
 
 
 async def complete(pipeline: Pipeline, request: ChatRequest, deadline: float) -> RouteResult:

@@ -39,6 +39,8 @@ class ModelClass:
     tiers: tuple[TierSpec, ...]
     max_tokens: int
     gate_settings: GateSettings
+    # Temperature of requests that set none; explicit so cache keys and caching rules see it.
+    default_temperature: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class TenantPolicy:
     baseline_model: str
     default_model_class: str
     model_classes: Mapping[str, ModelClass]
+    # Sampled answers (temperature > 0) differ run to run; serving one from the cache is a
+    # choice the tenant makes, not a default.
+    cache_sampled: bool = False
 
     def model_class(self, name: str) -> ModelClass:
         chosen = name or self.default_model_class
@@ -106,7 +111,10 @@ def _parse_model_class(
     max_tokens = int(raw.get("max_tokens", 512))
     if max_tokens <= 0:
         raise PolicyError(f"{where}.max_tokens must be positive")
-    return ModelClass(name, tuple(tiers), max_tokens, gate_settings)
+    temperature = float(raw.get("temperature", 0.0))
+    if not 0 <= temperature <= 2:
+        raise PolicyError(f"{where}.temperature must be within [0, 2]")
+    return ModelClass(name, tuple(tiers), max_tokens, gate_settings, temperature)
 
 
 def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> TenantPolicy:
@@ -126,7 +134,10 @@ def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> Tenant
     default = str(raw.get("default_model_class", next(iter(classes))))
     if default not in classes:
         raise PolicyError(f"{where}.default_model_class {default!r} is not a model class")
-    return TenantPolicy(tenant_id, digests, baseline, default, classes)
+    cache = raw.get("cache") or {}
+    if not isinstance(cache, Mapping) or set(cache) - {"sampled"}:
+        raise PolicyError(f"{where}.cache accepts only 'sampled: true|false'")
+    return TenantPolicy(tenant_id, digests, baseline, default, classes, bool(cache.get("sampled")))
 
 
 def parse_policy(document: Any, catalogue: PriceCatalogue) -> Policy:

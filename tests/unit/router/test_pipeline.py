@@ -1,6 +1,7 @@
 """The request path: cache, compression, cascade, store, and degradation of optional stages."""
 
 import time
+from dataclasses import replace
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -109,3 +110,35 @@ async def test_truncated_last_resort_answers_are_not_cached() -> None:
     pipeline, cache = build(FakeModels({"cheap": cut, "mid": cut, "top": cut}))
     result = await ask(pipeline)
     assert result.finish is Finish.LENGTH and cache.stored == []
+
+
+async def test_sampled_requests_skip_the_cache_unless_the_policy_allows() -> None:
+    hit = CachedAnswer("exact", "cached", "mid", TokenUsage(1, 1), 1.0, Finish.STOP)
+    pipeline, cache = build(FakeModels({"cheap": answer("fresh", "cheap")}), FakeCache(hit=hit))
+    chat = Admission(policy(), TokenCounter(), 10_000).admit(
+        "acme-key",
+        request_id="r1",
+        model_class="",
+        turns=(Turn(Role.USER, "a poem"),),
+        sampling=Sampling(temperature=0.8),
+        cache_mode=None,
+        max_cost_nano_usd=0,
+    )
+    result = await complete(pipeline, chat, time.monotonic() + 5)
+    assert result.content == "fresh" and cache.stored == []
+    assert "temperature > 0" in line(result, StageName.CACHE).detail
+    allowed = replace(chat, tenant=replace(chat.tenant, cache_sampled=True))
+    assert (await complete(pipeline, allowed, time.monotonic() + 5)).content == "cached"
+
+
+async def test_unset_temperature_takes_the_model_class_default() -> None:
+    chat = Admission(policy(), TokenCounter(), 10_000).admit(
+        "acme-key",
+        request_id="r1",
+        model_class="",
+        turns=(Turn(Role.USER, "q"),),
+        sampling=Sampling(),
+        cache_mode=None,
+        max_cost_nano_usd=0,
+    )
+    assert chat.sampling.temperature == 0.0

@@ -56,6 +56,8 @@ def mutated(path: list, value) -> dict:
         ),
         (["tenants", "acme", "model_classes", "chat", "max_tokens"], 0, "max_tokens"),
         (["tenants", "acme", "default_model_class"], "nope", "default_model_class"),
+        (["tenants", "acme", "cache"], {"bogus": True}, "cache accepts only"),
+        (["tenants", "acme", "model_classes", "chat", "temperature"], 3, "temperature must be"),
     ],
 )
 def test_invalid_policies_name_the_field(path: list, value, message: str) -> None:
@@ -69,3 +71,12 @@ def test_shipped_default_policy_is_valid_and_accepts_the_dev_key() -> None:
     shipped = load_policy(DEFAULT_POLICY, load_catalogue())
     assert shipped.authenticate("dev").tenant_id == "dev"
     assert shipped.tenants["dev"].baseline_model == "gpt-4o"
+
+
+def test_sampled_caching_is_opt_in() -> None:
+    assert policy().tenants["acme"].cache_sampled is False
+    assert (
+        parse_policy(mutated(["tenants", "acme", "cache"], {"sampled": True}), catalogue())
+        .tenants["acme"]
+        .cache_sampled
+    )
