@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.grpc import (
     aio_client_interceptors,
     aio_server_interceptor,
     filters,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 # OpenTelemetry GenAI semantic conventions.
@@ -51,9 +52,36 @@ BATCH_GROUP_SIZE = "sluice.batch.size"
 BATCH_SHARED = "sluice.batch.shared"
 DISPATCH_ATTEMPTS = "sluice.dispatch.attempts"
 DISPATCH_ENDPOINT = "sluice.dispatch.endpoint"
+BUDGET_DOWNGRADED = "sluice.budget.downgraded"
+SHADOW_POLICY_VERSION = "sluice.shadow.policy_version"
+SHADOW_TIERS = "sluice.shadow.tiers"
+SHADOW_DIFFERS = "sluice.shadow.differs"
+SHADOW_NOTE = "sluice.shadow.note"
 
 _HEALTH_SERVICE = "grpc.health.v1.Health"
 _REFLECTION_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
+
+
+# Request-scoped facts the router puts in W3C baggage; every service copies them onto its spans,
+# so each span of a trace says which tenant and policy version it served.
+PROPAGATED_ATTRIBUTES = (TENANT, POLICY_VERSION)
+
+
+class BaggageAttributes(SpanProcessor):
+    """Copies the propagated Sluice baggage entries onto every span as it starts."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        entries = baggage.get_all(parent_context)
+        for key in PROPAGATED_ATTRIBUTES:
+            value = entries.get(key)
+            if isinstance(value, str) and value:
+                span.set_attribute(key, value)
+
+
+def with_request_baggage(tenant: str, policy_version: str) -> Context:
+    """A context carrying the request's tenant and policy version to every downstream hop."""
+    context = baggage.set_baggage(TENANT, tenant)
+    return baggage.set_baggage(POLICY_VERSION, policy_version, context)
 
 
 @dataclass(frozen=True)
@@ -90,6 +118,7 @@ def init_telemetry(service_name: str) -> Telemetry:
     """Builds the tracer provider for one process, exporting over OTLP when configured."""
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
     provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BaggageAttributes())
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     ):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 
-from services.router.model import CacheMode, ChatRequest
-from services.router.policy import Policy
+from services.router.budgets import BudgetLedger, check_budget
+from services.router.model import CacheMode, ChatRequest, ShadowDecision
+from services.router.policy import ModelClass, Policy
+from services.router.rollout import PolicySelector
 from shared.chat import Role, Sampling, Turn
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, SluiceError
 from shared.tokens import TokenCounter
 
 MAX_STOP_SEQUENCES = 4
@@ -49,11 +52,33 @@ def validate_turns(turns: tuple[Turn, ...]) -> None:
         raise InvalidRequest(f"messages[{len(turns) - 1}].content is empty")
 
 
+def shadow_decision(
+    candidate: Policy, api_key: str, model_class: str, serving: ModelClass
+) -> ShadowDecision:
+    """The candidate policy's cascade for this request, compared with the one serving it."""
+    served = tuple(t.model for t in serving.tiers)
+    try:
+        chosen = candidate.authenticate(api_key).model_class(model_class)
+    except SluiceError as error:
+        return ShadowDecision(candidate.version, (), True, f"candidate refuses: {error}")
+    tiers = tuple(t.model for t in chosen.tiers)
+    return ShadowDecision(candidate.version, tiers, tiers != served)
+
+
 class Admission:
-    def __init__(self, policy: Policy, tokens: TokenCounter, max_prompt_tokens: int) -> None:
-        self._policy = policy
+    def __init__(
+        self,
+        policies: PolicySelector | Policy,
+        tokens: TokenCounter,
+        max_prompt_tokens: int,
+        ledger: BudgetLedger | None = None,
+    ) -> None:
+        self._policies = (
+            policies if isinstance(policies, PolicySelector) else PolicySelector(policies)
+        )
         self._tokens = tokens
         self._max_prompt_tokens = max_prompt_tokens
+        self._ledger = ledger
 
     def admit(
         self,
@@ -66,8 +91,12 @@ class Admission:
         cache_mode: CacheMode | None,
         max_cost_nano_usd: int,
     ) -> ChatRequest:
-        """Returns the validated request, or raises Unauthenticated / InvalidRequest."""
-        tenant = self._policy.authenticate(api_key)
+        """Returns the validated request, or raises Unauthenticated / InvalidRequest /
+        BudgetExhausted."""
+        selection = self._policies.select(
+            [hashlib.sha256(api_key.encode()).hexdigest(), model_class, *(t.content for t in turns)]
+        )
+        tenant = selection.serving.authenticate(api_key)
         chosen_class = tenant.model_class(model_class)
         validate_turns(turns)
         validate_sampling(sampling)
@@ -84,6 +113,14 @@ class Admission:
                 )
         if sampling.temperature is None:
             sampling = replace(sampling, temperature=chosen_class.default_temperature)
+        shadow = (
+            None
+            if selection.shadow is None
+            else shadow_decision(selection.shadow, api_key, model_class, chosen_class)
+        )
+        downgrade = "" if self._ledger is None else check_budget(tenant, self._ledger) or ""
+        if downgrade:
+            chosen_class = replace(chosen_class, tiers=chosen_class.tiers[:1])
         return ChatRequest(
             tenant=tenant,
             request_id=request_id or uuid.uuid4().hex,
@@ -91,5 +128,8 @@ class Admission:
             turns=turns,
             sampling=sampling,
             cache_mode=cache_mode or CacheMode.ENABLED,
-            max_cost_nano_usd=max_cost_nano_usd,
+            max_cost_nano_usd=max_cost_nano_usd or tenant.max_cost_nano_usd,
+            policy_version=selection.serving.version,
+            downgrade_reason=downgrade,
+            shadow=shadow,
         )

@@ -95,6 +95,7 @@ class Cascade:
                         attrs.STAGE: "tier",
                         attrs.TIER: tier.index,
                         attrs.GEN_AI_REQUEST_MODEL: tier.model,
+                        attrs.POLICY_VERSION: request.policy_version,
                     }
                 )
                 answer: TierAnswer | None = None
@@ -142,6 +143,8 @@ class Cascade:
                             f"{verdict.reason}"
                         )
                     )
+                    if request.downgrade_reason:
+                        detail = f"{detail}; budget: {request.downgrade_reason}"
                     lines.append(_tier_line(tier, answer, Outcome.USED, detail))
                     yield CascadeOutcome(answer, tier, (*lines, batcher_line(answers)))
                     return

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.pricing import DEFAULT_CATALOGUE
-from shared.settings import env_address, env_float, env_int, env_path, env_str
+from shared.settings import (
+    SettingsError,
+    env_address,
+    env_float,
+    env_int,
+    env_path,
+    env_str,
+)
 
 DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"
 
@@ -29,6 +36,10 @@ class Settings:
     # Optional stages get short timeouts: a slow cache must not cost more than it can save.
     cache_timeout_s: float
     compressor_timeout_s: float
+    # A candidate policy rolled out beside the live one: SLUICE_ROUTER_ROLLOUT is
+    # "canary:<percent>" (sticky share of traffic) or "shadow" (evaluated, never served).
+    candidate_policy_file: Path | None
+    rollout: str
     log_level: str
 
     @classmethod
@@ -51,5 +62,18 @@ class Settings:
             compressor_timeout_s=env_float(
                 env, "SLUICE_ROUTER_COMPRESSOR_TIMEOUT_S", 5.0, minimum=0.01
             ),
+            candidate_policy_file=_candidate(env),
+            rollout=env_str(env, "SLUICE_ROUTER_ROLLOUT", ""),
             log_level=env_str(env, "SLUICE_LOG_LEVEL", "INFO"),
         )
+
+
+def _candidate(env: Mapping[str, str]) -> Path | None:
+    if not env_str(env, "SLUICE_ROUTER_CANDIDATE_POLICY", ""):
+        return None
+    path = env_path(env, "SLUICE_ROUTER_CANDIDATE_POLICY", DEFAULT_POLICY, must_exist=True)
+    if not env_str(env, "SLUICE_ROUTER_ROLLOUT", ""):
+        raise SettingsError(
+            "SLUICE_ROUTER_CANDIDATE_POLICY is set but SLUICE_ROUTER_ROLLOUT is not"
+        )
+    return path

@@ -44,6 +44,18 @@ class StageUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class ShadowDecision:
+    """What a shadow (candidate) policy would have decided for a request."""
+
+    policy_version: str
+    # Models of the candidate's cascade for this request, cheapest first; empty when the
+    # candidate does not know the tenant or the model class.
+    tiers: tuple[str, ...]
+    differs: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     tenant: TenantPolicy
     request_id: str
@@ -52,6 +64,10 @@ class ChatRequest:
     sampling: Sampling
     cache_mode: CacheMode
     max_cost_nano_usd: int = 0
+    policy_version: str = ""
+    # Set when the tenant's budget is spent and its policy downgrades instead of rejecting.
+    downgrade_reason: str = ""
+    shadow: ShadowDecision | None = None
 
 
 @dataclass(frozen=True)

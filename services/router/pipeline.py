@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 from opentelemetry import trace
 
+from services.router.budgets import BudgetLedger
 from services.router.cascade import Cascade, CascadeOutcome
 from services.router.model import (
     CachedAnswer,
@@ -41,7 +42,7 @@ class Pipeline:
         cascade: Cascade,
         catalogue: PriceCatalogue,
         tokens: TokenCounter,
-        policy_version: str,
+        ledger: BudgetLedger | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cache = cache
@@ -49,7 +50,7 @@ class Pipeline:
         self._cascade = cascade
         self._catalogue = catalogue
         self._tokens = tokens
-        self._policy_version = policy_version
+        self._ledger = ledger
         self._clock = clock
 
     def _baseline_cost(self, request: ChatRequest, output_tokens: int) -> int:
@@ -124,7 +125,7 @@ class Pipeline:
             baseline_model=request.tenant.baseline_model,
             baseline_cost_nano_usd=self._baseline_cost(request, hit.usage.output_tokens),
             cache_hit=True,
-            policy_version=self._policy_version,
+            policy_version=request.policy_version,
         )
 
     async def run(
@@ -132,16 +133,14 @@ class Pipeline:
     ) -> AsyncIterator[TierDelta | RouteResult]:
         """Yields streamed deltas (when stream is set), then exactly one RouteResult."""
         span = trace.get_current_span()
-        span.set_attributes(
-            {attrs.TENANT: request.tenant.tenant_id, attrs.POLICY_VERSION: self._policy_version}
-        )
+        annotate_request(span, request)
         hit, cache_line = await self._lookup(request, deadline)
         lines = [cache_line]
         if hit is not None:
             result = self._cache_result(request, hit, lines)
             if stream:
                 yield TierDelta(1, 0, hit.content)
-            self._annotate(span, result)
+            self._finish(span, request, result)
             yield result
             return
         turns, compress_line = await self._compress(request, deadline)
@@ -168,9 +167,9 @@ class Pipeline:
             baseline_model=request.tenant.baseline_model,
             baseline_cost_nano_usd=self._baseline_cost(request, answer.usage.output_tokens),
             cache_hit=False,
-            policy_version=self._policy_version,
+            policy_version=request.policy_version,
         )
-        self._annotate(span, result)
+        self._finish(span, request, result)
         yield result
 
     async def _store(self, request: ChatRequest, outcome: CascadeOutcome, deadline: float) -> None:
@@ -187,6 +186,11 @@ class Pipeline:
         except StageUnavailable as error:
             LOG.warning("cache store skipped: %s", error.reason)
 
+    def _finish(self, span: trace.Span, request: ChatRequest, result: RouteResult) -> None:
+        if self._ledger is not None and result.total_cost_nano_usd:
+            self._ledger.record(request.tenant.tenant_id, result.total_cost_nano_usd)
+        self._annotate(span, result)
+
     @staticmethod
     def _annotate(span: trace.Span, result: RouteResult) -> None:
         span.set_attributes(
@@ -202,6 +206,26 @@ class Pipeline:
                 attrs.CACHE_HIT: result.cache_hit,
             }
         )
+
+
+def annotate_request(span: trace.Span, request: ChatRequest) -> None:
+    """Records who asked, under which policy, and what a shadow policy would have done."""
+    span.set_attributes(
+        {attrs.TENANT: request.tenant.tenant_id, attrs.POLICY_VERSION: request.policy_version}
+    )
+    if request.downgrade_reason:
+        span.set_attribute(attrs.BUDGET_DOWNGRADED, request.downgrade_reason)
+    shadow = request.shadow
+    if shadow is not None:
+        span.set_attributes(
+            {
+                attrs.SHADOW_POLICY_VERSION: shadow.policy_version,
+                attrs.SHADOW_TIERS: list(shadow.tiers),
+                attrs.SHADOW_DIFFERS: shadow.differs,
+            }
+        )
+        if shadow.note:
+            span.set_attribute(attrs.SHADOW_NOTE, shadow.note)
 
 
 def cacheable(request: ChatRequest) -> bool:

@@ -11,6 +11,8 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,25 @@ class TierSpec:
     index: int  # 1-based, as reported to callers
     model: str
     gates: tuple[str, ...]
+    # Seconds this tier may take before the router gives up on it and escalates; None = no cap.
+    latency_budget_s: float | None = None
+
+
+class OnExhausted(StrEnum):
+    """What happens to a tenant's requests once its budget is spent."""
+
+    REJECT = "reject"
+    # Serve from the cheapest tier only, never escalating.
+    DOWNGRADE = "downgrade"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Spending limits of a tenant in nano-USD; 0 means no limit."""
+
+    daily_nano_usd: int = 0
+    monthly_nano_usd: int = 0
+    on_exhausted: OnExhausted = OnExhausted.REJECT
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,9 @@ class TenantPolicy:
     # Sampled answers (temperature > 0) differ run to run; serving one from the cache is a
     # choice the tenant makes, not a default.
     cache_sampled: bool = False
+    # Cap on one request's total cost when the caller sets none; 0 means no cap.
+    max_cost_nano_usd: int = 0
+    budget: Budget = Budget()
 
     def model_class(self, name: str) -> ModelClass:
         chosen = name or self.default_model_class
@@ -102,7 +126,10 @@ def _parse_model_class(
         unknown = sorted(set(gates) - GATE_NAMES)
         if unknown:
             raise PolicyError(f"{tier_where}: unknown gates {unknown}; known: {sorted(GATE_NAMES)}")
-        tiers.append(TierSpec(index, model, gates))
+        budget_s = tier.get("latency_budget_s")
+        if budget_s is not None and not float(budget_s) > 0:
+            raise PolicyError(f"{tier_where}.latency_budget_s must be positive")
+        tiers.append(TierSpec(index, model, gates, None if budget_s is None else float(budget_s)))
     settings = raw.get("gate_settings") or {}
     try:
         gate_settings = GateSettings.from_mapping(settings)
@@ -137,7 +164,41 @@ def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> Tenant
     cache = raw.get("cache") or {}
     if not isinstance(cache, Mapping) or set(cache) - {"sampled"}:
         raise PolicyError(f"{where}.cache accepts only 'sampled: true|false'")
-    return TenantPolicy(tenant_id, digests, baseline, default, classes, bool(cache.get("sampled")))
+    return TenantPolicy(
+        tenant_id,
+        digests,
+        baseline,
+        default,
+        classes,
+        bool(cache.get("sampled")),
+        max_cost_nano_usd=usd_to_nano(raw.get("max_cost_usd", 0), f"{where}.max_cost_usd"),
+        budget=_parse_budget(raw.get("budget") or {}, f"{where}.budget"),
+    )
+
+
+def usd_to_nano(value: Any, where: str) -> int:
+    """Parses a non-negative USD amount into integer nano-USD."""
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise PolicyError(f"{where}={value!r} is not a USD amount") from None
+    if not amount.is_finite() or amount < 0:
+        raise PolicyError(f"{where} must be a non-negative USD amount")
+    return int(amount * 1_000_000_000)
+
+
+def _parse_budget(raw: Any, where: str) -> Budget:
+    if not isinstance(raw, Mapping) or set(raw) - {"daily_usd", "monthly_usd", "on_exhausted"}:
+        raise PolicyError(f"{where} accepts daily_usd, monthly_usd and on_exhausted")
+    try:
+        on_exhausted = OnExhausted(raw.get("on_exhausted", "reject"))
+    except ValueError:
+        raise PolicyError(f"{where}.on_exhausted must be 'reject' or 'downgrade'") from None
+    return Budget(
+        usd_to_nano(raw.get("daily_usd", 0), f"{where}.daily_usd"),
+        usd_to_nano(raw.get("monthly_usd", 0), f"{where}.monthly_usd"),
+        on_exhausted,
+    )
 
 
 def parse_policy(document: Any, catalogue: PriceCatalogue) -> Policy:
@@ -152,8 +213,12 @@ def parse_policy(document: Any, catalogue: PriceCatalogue) -> Policy:
 
 
 def load_policy(path: Path, catalogue: PriceCatalogue) -> Policy:
+    """Reads and validates a policy file; every error names the file, the field and why."""
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise PolicyError(f"cannot read policy {path}: {error}") from error
-    return parse_policy(document, catalogue)
+    try:
+        return parse_policy(document, catalogue)
+    except (PolicyError, TypeError, ValueError, AttributeError) as error:
+        raise PolicyError(f"{path}: {error}") from None

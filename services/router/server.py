@@ -10,16 +10,18 @@ from sluice.router.v1 import router_service_pb2 as pb
 from sluice.router.v1 import router_service_pb2_grpc as pb_grpc
 
 from services.router.admission import Admission
+from services.router.budgets import InMemoryLedger
 from services.router.cascade import Cascade
 from services.router.clients import CacheClient, CompressorClient, ModelClient
 from services.router.config import Settings
 from services.router.pipeline import Pipeline
-from services.router.policy import load_policy
+from services.router.policy import PolicyError, load_policy
+from services.router.rollout import PolicySelector, Rollout, parse_rollout_spec
 from services.router.servicer import RouterServicer
 from shared.grpc_client import open_channel
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
-from shared.pricing import load_catalogue
+from shared.pricing import PriceCatalogue, load_catalogue
 from shared.telemetry import Telemetry, init_telemetry
 from shared.tokens import TokenCounter
 
@@ -37,11 +39,26 @@ def build_server(
     )
 
 
+def build_selector(settings: Settings, catalogue: PriceCatalogue) -> PolicySelector:
+    """The live policy, plus the candidate being rolled out beside it, if any."""
+    primary = load_policy(settings.policy_file, catalogue)
+    spec = parse_rollout_spec(settings.rollout)
+    if spec is None or settings.candidate_policy_file is None:
+        if spec is not None:
+            raise PolicyError(
+                "SLUICE_ROUTER_ROLLOUT is set but SLUICE_ROUTER_CANDIDATE_POLICY is not"
+            )
+        return PolicySelector(primary)
+    candidate = load_policy(settings.candidate_policy_file, catalogue)
+    return PolicySelector(primary, Rollout(candidate, spec[0], spec[1]))
+
+
 async def serve(settings: Settings) -> None:
     configure_logging("router", settings.log_level)
     telemetry = init_telemetry("sluice-router")
     catalogue = load_catalogue(settings.catalogue_file)
-    policy = load_policy(settings.policy_file, catalogue)
+    selector = build_selector(settings, catalogue)
+    ledger = InMemoryLedger()
     tokens = TokenCounter()
     channels = {
         name: open_channel(address, telemetry)
@@ -68,10 +85,12 @@ async def serve(settings: Settings) -> None:
         Cascade(models, telemetry.tracer("sluice.router")),
         catalogue,
         tokens,
-        policy.version,
+        ledger,
     )
     servicer = RouterServicer(
-        Admission(policy, tokens, settings.max_prompt_tokens), pipeline, settings.default_deadline_s
+        Admission(selector, tokens, settings.max_prompt_tokens, ledger),
+        pipeline,
+        settings.default_deadline_s,
     )
 
     async def close() -> None:

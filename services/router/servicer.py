@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 import grpc
+from opentelemetry.context import attach, detach
 from sluice.common.v1 import common_pb2
 from sluice.router.v1 import router_service_pb2 as pb
 from sluice.router.v1 import router_service_pb2_grpc as pb_grpc
@@ -22,7 +23,7 @@ from shared.convert import (
     usage_to_proto,
 )
 from shared.errors import SluiceError, abort_with
-from shared.telemetry import current_trace_id
+from shared.telemetry import current_trace_id, with_request_baggage
 
 ORIGIN = "router"
 Context = grpc.aio.ServicerContext[object, object]
@@ -126,7 +127,11 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
         try:
             chat = self._admit(request, context)
-            result = await complete(self._pipeline, chat, self._deadline(context))
+            token = attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
+            try:
+                result = await complete(self._pipeline, chat, self._deadline(context))
+            finally:
+                detach(token)
         except SluiceError as error:
             await abort_with(context, ORIGIN, error)
         return complete_response(result)
@@ -136,6 +141,8 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     ) -> AsyncIterator[pb.CompleteStreamResponse]:
         try:
             chat = self._admit(request, context)
+            # Attached for the whole stream; a generator's context ends with it.
+            attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
             async for event in self._pipeline.run(chat, self._deadline(context), stream=True):
                 if isinstance(event, TierDelta):
                     delta = pb.ContentDelta(attempt=event.attempt, tier=event.tier, text=event.text)

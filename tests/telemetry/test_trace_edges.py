@@ -84,6 +84,10 @@ async def test_every_hop_is_an_edge_of_one_trace(
     )
     assert status == 200
 
+    for span in spans:  # carried in W3C baggage from the router to every hop
+        assert span.attributes.get("sluice.policy_version") == response.policy_version, span.name
+        assert span.attributes.get("sluice.tenant") == "dev", span.name
+
     cost = response.cost
     assert root.attributes["sluice.cost.usd"] == pytest.approx(cost.total_cost_nano_usd / 1e9)
     assert root.attributes["sluice.cost_avoided.usd"] == pytest.approx(

@@ -18,7 +18,7 @@ from tests.unit.router.fixtures import catalogue, policy
 TRACER = TracerProvider().get_tracer("test")
 
 
-def build(models, cache=None, compressor=None):
+def build(models, cache=None, compressor=None, ledger=None):
     cache = cache or FakeCache()
     pipeline = Pipeline(
         cache,
@@ -26,7 +26,7 @@ def build(models, cache=None, compressor=None):
         Cascade(models, TRACER),
         catalogue(),
         TokenCounter(),
-        "test-1",
+        ledger,
     )
     return pipeline, cache
 

@@ -80,3 +80,37 @@ def test_sampled_caching_is_opt_in() -> None:
         .tenants["acme"]
         .cache_sampled
     )
+
+
+def test_latency_budget_and_file_named_errors(tmp_path) -> None:
+    doc = mutated(["tenants", "acme", "model_classes", "chat", "tiers", 1, "latency_budget_s"], 2.5)
+    assert (
+        parse_policy(doc, catalogue()).tenants["acme"].model_class("chat").tiers[1].latency_budget_s
+        == 2.5
+    )
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(
+        "version: v\ntenants:\n  acme:\n    api_key_sha256: [" + "a" * 64 + "]\n"
+        "    baseline_model: top\n    model_classes:\n      chat:\n        tiers:\n"
+        "          - model: cheap\n            latency_budget_s: -1\n"
+    )
+    with pytest.raises(
+        PolicyError,
+        match=rf"{bad}: tenants.acme.model_classes.chat.tiers\[0\]"
+        r".latency_budget_s must be positive",
+    ):
+        load_policy(bad, catalogue())
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        ({"daily_usd": "lots"}, "daily_usd='lots' is not a USD amount"),
+        ({"monthly_usd": -1}, "monthly_usd must be a non-negative"),
+        ({"on_exhausted": "panic"}, "on_exhausted must be"),
+        ({"weekly_usd": 1}, "accepts daily_usd"),
+    ],
+)
+def test_bad_budgets_name_the_field(budget, message) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(mutated(["tenants", "acme", "budget"], budget), catalogue())

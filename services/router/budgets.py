@@ -1,0 +1,80 @@
+"""Per-tenant spending: a ledger of what each tenant spent today and this month (UTC).
+
+The in-memory ledger counts what this router replica served; with several replicas each
+enforces its share, until a shared ledger (Redis, like the cache's scale-out store) backs the
+same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from services.router.policy import Budget, OnExhausted, TenantPolicy
+from shared.errors import BudgetExhausted
+
+
+@dataclass(frozen=True)
+class Spend:
+    today_nano_usd: int
+    month_nano_usd: int
+
+
+class BudgetLedger(Protocol):
+    def spent(self, tenant_id: str) -> Spend: ...
+
+    def record(self, tenant_id: str, cost_nano_usd: int) -> None: ...
+
+
+class InMemoryLedger:
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._clock = clock
+        self._totals: dict[tuple[str, str], int] = {}
+
+    def _periods(self) -> tuple[str, str]:
+        now = self._clock()
+        return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+
+    def spent(self, tenant_id: str) -> Spend:
+        day, month = self._periods()
+        return Spend(self._totals.get((tenant_id, day), 0), self._totals.get((tenant_id, month), 0))
+
+    def record(self, tenant_id: str, cost_nano_usd: int) -> None:
+        day, month = self._periods()
+        # Periods that have passed are dropped, so the ledger stays two entries per tenant.
+        self._totals = {k: v for k, v in self._totals.items() if k[1] in (day, month)}
+        for period in (day, month):
+            self._totals[(tenant_id, period)] = (
+                self._totals.get((tenant_id, period), 0) + cost_nano_usd
+            )
+
+
+def _usd(nano: int) -> str:
+    return f"${nano / 1e9:.2f}"
+
+
+def exhausted_reason(budget: Budget, spend: Spend) -> str | None:
+    """Which budget is spent, in words, or None while both have room."""
+    if budget.daily_nano_usd and spend.today_nano_usd >= budget.daily_nano_usd:
+        return (
+            f"daily budget of {_usd(budget.daily_nano_usd)} is exhausted "
+            f"({_usd(spend.today_nano_usd)} spent today)"
+        )
+    if budget.monthly_nano_usd and spend.month_nano_usd >= budget.monthly_nano_usd:
+        return (
+            f"monthly budget of {_usd(budget.monthly_nano_usd)} is exhausted "
+            f"({_usd(spend.month_nano_usd)} spent this month)"
+        )
+    return None
+
+
+def check_budget(tenant: TenantPolicy, ledger: BudgetLedger) -> str | None:
+    """Raises BudgetExhausted, or returns a downgrade reason when the policy downgrades instead."""
+    reason = exhausted_reason(tenant.budget, ledger.spent(tenant.tenant_id))
+    if reason is None:
+        return None
+    if tenant.budget.on_exhausted is OnExhausted.REJECT:
+        raise BudgetExhausted(f"tenant {tenant.tenant_id!r}: {reason}")
+    return f"{reason}; downgraded to the cheapest tier"
