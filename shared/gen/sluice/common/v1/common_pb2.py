@@ -25,21 +25,23 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsluice/common/v1/common.proto\x12\x10sluice.common.v1\x1a\x1egoogle/protobuf/duration.proto\"R\n\x0b\x43hatMessage\x12$\n\x04role\x18\x01 \x01(\x0e\x32\x16.sluice.common.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"z\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\x12\x0c\n\x04stop\x18\x04 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"Q\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x03 \x01(\x03\"R\n\x0eRequestContext\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x19\n\x11max_cost_nano_usd\x18\x03 \x01(\x03\"\x8c\x02\n\tStageCost\x12&\n\x05stage\x18\x01 \x01(\x0e\x32\x17.sluice.common.v1.Stage\x12/\n\x07outcome\x18\x02 \x01(\x0e\x32\x1e.sluice.common.v1.StageOutcome\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x0c\n\x04tier\x18\x04 \x01(\x05\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0e\n\x06region\x18\x06 \x01(\t\x12&\n\x05usage\x18\x07 \x01(\x0b\x32\x17.sluice.common.v1.Usage\x12\x15\n\rcost_nano_usd\x18\x08 \x01(\x03\x12*\n\x07latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb0\x01\n\rCostBreakdown\x12+\n\x06stages\x18\x01 \x03(\x0b\x32\x1b.sluice.common.v1.StageCost\x12\x1b\n\x13total_cost_nano_usd\x18\x02 \x01(\x03\x12\x16\n\x0e\x62\x61seline_model\x18\x03 \x01(\t\x12\x1e\n\x16\x62\x61seline_cost_nano_usd\x18\x04 \x01(\x03\x12\x1d\n\x15\x63ost_avoided_nano_usd\x18\x05 \x01(\x03\"\xa7\x01\n\tModelCall\x12\r\n\x05model\x18\x01 \x01(\t\x12/\n\x08messages\x18\x02 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x03 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12\x18\n\x10preferred_region\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\x05\"\x8b\x02\n\nCompletion\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x35\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1e.sluice.common.v1.FinishReason\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x05 \x01(\t\x12&\n\x05usage\x18\x06 \x01(\x0b\x32\x17.sluice.common.v1.Usage\x12\x15\n\rcost_nano_usd\x18\x07 \x01(\x03\x12\x33\n\x10upstream_latency\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04*h\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTAGE_CACHE\x10\x01\x12\x14\n\x10STAGE_COMPRESSOR\x10\x02\x12\x11\n\rSTAGE_BATCHER\x10\x03\x12\x0e\n\nSTAGE_TIER\x10\x04*\xb8\x01\n\x0cStageOutcome\x12\x1d\n\x19STAGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12STAGE_OUTCOME_USED\x10\x01\x12\x18\n\x14STAGE_OUTCOME_PASSED\x10\x02\x12\x1a\n\x16STAGE_OUTCOME_REJECTED\x10\x03\x12\x19\n\x15STAGE_OUTCOME_SKIPPED\x10\x04\x12 \n\x1cSTAGE_OUTCOME_NOT_APPLICABLE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsluice/common/v1/common.proto\x12\x10sluice.common.v1\x1a\x1egoogle/protobuf/duration.proto\"R\n\x0b\x43hatMessage\x12$\n\x04role\x18\x01 \x01(\x0e\x32\x16.sluice.common.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"z\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\x12\x0c\n\x04stop\x18\x04 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"Q\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x03 \x01(\x03\"R\n\x0eRequestContext\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x19\n\x11max_cost_nano_usd\x18\x03 \x01(\x03\"\x8c\x02\n\tStageCost\x12&\n\x05stage\x18\x01 \x01(\x0e\x32\x17.sluice.common.v1.Stage\x12/\n\x07outcome\x18\x02 \x01(\x0e\x32\x1e.sluice.common.v1.StageOutcome\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x0c\n\x04tier\x18\x04 \x01(\x05\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0e\n\x06region\x18\x06 \x01(\t\x12&\n\x05usage\x18\x07 \x01(\x0b\x32\x17.sluice.common.v1.Usage\x12\x15\n\rcost_nano_usd\x18\x08 \x01(\x03\x12*\n\x07latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb0\x01\n\rCostBreakdown\x12+\n\x06stages\x18\x01 \x03(\x0b\x32\x1b.sluice.common.v1.StageCost\x12\x1b\n\x13total_cost_nano_usd\x18\x02 \x01(\x03\x12\x16\n\x0e\x62\x61seline_model\x18\x03 \x01(\t\x12\x1e\n\x16\x62\x61seline_cost_nano_usd\x18\x04 \x01(\x03\x12\x1d\n\x15\x63ost_avoided_nano_usd\x18\x05 \x01(\x03\"Y\n\x0eResponseFormat\x12\x32\n\x04type\x18\x01 \x01(\x0e\x32$.sluice.common.v1.ResponseFormatType\x12\x13\n\x0bjson_schema\x18\x02 \x01(\t\"\xe2\x01\n\tModelCall\x12\r\n\x05model\x18\x01 \x01(\t\x12/\n\x08messages\x18\x02 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x03 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12\x18\n\x10preferred_region\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\x05\x12\x39\n\x0fresponse_format\x18\x06 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\"\x8b\x02\n\nCompletion\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x35\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1e.sluice.common.v1.FinishReason\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x05 \x01(\t\x12&\n\x05usage\x18\x06 \x01(\x0b\x32\x17.sluice.common.v1.Usage\x12\x15\n\rcost_nano_usd\x18\x07 \x01(\x03\x12\x33\n\x10upstream_latency\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04*h\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTAGE_CACHE\x10\x01\x12\x14\n\x10STAGE_COMPRESSOR\x10\x02\x12\x11\n\rSTAGE_BATCHER\x10\x03\x12\x0e\n\nSTAGE_TIER\x10\x04*\xb8\x01\n\x0cStageOutcome\x12\x1d\n\x19STAGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12STAGE_OUTCOME_USED\x10\x01\x12\x18\n\x14STAGE_OUTCOME_PASSED\x10\x02\x12\x1a\n\x16STAGE_OUTCOME_REJECTED\x10\x03\x12\x19\n\x15STAGE_OUTCOME_SKIPPED\x10\x04\x12 \n\x1cSTAGE_OUTCOME_NOT_APPLICABLE\x10\x05*\xa5\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1348
-  _globals['_ROLE']._serialized_end=1443
-  _globals['_FINISHREASON']._serialized_start=1446
-  _globals['_FINISHREASON']._serialized_end=1605
-  _globals['_STAGE']._serialized_start=1607
-  _globals['_STAGE']._serialized_end=1711
-  _globals['_STAGEOUTCOME']._serialized_start=1714
-  _globals['_STAGEOUTCOME']._serialized_end=1898
+  _globals['_ROLE']._serialized_start=1498
+  _globals['_ROLE']._serialized_end=1593
+  _globals['_FINISHREASON']._serialized_start=1596
+  _globals['_FINISHREASON']._serialized_end=1755
+  _globals['_STAGE']._serialized_start=1757
+  _globals['_STAGE']._serialized_end=1861
+  _globals['_STAGEOUTCOME']._serialized_start=1864
+  _globals['_STAGEOUTCOME']._serialized_end=2048
+  _globals['_RESPONSEFORMATTYPE']._serialized_start=2051
+  _globals['_RESPONSEFORMATTYPE']._serialized_end=2216
   _globals['_CHATMESSAGE']._serialized_start=83
   _globals['_CHATMESSAGE']._serialized_end=165
   _globals['_SAMPLINGPARAMS']._serialized_start=167
@@ -52,8 +54,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STAGECOST']._serialized_end=727
   _globals['_COSTBREAKDOWN']._serialized_start=730
   _globals['_COSTBREAKDOWN']._serialized_end=906
-  _globals['_MODELCALL']._serialized_start=909
-  _globals['_MODELCALL']._serialized_end=1076
-  _globals['_COMPLETION']._serialized_start=1079
-  _globals['_COMPLETION']._serialized_end=1346
+  _globals['_RESPONSEFORMAT']._serialized_start=908
+  _globals['_RESPONSEFORMAT']._serialized_end=997
+  _globals['_MODELCALL']._serialized_start=1000
+  _globals['_MODELCALL']._serialized_end=1226
+  _globals['_COMPLETION']._serialized_start=1229
+  _globals['_COMPLETION']._serialized_end=1496
 # @@protoc_insertion_point(module_scope)

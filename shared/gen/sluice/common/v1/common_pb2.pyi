@@ -130,6 +130,34 @@ STAGE_OUTCOME_NOT_APPLICABLE: StageOutcome.ValueType  # 5
 """The stage was not needed for this request (for example, below the compression threshold)."""
 Global___StageOutcome: _TypeAlias = StageOutcome  # noqa: Y015
 
+class _ResponseFormatType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResponseFormatTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResponseFormatType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESPONSE_FORMAT_TYPE_UNSPECIFIED: _ResponseFormatType.ValueType  # 0
+    """Free text."""
+    RESPONSE_FORMAT_TYPE_TEXT: _ResponseFormatType.ValueType  # 1
+    """Free text, stated explicitly."""
+    RESPONSE_FORMAT_TYPE_JSON_OBJECT: _ResponseFormatType.ValueType  # 2
+    """Any valid JSON object."""
+    RESPONSE_FORMAT_TYPE_JSON_SCHEMA: _ResponseFormatType.ValueType  # 3
+    """JSON valid against json_schema."""
+
+class ResponseFormatType(_ResponseFormatType, metaclass=_ResponseFormatTypeEnumTypeWrapper):
+    """The shape the answer must take."""
+
+RESPONSE_FORMAT_TYPE_UNSPECIFIED: ResponseFormatType.ValueType  # 0
+"""Free text."""
+RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType.ValueType  # 1
+"""Free text, stated explicitly."""
+RESPONSE_FORMAT_TYPE_JSON_OBJECT: ResponseFormatType.ValueType  # 2
+"""Any valid JSON object."""
+RESPONSE_FORMAT_TYPE_JSON_SCHEMA: ResponseFormatType.ValueType  # 3
+"""JSON valid against json_schema."""
+Global___ResponseFormatType: _TypeAlias = ResponseFormatType  # noqa: Y015
+
 @_typing.final
 class ChatMessage(_message.Message):
     """One turn of a chat conversation."""
@@ -366,6 +394,32 @@ class CostBreakdown(_message.Message):
 Global___CostBreakdown: _TypeAlias = CostBreakdown  # noqa: Y015
 
 @_typing.final
+class ResponseFormat(_message.Message):
+    """What the caller asks the answer to look like, as in OpenAI's `response_format`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    JSON_SCHEMA_FIELD_NUMBER: _builtins.int
+    type: Global___ResponseFormatType.ValueType
+    """The kind of answer required."""
+    json_schema: _builtins.str
+    """For RESPONSE_FORMAT_TYPE_JSON_SCHEMA: the JSON Schema document, as JSON text."""
+    def __init__(
+        self,
+        *,
+        type: Global___ResponseFormatType.ValueType = ...,
+        json_schema: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json_schema", b"json_schema", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResponseFormat: _TypeAlias = ResponseFormat  # noqa: Y015
+
+@_typing.final
 class ModelCall(_message.Message):
     """A model call as the dispatcher and batcher see it: one concrete model, no cascade."""
 
@@ -376,6 +430,7 @@ class ModelCall(_message.Message):
     SAMPLING_FIELD_NUMBER: _builtins.int
     PREFERRED_REGION_FIELD_NUMBER: _builtins.int
     TIER_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Concrete model name as listed in the price catalogue, e.g. "deepseek-v4-flash"."""
     preferred_region: _builtins.str
@@ -390,6 +445,10 @@ class ModelCall(_message.Message):
     def sampling(self) -> Global___SamplingParams:
         """Sampling parameters, already filled in from policy."""
 
+    @_builtins.property
+    def response_format(self) -> Global___ResponseFormat:
+        """Required answer format, forwarded to the provider."""
+
     def __init__(
         self,
         *,
@@ -398,10 +457,11 @@ class ModelCall(_message.Message):
         sampling: Global___SamplingParams | None = ...,
         preferred_region: _builtins.str = ...,
         tier: _builtins.int = ...,
+        response_format: Global___ResponseFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model", b"model", "preferred_region", b"preferred_region", "sampling", b"sampling", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model", b"model", "preferred_region", b"preferred_region", "response_format", b"response_format", "sampling", b"sampling", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -59,6 +59,7 @@ class CompleteRequest(_message.Message):
     MESSAGES_FIELD_NUMBER: _builtins.int
     SAMPLING_FIELD_NUMBER: _builtins.int
     CACHE_MODE_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class from the tenant's policy (e.g. "chat"); empty means the policy's default class."""
     cache_mode: Global___CacheMode.ValueType
@@ -75,6 +76,10 @@ class CompleteRequest(_message.Message):
     def sampling(self) -> _common_pb2.SamplingParams:
         """Sampling parameters; unset fields take the policy's defaults."""
 
+    @_builtins.property
+    def response_format(self) -> _common_pb2.ResponseFormat:
+        """Required answer format; a JSON format adds a validity gate to every tier."""
+
     def __init__(
         self,
         *,
@@ -83,10 +88,11 @@ class CompleteRequest(_message.Message):
         messages: _abc.Iterable[_common_pb2.ChatMessage] | None = ...,
         sampling: _common_pb2.SamplingParams | None = ...,
         cache_mode: Global___CacheMode.ValueType = ...,
+        response_format: _common_pb2.ResponseFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_mode", b"cache_mode", "context", b"context", "messages", b"messages", "model_class", b"model_class", "sampling", b"sampling"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_mode", b"cache_mode", "context", b"context", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -169,6 +175,7 @@ class CompleteStreamRequest(_message.Message):
     MESSAGES_FIELD_NUMBER: _builtins.int
     SAMPLING_FIELD_NUMBER: _builtins.int
     CACHE_MODE_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class from the tenant's policy; empty means the default class."""
     cache_mode: Global___CacheMode.ValueType
@@ -185,6 +192,10 @@ class CompleteStreamRequest(_message.Message):
     def sampling(self) -> _common_pb2.SamplingParams:
         """Sampling parameters; unset fields take the policy's defaults."""
 
+    @_builtins.property
+    def response_format(self) -> _common_pb2.ResponseFormat:
+        """Required answer format; a JSON format adds a validity gate to every tier."""
+
     def __init__(
         self,
         *,
@@ -193,10 +204,11 @@ class CompleteStreamRequest(_message.Message):
         messages: _abc.Iterable[_common_pb2.ChatMessage] | None = ...,
         sampling: _common_pb2.SamplingParams | None = ...,
         cache_mode: Global___CacheMode.ValueType = ...,
+        response_format: _common_pb2.ResponseFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_mode", b"cache_mode", "context", b"context", "messages", b"messages", "model_class", b"model_class", "sampling", b"sampling"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_mode", b"cache_mode", "context", b"context", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
