@@ -49,6 +49,27 @@ class Sampling:
     stop: tuple[str, ...] = field(default_factory=tuple)
 
 
+class FormatKind(StrEnum):
+    TEXT = "text"
+    JSON_OBJECT = "json_object"
+    JSON_SCHEMA = "json_schema"
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """The shape an answer must take; json_schema is the schema as JSON text."""
+
+    kind: FormatKind = FormatKind.TEXT
+    json_schema: str = ""
+
+    @property
+    def wants_json(self) -> bool:
+        return self.kind is not FormatKind.TEXT
+
+
+TEXT_FORMAT = ResponseFormat()
+
+
 def last_user_text(turns: tuple[Turn, ...] | list[Turn]) -> str:
     """The content of the last user turn, or "" when there is none."""
     for turn in reversed(turns):

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from google.protobuf.duration_pb2 import Duration
 from sluice.common.v1 import common_pb2
 
-from shared.chat import Finish, Role, Sampling, Turn
+from shared.chat import Finish, FormatKind, ResponseFormat, Role, Sampling, Turn
 from shared.errors import InvalidRequest
 from shared.pricing import TokenUsage
 
@@ -92,3 +92,29 @@ def duration_from_seconds(seconds: float) -> Duration:
 
 def contents(turns: Sequence[Turn]) -> list[str]:
     return [turn.content for turn in turns]
+
+
+_FORMAT_FROM_PROTO = {
+    common_pb2.RESPONSE_FORMAT_TYPE_UNSPECIFIED: FormatKind.TEXT,
+    common_pb2.RESPONSE_FORMAT_TYPE_TEXT: FormatKind.TEXT,
+    common_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT: FormatKind.JSON_OBJECT,
+    common_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA: FormatKind.JSON_SCHEMA,
+}
+_FORMAT_TO_PROTO = {
+    FormatKind.TEXT: common_pb2.RESPONSE_FORMAT_TYPE_UNSPECIFIED,
+    FormatKind.JSON_OBJECT: common_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
+    FormatKind.JSON_SCHEMA: common_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+}
+
+
+def response_format_from_proto(value: common_pb2.ResponseFormat) -> ResponseFormat:
+    kind = _FORMAT_FROM_PROTO.get(value.type)
+    if kind is None:
+        raise InvalidRequest(f"response_format.type {value.type} is unknown")
+    return ResponseFormat(kind, value.json_schema)
+
+
+def response_format_to_proto(value: ResponseFormat) -> common_pb2.ResponseFormat:
+    return common_pb2.ResponseFormat(
+        type=_FORMAT_TO_PROTO[value.kind], json_schema=value.json_schema
+    )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 
+import jsonschema
+
 from services.router.budgets import BudgetLedger, check_budget
 from services.router.model import CacheMode, ChatRequest, ShadowDecision
 from services.router.policy import ModelClass, Policy
 from services.router.rollout import PolicySelector
-from shared.chat import Role, Sampling, Turn
+from shared.chat import TEXT_FORMAT, FormatKind, ResponseFormat, Role, Sampling, Turn
 from shared.errors import InvalidRequest, SluiceError
 from shared.tokens import TokenCounter
 
@@ -65,6 +68,20 @@ def shadow_decision(
     return ShadowDecision(candidate.version, tiers, tiers != served)
 
 
+def validate_response_format(response_format: ResponseFormat) -> None:
+    if response_format.kind is not FormatKind.JSON_SCHEMA:
+        return
+    try:
+        schema = json.loads(response_format.json_schema)
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except json.JSONDecodeError as error:
+        raise InvalidRequest(f"response_format.json_schema is not JSON: {error.msg}") from None
+    except jsonschema.exceptions.SchemaError as error:
+        raise InvalidRequest(
+            f"response_format.json_schema is not a valid schema: {error.message}"
+        ) from None
+
+
 class Admission:
     def __init__(
         self,
@@ -90,6 +107,7 @@ class Admission:
         sampling: Sampling,
         cache_mode: CacheMode | None,
         max_cost_nano_usd: int,
+        response_format: ResponseFormat = TEXT_FORMAT,
     ) -> ChatRequest:
         """Returns the validated request, or raises Unauthenticated / InvalidRequest /
         BudgetExhausted."""
@@ -100,6 +118,7 @@ class Admission:
         chosen_class = tenant.model_class(model_class)
         validate_turns(turns)
         validate_sampling(sampling)
+        validate_response_format(response_format)
         if max_cost_nano_usd < 0:
             raise InvalidRequest("context.max_cost_nano_usd must not be negative")
         # Characters bound tokens from above cheaply; count exactly only when it could matter.
@@ -132,4 +151,5 @@ class Admission:
             policy_version=selection.serving.version,
             downgrade_reason=downgrade,
             shadow=shadow,
+            response_format=response_format,
         )

@@ -121,7 +121,7 @@ class Cascade:
                 answers.append(answer)
                 verdict = evaluate(
                     tier.gates,
-                    GateInput(answer.content, answer.finish),
+                    GateInput(answer.content, answer.finish, request.response_format),
                     request.model_class.gate_settings,
                 )
                 span.set_attributes(

@@ -36,6 +36,7 @@ from shared.chat import Turn
 from shared.convert import (
     finish_from_proto,
     finish_to_proto,
+    response_format_to_proto,
     sampling_to_proto,
     turns_from_proto,
     turns_to_proto,
@@ -206,7 +207,11 @@ class ModelClient:
         if not sampling.max_tokens:
             sampling.max_tokens = request.model_class.max_tokens
         return common_pb2.ModelCall(
-            model=tier.model, messages=turns_to_proto(turns), sampling=sampling, tier=tier.index
+            response_format=response_format_to_proto(request.response_format),
+            model=tier.model,
+            messages=turns_to_proto(turns),
+            sampling=sampling,
+            tier=tier.index,
         )
 
     def _dispatcher_error(self, error: grpc.aio.AioRpcError) -> Exception:

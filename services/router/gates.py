@@ -7,12 +7,15 @@ a false rejection costs one more call, a false acceptance costs answer quality.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.chat import Finish
+import jsonschema
+
+from shared.chat import TEXT_FORMAT, Finish, FormatKind, ResponseFormat
 
 # Phrasings with which chat models decline; matched at the start of the answer, where refusals
 # sit, so an answer that merely quotes one of these later on still passes.
@@ -35,25 +38,33 @@ _DANGLING_WORDS = frozenset(
 class GateSettings:
     min_length_chars: int = 1
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSAL_PATTERNS
+    # For the `format` gate: a regular expression the whole (stripped) answer must match,
+    # e.g. "[A-D]" for a multiple-choice task.
+    expected_format: str = ""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> GateSettings:
-        unknown = set(raw) - {"min_length_chars", "refusal_patterns"}
+        unknown = set(raw) - {"min_length_chars", "refusal_patterns", "expected_format"}
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}")
         min_length = int(raw.get("min_length_chars", 1))
         if min_length < 0:
             raise ValueError("min_length_chars must not be negative")
         patterns = tuple(raw.get("refusal_patterns", DEFAULT_REFUSAL_PATTERNS))
-        for pattern in patterns:
-            re.compile(pattern)
-        return cls(min_length, patterns)
+        expected = str(raw.get("expected_format", ""))
+        for pattern in (*patterns, expected):
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"bad regular expression {pattern!r}: {error}") from None
+        return cls(min_length, patterns, expected)
 
 
 @dataclass(frozen=True)
 class GateInput:
     content: str
     finish: Finish
+    response_format: ResponseFormat = TEXT_FORMAT
 
 
 @dataclass(frozen=True)
@@ -103,18 +114,59 @@ def refusal_gate(answer: GateInput, settings: GateSettings) -> Verdict:
     return PASS
 
 
+def format_gate(answer: GateInput, settings: GateSettings) -> Verdict:
+    if not settings.expected_format or re.fullmatch(
+        settings.expected_format, answer.content.strip(), re.DOTALL
+    ):
+        return PASS
+    return Verdict(False, "format", f"the answer does not match {settings.expected_format!r}")
+
+
+def json_gate(answer: GateInput, _: GateSettings) -> Verdict:
+    """Checks JSON validity (and the schema) when the request asked for JSON."""
+    if not answer.response_format.wants_json:
+        return PASS
+    try:
+        document = json.loads(_strip_fence(answer.content))
+    except json.JSONDecodeError as error:
+        return Verdict(False, "json", f"not valid JSON: {error.msg} at char {error.pos}")
+    if answer.response_format.kind is FormatKind.JSON_OBJECT and not isinstance(document, dict):
+        return Verdict(False, "json", "the answer is JSON but not an object")
+    if answer.response_format.kind is FormatKind.JSON_SCHEMA:
+        schema = json.loads(answer.response_format.json_schema)
+        violation = jsonschema.exceptions.best_match(
+            jsonschema.validators.validator_for(schema)(schema).iter_errors(document)
+        )
+        if violation is not None:
+            where = "/".join(str(p) for p in violation.absolute_path) or "the root"
+            return Verdict(False, "json", f"schema violation at {where}: {violation.message}")
+    return PASS
+
+
+def _strip_fence(text: str) -> str:
+    """Models often wrap JSON in a ```json fence; the JSON inside is what counts."""
+    match = _FENCED.fullmatch(text.strip())
+    return match.group(1) if match else text
+
+
+_FENCED = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
+
 GATES: Mapping[str, Gate] = {
     "finish_reason": finish_reason_gate,
     "min_length": min_length_gate,
     "truncation": truncation_gate,
     "refusal": refusal_gate,
+    "format": format_gate,
+    "json": json_gate,
 }
 GATE_NAMES = frozenset(GATES)
 
 
 def evaluate(gate_names: tuple[str, ...], answer: GateInput, settings: GateSettings) -> Verdict:
-    """Runs the named gates in order and returns the first failure, or a pass."""
-    for name in gate_names:
+    """Runs the named gates in order and returns the first failure, or a pass. A request that
+    asks for JSON gets the json gate on every tier, listed or not."""
+    implied = ("json",) if answer.response_format.wants_json and "json" not in gate_names else ()
+    for name in (*gate_names, *implied):
         verdict = GATES[name](answer, settings)
         if not verdict.passed:
             return verdict

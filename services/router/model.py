@@ -8,7 +8,7 @@ from enum import StrEnum
 from grpc import StatusCode
 
 from services.router.policy import ModelClass, TenantPolicy
-from shared.chat import Finish, Sampling, Turn
+from shared.chat import TEXT_FORMAT, Finish, ResponseFormat, Sampling, Turn
 from shared.errors import SluiceError
 from shared.pricing import TokenUsage
 
@@ -68,6 +68,7 @@ class ChatRequest:
     # Set when the tenant's budget is spent and its policy downgrades instead of rejecting.
     downgrade_reason: str = ""
     shadow: ShadowDecision | None = None
+    response_format: ResponseFormat = TEXT_FORMAT
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from services.router.pipeline import Pipeline, complete
 from shared.convert import (
     duration_from_seconds,
     finish_to_proto,
+    response_format_from_proto,
     sampling_from_proto,
     turns_from_proto,
     usage_to_proto,
@@ -62,6 +63,8 @@ class _ChatRequestMessage(Protocol):
     def sampling(self) -> common_pb2.SamplingParams: ...
     @property
     def cache_mode(self) -> pb.CacheMode.ValueType: ...
+    @property
+    def response_format(self) -> common_pb2.ResponseFormat: ...
 
 
 def cost_breakdown(result: RouteResult) -> common_pb2.CostBreakdown:
@@ -118,6 +121,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             sampling=sampling_from_proto(request.sampling),
             cache_mode=_CACHE_MODES.get(request.cache_mode),
             max_cost_nano_usd=request.context.max_cost_nano_usd,
+            response_format=response_format_from_proto(request.response_format),
         )
 
     def _deadline(self, context: Context) -> float:

@@ -6,7 +6,7 @@ import pytest
 
 from services.router.admission import Admission, api_key_from_metadata
 from services.router.model import CacheMode
-from shared.chat import Role, Sampling, Turn
+from shared.chat import FormatKind, ResponseFormat, Role, Sampling, Turn
 from shared.errors import InvalidRequest, Unauthenticated
 from shared.tokens import TokenCounter
 from tests.unit.router.fixtures import policy
@@ -60,6 +60,14 @@ def test_missing_key() -> None:
         ({"sampling": Sampling(max_tokens=-1)}, "max_tokens"),
         ({"sampling": Sampling(stop=("a", "b", "c", "d", "e"))}, "stop"),
         ({"max_cost_nano_usd": -5}, "max_cost"),
+        (
+            {"response_format": ResponseFormat(FormatKind.JSON_SCHEMA, "{nope")},
+            "response_format.json_schema is not JSON",
+        ),
+        (
+            {"response_format": ResponseFormat(FormatKind.JSON_SCHEMA, '{"type": 12}')},
+            "response_format.json_schema is not a valid schema",
+        ),
     ],
 )
 def test_invalid_requests_name_the_problem(overrides: dict, message: str) -> None:

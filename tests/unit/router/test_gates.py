@@ -3,7 +3,7 @@
 import pytest
 
 from services.router.gates import GateInput, GateSettings, evaluate
-from shared.chat import Finish
+from shared.chat import Finish, FormatKind, ResponseFormat
 
 ALL = ("finish_reason", "truncation", "refusal", "min_length")
 SETTINGS = GateSettings(min_length_chars=3)
@@ -60,3 +60,44 @@ def test_settings_reject_unknown_keys_and_bad_patterns() -> None:
         GateSettings.from_mapping({"min_lenght_chars": 3})
     with pytest.raises(Exception):  # noqa: B017 - re.error subclasses Exception only
         GateSettings.from_mapping({"refusal_patterns": ["("]})
+
+
+SCHEMA = ResponseFormat(
+    FormatKind.JSON_SCHEMA,
+    '{"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}',
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "response_format", "passed", "reason"),
+    [
+        ('{"city": "Paris"}', ResponseFormat(FormatKind.JSON_OBJECT), True, ""),
+        ('```json\n{"city": "Paris"}\n```', ResponseFormat(FormatKind.JSON_OBJECT), True, ""),
+        ('{"city": "Par', ResponseFormat(FormatKind.JSON_OBJECT), False, "not valid JSON"),
+        ("[1, 2]", ResponseFormat(FormatKind.JSON_OBJECT), False, "not an object"),
+        ('{"city": "Paris"}', SCHEMA, True, ""),
+        ('{"city": 7}', SCHEMA, False, "schema violation at city: 7 is not of type 'string'"),
+        ("{}", SCHEMA, False, "'city' is a required property"),
+        ("not json at all", ResponseFormat(), True, ""),
+    ],
+)
+def test_json_gate(
+    content: str, response_format: ResponseFormat, passed: bool, reason: str
+) -> None:
+    # Listed nowhere: asking for JSON is enough to gate on it.
+    verdict = evaluate(
+        ("finish_reason",), GateInput(content, Finish.STOP, response_format), SETTINGS
+    )
+    assert verdict.passed is passed
+    assert reason in verdict.reason
+    if not passed:
+        assert verdict.gate == "json"
+
+
+def test_format_gate_matches_the_whole_answer() -> None:
+    settings = GateSettings.from_mapping({"expected_format": "[A-D]"})
+    assert evaluate(("format",), GateInput(" B\n", Finish.STOP), settings).passed
+    failed = evaluate(("format",), GateInput("B) because", Finish.STOP), settings)
+    assert not failed.passed and failed.gate == "format"
+    with pytest.raises(ValueError, match="bad regular expression"):
+        GateSettings.from_mapping({"expected_format": "[A-"})
