@@ -6,7 +6,8 @@ a gate fails (there is nothing better to escalate to), and the response says whi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 from opentelemetry import trace
@@ -57,10 +58,25 @@ def batcher_line(answers: list[TierAnswer]) -> StageLine:
     return StageLine(StageName.BATCHER, Outcome.NOT_APPLICABLE, "no model call was made")
 
 
+class TierTimedOut(Exception):
+    """A tier used up its latency budget; the cascade moves on to the next tier."""
+
+
+PromptCost = Callable[[str, tuple[Turn, ...]], int]
+
+
+def _no_cost(model: str, turns: tuple[Turn, ...]) -> int:
+    return 0
+
+
 class Cascade:
-    def __init__(self, models: ModelPort, tracer: trace.Tracer) -> None:
+    def __init__(
+        self, models: ModelPort, tracer: trace.Tracer, prompt_cost: PromptCost = _no_cost
+    ) -> None:
         self._models = models
         self._tracer = tracer
+        # Estimates what an abandoned call is billed anyway (its prompt), so it still counts.
+        self._prompt_cost = prompt_cost
 
     async def _attempt(
         self,
@@ -71,11 +87,20 @@ class Cascade:
         attempt: int,
         stream: bool,
     ) -> AsyncIterator[TierDelta | TierAnswer]:
-        if not stream:
-            yield await self._models.call(request, tier, turns, deadline)
-            return
-        async for event in self._models.stream(request, tier, turns, deadline):
-            yield TierDelta(attempt, tier.index, event) if isinstance(event, str) else event
+        budget = tier.latency_budget_s
+        try:
+            if not stream:
+                yield await asyncio.wait_for(
+                    self._models.call(request, tier, turns, deadline), budget
+                )
+                return
+            # For a stream the budget bounds the wait for the first token.
+            async with asyncio.timeout(budget) as first_token:
+                async for event in self._models.stream(request, tier, turns, deadline):
+                    first_token.reschedule(None)
+                    yield TierDelta(attempt, tier.index, event) if isinstance(event, str) else event
+        except TimeoutError:
+            raise TierTimedOut(f"latency budget of {budget}s ran out; escalated") from None
 
     async def run(
         self, request: ChatRequest, turns: tuple[Turn, ...], deadline: float, *, stream: bool
@@ -86,7 +111,7 @@ class Cascade:
         failures: list[str] = []
         tiers = request.model_class.tiers
         for attempt, tier in enumerate(tiers, 1):
-            spent = sum(a.cost_nano_usd for a in answers)
+            spent = sum(line.cost_nano_usd for line in lines)
             if request.max_cost_nano_usd and spent >= request.max_cost_nano_usd:
                 break
             with self._tracer.start_as_current_span(f"tier {tier.index} {tier.model}") as span:
@@ -107,6 +132,20 @@ class Cascade:
                             yield event
                         else:
                             answer = event
+                except TierTimedOut as error:
+                    lines.append(
+                        StageLine(
+                            StageName.TIER,
+                            Outcome.SKIPPED,
+                            str(error),
+                            tier.index,
+                            tier.model,
+                            cost_nano_usd=self._prompt_cost(tier.model, turns),
+                        )
+                    )
+                    span.set_attribute(attrs.LATENCY_ESCALATED, True)
+                    failures.append(f"tier {tier.index} ({tier.model}): {error}")
+                    continue
                 except Unavailable as error:
                     # This tier's model is down in every region; a higher tier may still answer.
                     failures.append(f"tier {tier.index} ({tier.model}): {error}")
@@ -169,13 +208,15 @@ class Cascade:
             )
         if not answers:
             raise Unavailable("no tier could be reached: " + "; ".join(failures))
-        # The cost cap stopped escalation: accept the last answer received, and say why.
+        # Escalation stopped (cost cap, or no higher tier answered): accept the last answer
+        # received, and say why.
         index = max(i for i, line in enumerate(lines) if line.outcome is Outcome.REJECTED)
         rejected = lines[index]
+        spent = sum(line.cost_nano_usd for line in lines)
+        capped = bool(request.max_cost_nano_usd) and spent >= request.max_cost_nano_usd
+        why = "max_cost was reached" if capped else "no higher tier answered"
         lines[index] = replace(
-            rejected,
-            outcome=Outcome.USED,
-            detail=f"{rejected.detail}; accepted because max_cost was reached",
+            rejected, outcome=Outcome.USED, detail=f"{rejected.detail}; accepted because {why}"
         )
         tier = next(t for t in request.model_class.tiers if t.index == rejected.tier)
         return CascadeOutcome(answers[-1], tier, (*lines, batcher_line(answers)))

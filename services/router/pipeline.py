@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from opentelemetry import trace
 
 from services.router.budgets import BudgetLedger
-from services.router.cascade import Cascade, CascadeOutcome
+from services.router.cascade import Cascade, CascadeOutcome, PromptCost
 from services.router.model import (
     CachedAnswer,
     CacheMode,
@@ -206,6 +206,16 @@ class Pipeline:
                 attrs.CACHE_HIT: result.cache_hit,
             }
         )
+
+
+def prompt_cost_estimator(catalogue: PriceCatalogue, tokens: TokenCounter) -> PromptCost:
+    """Prices a prompt on a model, for calls abandoned before they reported usage."""
+
+    def estimate(model: str, turns: tuple[Turn, ...]) -> int:
+        prompt = tokens.count_chat(t.content for t in turns)
+        return catalogue.cost_nano_usd(model, TokenUsage(prompt, 0))
+
+    return estimate
 
 
 def annotate_request(span: trace.Span, request: ChatRequest) -> None:

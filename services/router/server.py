@@ -14,7 +14,7 @@ from services.router.budgets import InMemoryLedger
 from services.router.cascade import Cascade
 from services.router.clients import CacheClient, CompressorClient, ModelClient
 from services.router.config import Settings
-from services.router.pipeline import Pipeline
+from services.router.pipeline import Pipeline, prompt_cost_estimator
 from services.router.policy import PolicyError, load_policy
 from services.router.rollout import PolicySelector, Rollout, parse_rollout_spec
 from services.router.servicer import RouterServicer
@@ -82,7 +82,9 @@ async def serve(settings: Settings) -> None:
             compressor_grpc.PromptCompressorServiceStub(channels["compressor"]),
             settings.compressor_timeout_s,
         ),
-        Cascade(models, telemetry.tracer("sluice.router")),
+        Cascade(
+            models, telemetry.tracer("sluice.router"), prompt_cost_estimator(catalogue, tokens)
+        ),
         catalogue,
         tokens,
         ledger,

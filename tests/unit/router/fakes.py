@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -31,12 +32,15 @@ class FakeModels:
     script: dict[str, TierAnswer | Exception]
     calls: list[str] = field(default_factory=list)
     seen_turns: list[tuple[Turn, ...]] = field(default_factory=list)
+    # Seconds a model takes before answering (or before its first streamed word).
+    delays: dict[str, float] = field(default_factory=dict)
 
     async def call(
         self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
     ) -> TierAnswer:
         self.calls.append(tier.model)
         self.seen_turns.append(turns)
+        await asyncio.sleep(self.delays.get(tier.model, 0))
         result = self.script[tier.model]
         if isinstance(result, Exception):
             raise result

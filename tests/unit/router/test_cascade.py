@@ -1,6 +1,7 @@
 """The tier cascade: cheapest first, escalation on gate failure, every attempt's cost counted."""
 
 import time
+from dataclasses import replace
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -114,3 +115,48 @@ async def test_streaming_yields_deltas_with_attempt_numbers() -> None:
 
 def test_budget_error_type() -> None:
     assert BudgetExhausted("x").code.name == "RESOURCE_EXHAUSTED"
+
+
+def with_latency_budget(chat, tier_index: int, budget_s: float):
+    tiers = tuple(
+        replace(t, latency_budget_s=budget_s) if t.index == tier_index else t
+        for t in chat.model_class.tiers
+    )
+    return replace(chat, model_class=replace(chat.model_class, tiers=tiers))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_tier_over_its_latency_budget_escalates_and_its_prompt_still_costs(
+    stream: bool,
+) -> None:
+    models = FakeModels(
+        {"cheap": answer("slow", "cheap"), "mid": answer("Paris.", "mid")}, delays={"cheap": 5.0}
+    )
+    chat = with_latency_budget(request(), 1, 0.05)
+    cascade = Cascade(models, TRACER, prompt_cost=lambda model, turns: 77)
+    started = time.monotonic()
+    events = [e async for e in cascade.run(chat, chat.turns, time.monotonic() + 10, stream=stream)]
+    assert time.monotonic() - started < 2
+    outcome = events[-1]
+    assert isinstance(outcome, CascadeOutcome)
+    assert outcome.answer.model == "mid"
+    first = outcome.lines[0]
+    assert first.outcome is Outcome.SKIPPED and "latency budget of 0.05s ran out" in first.detail
+    assert first.cost_nano_usd == 77
+
+
+async def test_answers_within_the_latency_budget_are_kept() -> None:
+    models = FakeModels({"cheap": answer("Paris.", "cheap")}, delays={"cheap": 0.01})
+    chat = with_latency_budget(request(), 1, 2.0)
+    outcome, _ = await run_with(models, chat)
+    assert outcome.answer.model == "cheap"
+
+
+async def run_with(models, chat):
+    events = [
+        e
+        async for e in Cascade(models, TRACER).run(
+            chat, chat.turns, time.monotonic() + 5, stream=False
+        )
+    ]
+    return events[-1], events[:-1]
