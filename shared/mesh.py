@@ -28,6 +28,8 @@ DEFAULT_PORTS = {
     "batcher": 50054,
     "dispatcher": 50055,
     "simulator": 8700,
+    # The router's OpenAI-compatible HTTP front door.
+    "router_http": 8080,
 }
 # Start order: upstreams first, so that health turning SERVING means a request can flow.
 START_ORDER = ("simulator", "dispatcher", "batcher", "cache", "compressor", "router")

@@ -23,6 +23,8 @@ DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"
 @dataclass(frozen=True)
 class Settings:
     listen: str
+    # The OpenAI-compatible HTTP front door.
+    http_listen: str
     policy_file: Path
     catalogue_file: Path
     cache_addr: str
@@ -46,6 +48,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         return cls(
             listen=env_address(env, "SLUICE_ROUTER_LISTEN", "127.0.0.1:50051"),
+            http_listen=env_address(env, "SLUICE_ROUTER_HTTP_LISTEN", "127.0.0.1:8080"),
             policy_file=env_path(env, "SLUICE_ROUTER_POLICY", DEFAULT_POLICY, must_exist=True),
             catalogue_file=env_path(
                 env, "SLUICE_ROUTER_CATALOGUE", DEFAULT_CATALOGUE, must_exist=True

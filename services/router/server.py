@@ -14,6 +14,7 @@ from services.router.budgets import InMemoryLedger
 from services.router.cascade import Cascade
 from services.router.clients import CacheClient, CompressorClient, ModelClient
 from services.router.config import Settings
+from services.router.http_api import FrontDoor, HttpServer, build_http_app
 from services.router.pipeline import Pipeline, prompt_cost_estimator
 from services.router.policy import PolicyError, load_policy
 from services.router.rollout import PolicySelector, Rollout, parse_rollout_spec
@@ -89,15 +90,29 @@ async def serve(settings: Settings) -> None:
         tokens,
         ledger,
     )
-    servicer = RouterServicer(
-        Admission(selector, tokens, settings.max_prompt_tokens, ledger),
-        pipeline,
-        settings.default_deadline_s,
+    admission = Admission(selector, tokens, settings.max_prompt_tokens, ledger)
+    servicer = RouterServicer(admission, pipeline, settings.default_deadline_s)
+    http = HttpServer(
+        build_http_app(
+            FrontDoor(
+                admission,
+                pipeline,
+                selector.primary,
+                telemetry.tracer("sluice.router.http"),
+                settings.default_deadline_s,
+            )
+        ),
+        settings.http_listen,
     )
 
+    async def start() -> None:
+        port = await http.start()
+        print(f"router OpenAI-compatible endpoint http://127.0.0.1:{port}/v1", flush=True)
+
     async def close() -> None:
+        await http.stop()
         for channel in channels.values():
             await channel.close()
 
     hosted = build_server(settings, servicer, telemetry)
-    await run_until_terminated(hosted, name="router", stop=close, telemetry=telemetry)
+    await run_until_terminated(hosted, name="router", start=start, stop=close, telemetry=telemetry)

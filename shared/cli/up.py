@@ -61,10 +61,18 @@ def _print_addresses(mesh: Mesh, receiver: OtlpReceiver | None, state: Path) -> 
     for name in START_ORDER:
         scheme = "http://" if name == "simulator" else "grpc://"
         print(f"  {name:<11} {scheme}{mesh.address(name)}")
+    print(
+        f"  openai      http://{mesh.address('router_http')}/v1  (OpenAI-compatible, API key dev)"
+    )
     if receiver is not None:
         print(f"  traces      {receiver.endpoint} (OTLP) -> {state / 'traces.jsonl'}")
     print(f"  logs        {mesh.log_dir}")
     router = mesh.address("router")
     print("\nTry it (API key `dev`, tenant `dev`):")
     print(f'  .venv/bin/sluice ask --router {router} "What is the capital of France?"')
+    print(
+        f"  curl -s http://{mesh.address('router_http')}/v1/chat/completions -H 'authorization: "
+        'Bearer dev\' -d \'{"model": "auto", "messages": [{"role": "user", '
+        '"content": "What is the capital of France?"}]}\''
+    )
     print("Stop with Ctrl-C.", flush=True)
