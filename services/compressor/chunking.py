@@ -32,7 +32,7 @@ _LIST_ITEM = re.compile(r"^\s{0,12}(?:[-*+]|\d{1,9}[.)])\s+\S")
 _TABLE_DELIMITER = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 # Candidate sentence ends: terminal punctuation, optional closing quotes or brackets, then space.
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)")
-_LAST_TOKEN = re.compile(r"\S+$")
+_NEXT_CHAR = re.compile(r"\s*(\S)")
 _WORD_RUN = re.compile(r"\S+")
 _INITIAL = re.compile(r"^[A-Z]\.$")
 # Abbreviations that (almost) never end a sentence, even before a capitalised word
@@ -265,19 +265,22 @@ def _sentence_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _ends_sentence(segment: str, match: re.Match[str]) -> bool:
-    following = segment[match.end() :].lstrip()
-    if not following or following[0].islower():
+    # Offsets, not slices: slicing the rest of a long paragraph at every full stop is quadratic.
+    following = _NEXT_CHAR.match(segment, match.end())
+    if following is None or following.group(1).islower():
         # A lower-case continuation ("e.g. the", "etc. and", "Yahoo! is") is the same sentence;
         # at the very end of the segment the remainder closes the sentence anyway.
         return False
     if not match.group().startswith("."):
         return True
-    token = _LAST_TOKEN.search(segment[: match.end()])
-    raw = token.group().lstrip("\"'(\u201c\u2018[") if token else ""
+    token_start = match.start()
+    while token_start > 0 and not segment[token_start - 1].isspace():
+        token_start -= 1
+    raw = segment[token_start : match.end()].lstrip("\"'(\u201c\u2018[")
     word = raw.lower()
     if word in _NON_TERMINAL or _INITIAL.match(raw):
         return False
-    return not (word in _BEFORE_NUMBER and following[0].isdigit())
+    return not (word in _BEFORE_NUMBER and following.group(1).isdigit())
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:

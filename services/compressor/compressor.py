@@ -38,6 +38,8 @@ class CompressionRequest:
     target_ratio: float | None = None
     # Model the prompt goes to next, used to price the saving; "" when unknown.
     target_model: str = ""
+    # time.monotonic() after which the caller no longer waits; None for no deadline.
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class Compressor:
             )
             return _unchanged(request, original, Decision.FREE_TARGET, "", reason)
         ratio = self._default_ratio if request.target_ratio is None else request.target_ratio
-        outcome = await self._strategy.compress(request.turns, ratio)
+        outcome = await self._strategy.compress(request.turns, ratio, request.deadline)
         compressed = await asyncio.to_thread(self._count, outcome.turns)
         return self._account(request, outcome, original, compressed, price)
 

@@ -6,6 +6,7 @@ shared.errors, and records the decision on the current span. No compression logi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
@@ -40,7 +41,9 @@ class PromptCompressorServicer(compressor_grpc.PromptCompressorServiceServicer):
         span = trace.get_current_span()
         span.set_attribute(STAGE, ORIGIN)
         try:
-            result = await self._compressor.compress(request_from_proto(request))
+            remaining = context.time_remaining()
+            deadline = None if remaining is None else time.monotonic() + remaining
+            result = await self._compressor.compress(request_from_proto(request, deadline))
         except SluiceError as error:
             await abort_with(context, ORIGIN, error)
             raise  # not reached: abort_with raises; this tells readers and type checkers so
@@ -57,7 +60,9 @@ class PromptCompressorServicer(compressor_grpc.PromptCompressorServiceServicer):
         return response_to_proto(result)
 
 
-def request_from_proto(request: compressor_pb2.CompressRequest) -> CompressionRequest:
+def request_from_proto(
+    request: compressor_pb2.CompressRequest, deadline: float | None = None
+) -> CompressionRequest:
     """Validates and converts a request; errors name the offending field."""
     if not request.messages:
         raise InvalidRequest("messages must not be empty")
@@ -70,6 +75,7 @@ def request_from_proto(request: compressor_pb2.CompressRequest) -> CompressionRe
         turns=turns_from_proto(request.messages),
         target_ratio=ratio if ratio != 0.0 else None,
         target_model=request.target_model,
+        deadline=deadline,
     )
 
 

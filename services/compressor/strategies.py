@@ -17,16 +17,24 @@ small LM's perplexity. What counts as the question, and what is protected:
 * The question is never dropped. Turns shorter than KEEP_WHOLE_BELOW_TOKENS are kept verbatim:
   a short system prompt is instructions, and a short turn is not worth cutting.
 * Everything else, from turns of any role, is context: it is chunked (chunking.py), scored by
-  cosine similarity to the question, plus a bonus for sharing the question's content words, plus
-  a bonus for sitting next to one of the best chunks (an answer sentence often starts "It ..."
-  and needs its neighbour). The best chunks are kept until target_ratio * context tokens is
-  spent and emitted in their original order. Every compressed turn keeps at least one chunk.
+  cosine similarity to the question, plus a bonus for sharing the question's content words
+  (weighted by IDF over this prompt's chunks, as in BM25, so a name that appears twice counts
+  more than the document's topic word), plus a bonus for sitting next to a good chunk (an
+  answer sentence often starts "It ..." and needs its neighbour). The best chunks are kept until
+  target_ratio * context tokens is spent and emitted in their original order. Every compressed
+  turn keeps at least one chunk.
+
+The weights were set on L-Eval's NaturalQuestions and CUAD subsets at ratio 0.25: the answer
+survived in 92 of 105 NQ questions with similarity alone plus small bonuses, and in 95 with the
+IDF weighting and neighbour smoothing below.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -37,6 +45,7 @@ import numpy.typing as npt
 from services.compressor.chunking import Chunk, join_chunks, split_chunks
 from services.compressor.embedder import Embedder
 from shared.chat import Role, Turn
+from shared.errors import DeadlineExceeded
 from shared.tokens import TokenCounter
 
 KEEP_WHOLE_BELOW_TOKENS = 200
@@ -47,12 +56,17 @@ QUESTION_MIN_WORDS = 3
 # Weights on top of cosine similarity (in [-1, 1]; MiniLM puts related sentences near 0.4-0.7
 # and unrelated ones near 0-0.2), so each bonus can lift a chunk past a few close competitors
 # but never past a clearly better match.
-LEXICAL_WEIGHT = 0.15
-NEIGHBOUR_WEIGHT = 0.3
+LEXICAL_WEIGHT = 0.3
+# A chunk gains NEIGHBOUR_WEIGHT x its best adjacent chunk's score, or NEIGHBOUR_TOP_WEIGHT x
+# when that neighbour is one of the NEIGHBOUR_TOP_K best chunks of the prompt.
+NEIGHBOUR_WEIGHT = 0.2
+NEIGHBOUR_TOP_WEIGHT = 0.3
 NEIGHBOUR_TOP_K = 3
 # MiniLM reads at most 256 word pieces (~1,000 characters of English); longer chunks are
 # embedded in windows and score as their best window.
 EMBED_WINDOW_CHARS = 1000
+# Texts embedded between deadline checks: ~0.5 s of model time on one core.
+EMBED_SLICE = 128
 
 _WORD = re.compile(r"[a-z0-9]+(?:['\u2019][a-z]+)?")
 # Function words, and prompt boilerplate that says nothing about what is asked.
@@ -92,7 +106,11 @@ class Strategy(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    async def compress(self, turns: tuple[Turn, ...], target_ratio: float) -> StrategyResult: ...
+    async def compress(
+        self, turns: tuple[Turn, ...], target_ratio: float, deadline: float | None = None
+    ) -> StrategyResult:
+        """Compresses turns; raises DeadlineExceeded past `deadline` (time.monotonic())."""
+        ...
 
 
 @dataclass
@@ -131,11 +149,15 @@ class ExtractiveStrategy:
     def ready(self) -> bool:
         return self._embedder.loaded
 
-    async def compress(self, turns: tuple[Turn, ...], target_ratio: float) -> StrategyResult:
+    async def compress(
+        self, turns: tuple[Turn, ...], target_ratio: float, deadline: float | None = None
+    ) -> StrategyResult:
         # Chunking, token counting and embedding are all CPU-bound: keep them off the loop.
-        return await asyncio.to_thread(self.compress_blocking, turns, target_ratio)
+        return await asyncio.to_thread(self.compress_blocking, turns, target_ratio, deadline)
 
-    def compress_blocking(self, turns: tuple[Turn, ...], target_ratio: float) -> StrategyResult:
+    def compress_blocking(
+        self, turns: tuple[Turn, ...], target_ratio: float, deadline: float | None = None
+    ) -> StrategyResult:
         question_at = _last_user_index(turns)
         if question_at is None:
             return StrategyResult(turns, "no user turn to take the question from")
@@ -150,7 +172,7 @@ class ExtractiveStrategy:
             return StrategyResult(turns, "nothing to drop: every turn is short or the question")
         context_tokens = sum(c.tokens for c in candidates)
         budget = int(target_ratio * context_tokens)
-        scores = self._score(_question_text(plans[question_at]), plans, candidates)
+        scores = self._score(_question_text(plans[question_at]), plans, candidates, deadline)
         kept = _select(plans, candidates, scores, budget)
         kept_tokens = sum(candidates[n].tokens for n in kept)
         return StrategyResult(
@@ -170,7 +192,11 @@ class ExtractiveStrategy:
         return _Plan(turn, chunks, tokens, pinned)
 
     def _score(
-        self, question: str, plans: Sequence[_Plan], candidates: Sequence[_Candidate]
+        self,
+        question: str,
+        plans: Sequence[_Plan],
+        candidates: Sequence[_Candidate],
+        deadline: float | None,
     ) -> npt.NDArray[np.float64]:
         texts = [question]
         owners: list[int] = []
@@ -178,15 +204,25 @@ class ExtractiveStrategy:
             windows = _windows(plans[candidate.turn].chunks[candidate.position].text)
             texts.extend(windows)
             owners.extend([n] * len(windows))
-        vectors = self._embedder.embed(texts)
+        vectors = self._embed(texts, deadline)
         similarity = np.full(len(candidates), -1.0)
         np.maximum.at(similarity, owners, vectors[1:] @ vectors[0])
-        question_words = _content_words(question)
-        overlap = np.array(
-            [_overlap(question_words, plans[c.turn].chunks[c.position].text) for c in candidates]
-        )
-        base = similarity + LEXICAL_WEIGHT * overlap
+        chunk_words = [_content_words(plans[c.turn].chunks[c.position].text) for c in candidates]
+        base = similarity + LEXICAL_WEIGHT * _lexical(_content_words(question), chunk_words)
         return base + _neighbour_bonus(base, candidates)
+
+    def _embed(self, texts: Sequence[str], deadline: float | None) -> npt.NDArray[np.float32]:
+        """Embeds in slices, giving up once the caller's deadline has passed.
+
+        A caller that timed out has gone, but the worker thread would otherwise keep the model
+        (one at a time, see MiniLmEmbedder) busy for seconds while other requests queue.
+        """
+        parts = []
+        for start in range(0, len(texts), EMBED_SLICE):
+            if deadline is not None and time.monotonic() > deadline:
+                raise DeadlineExceeded("compression ran past the request's deadline")
+            parts.append(self._embedder.embed(texts[start : start + EMBED_SLICE]))
+        return np.concatenate(parts)
 
 
 def _last_user_index(turns: Sequence[Turn]) -> int | None:
@@ -239,11 +275,25 @@ def _content_words(text: str) -> frozenset[str]:
     return frozenset(w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS)
 
 
-def _overlap(question_words: frozenset[str], text: str) -> float:
-    """Fraction of the question's content words that appear in text."""
+def _lexical(
+    question_words: frozenset[str], chunk_words: Sequence[frozenset[str]]
+) -> npt.NDArray[np.float64]:
+    """IDF-weighted share of the question's content words that each chunk contains, in [0, 1].
+
+    Document frequencies come from this prompt's chunks (Robertson-Sparck Jones IDF, smoothed),
+    so a word in every chunk, such as the document's subject, weighs almost nothing.
+    """
     if not question_words:
-        return 0.0
-    return len(question_words & _content_words(text)) / len(question_words)
+        return np.zeros(len(chunk_words))
+    frequency = dict.fromkeys(question_words, 0)
+    for words in chunk_words:
+        for word in words & question_words:
+            frequency[word] += 1
+    weight = {w: math.log((len(chunk_words) + 1) / (f + 0.5)) for w, f in frequency.items()}
+    total = sum(weight.values())
+    return (
+        np.array([sum(weight[w] for w in words & question_words) for words in chunk_words]) / total
+    )
 
 
 def _windows(text: str) -> list[str]:
@@ -266,16 +316,17 @@ def _windows(text: str) -> list[str]:
 def _neighbour_bonus(
     base: npt.NDArray[np.float64], candidates: Sequence[_Candidate]
 ) -> npt.NDArray[np.float64]:
-    """A bonus for the chunks right before and after the NEIGHBOUR_TOP_K best ones."""
+    """Lifts each chunk by a share of its best adjacent chunk's score (see the weights)."""
     bonus = np.zeros(len(candidates))
     where = {(c.turn, c.position): n for n, c in enumerate(candidates)}
-    for top in np.argsort(-base, kind="stable")[:NEIGHBOUR_TOP_K]:
-        candidate = candidates[int(top)]
+    top = {int(n) for n in np.argsort(-base, kind="stable")[:NEIGHBOUR_TOP_K]}
+    for n, candidate in enumerate(candidates):
         for step in (-1, 1):
             neighbour = where.get((candidate.turn, candidate.position + step))
-            if neighbour is not None:
-                lift = NEIGHBOUR_WEIGHT * max(float(base[top]), 0.0)
-                bonus[neighbour] = max(bonus[neighbour], lift)
+            if neighbour is None:
+                continue
+            weight = NEIGHBOUR_TOP_WEIGHT if neighbour in top else NEIGHBOUR_WEIGHT
+            bonus[n] = max(bonus[n], weight * max(float(base[neighbour]), 0.0))
     return bonus
 
 

@@ -83,12 +83,16 @@ class FixedStrategy:
         self._cost = cost_nano_usd
         self._ready = ready
         self.ratios: list[float] = []
+        self.deadlines: list[float | None] = []
 
     @property
     def ready(self) -> bool:
         return self._ready
 
-    async def compress(self, turns: tuple[Turn, ...], target_ratio: float) -> StrategyResult:
+    async def compress(
+        self, turns: tuple[Turn, ...], target_ratio: float, deadline: float | None = None
+    ) -> StrategyResult:
         self.ratios.append(target_ratio)
+        self.deadlines.append(deadline)
         out = turns if self._turns is None else self._turns
         return StrategyResult(out, "fixed output", self._cost)

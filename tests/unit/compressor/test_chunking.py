@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from services.compressor.chunking import (
     MAX_SENTENCE_CHARS,
+    RUN_CHARS,
     ChunkKind,
     join_chunks,
     split_chunks,
@@ -167,3 +170,20 @@ def test_join_of_a_subset_separates_paragraphs() -> None:
 def test_empty_and_blank_text_have_no_chunks() -> None:
     assert split_chunks("") == []
     assert split_chunks("  \n\n \n") == []
+
+
+def test_a_long_line_without_boundaries_is_cut_between_words() -> None:
+    cells = " ".join(f"<Td> cell {i} </Td>" for i in range(300))
+    chunks = split_chunks(cells)
+    assert len(chunks) > 5
+    assert all(len(c.text) <= RUN_CHARS + 40 for c in chunks)
+    assert join_chunks(chunks) == cells
+
+
+def test_a_huge_paragraph_is_chunked_in_linear_time() -> None:
+    # A quadratic scan took seconds on a 110 kB one-line page; this one is three times larger.
+    paragraph = " ".join(f"Fact number {i} is stated here. See e.g. Fig. {i}." for i in range(6000))
+    started = time.perf_counter()
+    chunks = split_chunks(paragraph)
+    assert time.perf_counter() - started < 2.0
+    assert len(chunks) == 12000

@@ -139,3 +139,9 @@ async def test_extractive_end_to_end(counter: TokenCounter) -> None:
     assert content.endswith(QUESTION)
     assert result.compressed_tokens < 0.35 * result.original_tokens
     assert result.compressed_tokens == counter.count_chat([content])
+
+
+async def test_deadline_reaches_the_strategy(counter: TokenCounter) -> None:
+    strategy = FixedStrategy(SHORTER)
+    await make(counter, strategy).compress(long_request(deadline=123.0))
+    assert strategy.deadlines == [123.0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from services.compressor.strategies import (
@@ -10,6 +12,7 @@ from services.compressor.strategies import (
     StrategyResult,
 )
 from shared.chat import Role, Turn
+from shared.errors import DeadlineExceeded
 from shared.tokens import TokenCounter
 
 from .fakes import HashingEmbedder
@@ -178,3 +181,10 @@ async def test_async_compress_matches_blocking(strategy: ExtractiveStrategy) -> 
     assert result == strategy.compress_blocking(turns, 0.3)
     assert result.cost_nano_usd == 0
     assert strategy.ready
+
+
+def test_gives_up_once_the_deadline_has_passed(strategy: ExtractiveStrategy) -> None:
+    turns = (Turn(Role.USER, f"{document()}\n\n{QUESTION}"),)
+    with pytest.raises(DeadlineExceeded):
+        strategy.compress_blocking(turns, 0.3, deadline=time.monotonic() - 1)
+    assert ANSWER in strategy.compress_blocking(turns, 0.3, time.monotonic() + 60).turns[0].content

@@ -175,3 +175,10 @@ async def test_model_not_loaded_is_unavailable(start_server: StartServer) -> Non
         await start_server(loaded=False), compressor_pb2.CompressRequest(messages=[user("hi")])
     )
     assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_call_with_a_deadline_is_served(start_server: StartServer) -> None:
+    stub = await start_server()
+    request = compressor_pb2.CompressRequest(messages=[user(f"{LONG}\n\n{QUESTION}")])
+    response = await stub.Compress(request, timeout=30)
+    assert response.compressed
