@@ -103,7 +103,12 @@ class FrontDoor:
         except SluiceError as error:
             return _error(error)
         if call.stream:
-            return StreamingResponse(self._stream(request, call), media_type="text/event-stream")
+            # Admitted up front, so a bad key or request gets its status code, not a 200 stream.
+            try:
+                chat = self._admit(request, call)
+            except SluiceError as error:
+                return _error(error)
+            return StreamingResponse(self._stream(request, chat), media_type="text/event-stream")
         with self._server_span(request):
             try:
                 chat = self._admit(request, call)
@@ -123,13 +128,12 @@ class FrontDoor:
             headers=sluice_headers(result, trace_id),
         )
 
-    async def _stream(self, request: Request, call: ChatCall) -> AsyncIterator[bytes]:
+    async def _stream(self, request: Request, chat: ChatRequest) -> AsyncIterator[bytes]:
         """Streams the accepted answer. Text of a tier that may still be rejected is held back
         (OpenAI clients cannot take text back); the last tier is always accepted, so its text
         streams as it arrives."""
         with self._server_span(request):
             try:
-                chat = self._admit(request, call)
                 attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
                 last_tier = chat.model_class.tiers[-1].index
                 held: list[str] = []
@@ -157,6 +161,7 @@ class FrontDoor:
                         self._closing(event, held if not started else [], current_trace_id())
                     )
             except SluiceError as error:
+                # Headers are sent by now; an error event is what OpenAI's streams use.
                 _, body = error_body(error.code, str(error))
                 yield _sse(body) + b"data: [DONE]\n\n"
 

@@ -109,3 +109,11 @@ def test_errors_are_openai_shaped(mesh: Mesh, headers, body, status: int, messag
 def test_malformed_json_is_a_400(mesh: Mesh) -> None:
     response = httpx.post(url(mesh, "/chat/completions"), content=b"{nope", headers=DEV, timeout=10)
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
+
+
+def test_a_bad_key_on_a_stream_is_a_401_not_a_stream(mesh: Mesh) -> None:
+    body = {"stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(
+        url(mesh, "/chat/completions"), json=body, headers={"authorization": "Bearer x"}, timeout=10
+    )
+    assert response.status_code == 401 and "unknown API key" in response.json()["error"]["message"]
