@@ -58,6 +58,25 @@ def batcher_line(answers: list[TierAnswer]) -> StageLine:
     return StageLine(StageName.BATCHER, Outcome.NOT_APPLICABLE, "no model call was made")
 
 
+@dataclass(frozen=True)
+class _TierStep:
+    """How one tier ended: its cost-table line, and its answer unless it had none."""
+
+    line: StageLine
+    answer: TierAnswer | None
+
+
+def _skipped_line(tier: TierSpec, reason: str, cost_nano_usd: int) -> StageLine:
+    return StageLine(
+        StageName.TIER,
+        Outcome.SKIPPED,
+        reason,
+        tier.index,
+        tier.model,
+        cost_nano_usd=cost_nano_usd,
+    )
+
+
 class TierTimedOut(Exception):
     """A tier used up its latency budget; the cascade moves on to the next tier."""
 
@@ -114,85 +133,98 @@ class Cascade:
             spent = sum(line.cost_nano_usd for line in lines)
             if request.max_cost_nano_usd and spent >= request.max_cost_nano_usd:
                 break
-            with self._tracer.start_as_current_span(f"tier {tier.index} {tier.model}") as span:
-                span.set_attributes(
-                    {
-                        attrs.STAGE: "tier",
-                        attrs.TIER: tier.index,
-                        attrs.GEN_AI_REQUEST_MODEL: tier.model,
-                        attrs.POLICY_VERSION: request.policy_version,
-                    }
-                )
-                answer: TierAnswer | None = None
-                try:
-                    async for event in self._attempt(
-                        request, tier, turns, deadline, attempt, stream
-                    ):
-                        if isinstance(event, TierDelta):
-                            yield event
-                        else:
-                            answer = event
-                except TierTimedOut as error:
-                    lines.append(
-                        StageLine(
-                            StageName.TIER,
-                            Outcome.SKIPPED,
-                            str(error),
-                            tier.index,
-                            tier.model,
-                            cost_nano_usd=self._prompt_cost(tier.model, turns),
-                        )
-                    )
-                    span.set_attribute(attrs.LATENCY_ESCALATED, True)
-                    failures.append(f"tier {tier.index} ({tier.model}): {error}")
-                    continue
-                except Unavailable as error:
-                    # This tier's model is down in every region; a higher tier may still answer.
-                    failures.append(f"tier {tier.index} ({tier.model}): {error}")
-                    lines.append(
-                        StageLine(
-                            StageName.TIER, Outcome.SKIPPED, str(error), tier.index, tier.model
-                        )
-                    )
-                    span.set_attribute(attrs.STAGE_SKIPPED, True)
-                    continue
-                assert answer is not None, "a model port must end with a TierAnswer"
-                answers.append(answer)
-                verdict = evaluate(
-                    tier.gates,
-                    GateInput(answer.content, answer.finish, request.response_format),
-                    request.model_class.gate_settings,
-                )
-                span.set_attributes(
-                    {
-                        attrs.REGION: answer.region,
-                        attrs.COST_USD: attrs.usd(answer.cost_nano_usd),
-                        attrs.GEN_AI_INPUT_TOKENS: answer.usage.input_tokens,
-                        attrs.GEN_AI_OUTPUT_TOKENS: answer.usage.output_tokens,
-                    }
-                )
-                if not verdict.passed:
-                    span.set_attribute(attrs.GATE_FAILED, verdict.gate)
-                if verdict.passed or attempt == len(tiers):
-                    detail = (
-                        "accepted"
-                        if verdict.passed
-                        else (
-                            f"accepted as the last tier although gate {verdict.gate} failed: "
-                            f"{verdict.reason}"
-                        )
-                    )
-                    if request.downgrade_reason:
-                        detail = f"{detail}; budget: {request.downgrade_reason}"
-                    lines.append(_tier_line(tier, answer, Outcome.USED, detail))
-                    yield CascadeOutcome(answer, tier, (*lines, batcher_line(answers)))
-                    return
-                lines.append(
-                    _tier_line(
-                        tier, answer, Outcome.REJECTED, f"gate {verdict.gate}: {verdict.reason}"
-                    )
-                )
+            step: _TierStep | None = None
+            last = attempt == len(tiers)
+            async for event in self._tier(request, tier, turns, deadline, attempt, stream, last):
+                if isinstance(event, TierDelta):
+                    yield event
+                else:
+                    step = event
+            assert step is not None, "a tier always ends with a step"
+            lines.append(step.line)
+            if step.answer is None:
+                failures.append(f"tier {tier.index} ({tier.model}): {step.line.detail}")
+                continue
+            answers.append(step.answer)
+            if step.line.outcome is Outcome.USED:
+                yield CascadeOutcome(step.answer, tier, (*lines, batcher_line(answers)))
+                return
         yield self._fallback(request, lines, answers, failures)
+
+    async def _tier(
+        self,
+        request: ChatRequest,
+        tier: TierSpec,
+        turns: tuple[Turn, ...],
+        deadline: float,
+        attempt: int,
+        stream: bool,
+        last: bool,
+    ) -> AsyncIterator[TierDelta | _TierStep]:
+        """Runs one tier under its own span: deltas, then the tier's line and answer."""
+        with self._tracer.start_as_current_span(f"tier {tier.index} {tier.model}") as span:
+            span.set_attributes(
+                {
+                    attrs.STAGE: "tier",
+                    attrs.TIER: tier.index,
+                    attrs.GEN_AI_REQUEST_MODEL: tier.model,
+                    attrs.POLICY_VERSION: request.policy_version,
+                }
+            )
+            answer: TierAnswer | None = None
+            try:
+                async for event in self._attempt(request, tier, turns, deadline, attempt, stream):
+                    if isinstance(event, TierDelta):
+                        yield event
+                    else:
+                        answer = event
+            except TierTimedOut as error:
+                span.set_attribute(attrs.LATENCY_ESCALATED, True)
+                cost = self._prompt_cost(tier.model, turns)
+                yield _TierStep(_skipped_line(tier, str(error), cost), None)
+                return
+            except Unavailable as error:
+                # This tier's model is down in every region; a higher tier may still answer.
+                span.set_attribute(attrs.STAGE_SKIPPED, True)
+                yield _TierStep(_skipped_line(tier, str(error), 0), None)
+                return
+            assert answer is not None, "a model port must end with a TierAnswer"
+            yield _TierStep(self._judge(request, tier, answer, span, last), answer)
+
+    @staticmethod
+    def _judge(
+        request: ChatRequest, tier: TierSpec, answer: TierAnswer, span: trace.Span, last: bool
+    ) -> StageLine:
+        """Gates the answer: USED when it passes (or nothing is left to escalate to)."""
+        verdict = evaluate(
+            tier.gates,
+            GateInput(answer.content, answer.finish, request.response_format),
+            request.model_class.gate_settings,
+        )
+        span.set_attributes(
+            {
+                attrs.REGION: answer.region,
+                attrs.COST_USD: attrs.usd(answer.cost_nano_usd),
+                attrs.GEN_AI_INPUT_TOKENS: answer.usage.input_tokens,
+                attrs.GEN_AI_OUTPUT_TOKENS: answer.usage.output_tokens,
+            }
+        )
+        if not verdict.passed:
+            span.set_attribute(attrs.GATE_FAILED, verdict.gate)
+            if not last:
+                return _tier_line(
+                    tier, answer, Outcome.REJECTED, f"gate {verdict.gate}: {verdict.reason}"
+                )
+        detail = (
+            "accepted"
+            if verdict.passed
+            else (
+                f"accepted as the last tier although gate {verdict.gate} failed: {verdict.reason}"
+            )
+        )
+        if request.downgrade_reason:
+            detail = f"{detail}; budget: {request.downgrade_reason}"
+        return _tier_line(tier, answer, Outcome.USED, detail)
 
     def _fallback(
         self,

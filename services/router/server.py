@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 from sluice.batcher.v1 import batcher_service_pb2_grpc as batcher_grpc
 from sluice.cache.v1 import cache_service_pb2_grpc as cache_grpc
 from sluice.compressor.v1 import compressor_service_pb2_grpc as compressor_grpc
@@ -54,28 +55,32 @@ def build_selector(settings: Settings, catalogue: PriceCatalogue) -> PolicySelec
     return PolicySelector(primary, Rollout(candidate, spec[0], spec[1]))
 
 
-async def serve(settings: Settings) -> None:
-    configure_logging("router", settings.log_level)
-    telemetry = init_telemetry("sluice-router")
-    catalogue = load_catalogue(settings.catalogue_file)
-    selector = build_selector(settings, catalogue)
-    ledger = InMemoryLedger()
-    tokens = TokenCounter()
-    channels = {
-        name: open_channel(address, telemetry)
-        for name, address in {
-            "cache": settings.cache_addr,
-            "compressor": settings.compressor_addr,
-            "batcher": settings.batcher_addr,
-            "dispatcher": settings.dispatcher_addr,
-        }.items()
+def open_peer_channels(settings: Settings, telemetry: Telemetry) -> dict[str, grpc.aio.Channel]:
+    """One long-lived channel per downstream service."""
+    addresses = {
+        "cache": settings.cache_addr,
+        "compressor": settings.compressor_addr,
+        "batcher": settings.batcher_addr,
+        "dispatcher": settings.dispatcher_addr,
     }
+    return {name: open_channel(address, telemetry) for name, address in addresses.items()}
+
+
+def build_pipeline(
+    settings: Settings,
+    telemetry: Telemetry,
+    channels: dict[str, grpc.aio.Channel],
+    catalogue: PriceCatalogue,
+    tokens: TokenCounter,
+    ledger: InMemoryLedger,
+) -> Pipeline:
+    """The request path wired to the other services' stubs."""
     models = ModelClient(
         batcher_grpc.BatcherServiceStub(channels["batcher"]),
         dispatcher_grpc.RegionalDispatcherServiceStub(channels["dispatcher"]),
         settings.dispatcher_addr,
     )
-    pipeline = Pipeline(
+    return Pipeline(
         CacheClient(
             cache_grpc.SemanticCacheServiceStub(channels["cache"]), settings.cache_timeout_s
         ),
@@ -90,6 +95,17 @@ async def serve(settings: Settings) -> None:
         tokens,
         ledger,
     )
+
+
+async def serve(settings: Settings) -> None:
+    configure_logging("router", settings.log_level)
+    telemetry = init_telemetry("sluice-router")
+    catalogue = load_catalogue(settings.catalogue_file)
+    selector = build_selector(settings, catalogue)
+    ledger = InMemoryLedger()
+    tokens = TokenCounter()
+    channels = open_peer_channels(settings, telemetry)
+    pipeline = build_pipeline(settings, telemetry, channels, catalogue, tokens, ledger)
     admission = Admission(selector, tokens, settings.max_prompt_tokens, ledger)
     servicer = RouterServicer(admission, pipeline, settings.default_deadline_s)
     http = HttpServer(
