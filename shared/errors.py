@@ -27,6 +27,12 @@ class InvalidRequest(SluiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class NotFound(SluiceError):
+    """The request names something that does not exist, e.g. an unknown cache namespace."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
 class Unauthenticated(SluiceError):
     """The caller presented no API key or an unknown one."""
 
@@ -77,7 +83,14 @@ def error_origin(error: grpc.aio.AioRpcError) -> str | None:
 
 _BY_CODE: dict[grpc.StatusCode, type[SluiceError]] = {
     cls.code: cls
-    for cls in (InvalidRequest, Unauthenticated, BudgetExhausted, Unavailable, DeadlineExceeded)
+    for cls in (
+        InvalidRequest,
+        NotFound,
+        Unauthenticated,
+        BudgetExhausted,
+        Unavailable,
+        DeadlineExceeded,
+    )
 }
 
 

@@ -30,6 +30,8 @@ def running_mesh(
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         # Tests stop many processes; a short announce keeps teardown quick.
         "SLUICE_SHUTDOWN_ANNOUNCE_S": "0.3",
+        # Each mesh keeps its cache database beside its logs, never in the working tree.
+        "SLUICE_CACHE_DATA_DIR": str(log_dir / "cache"),
         **(extra_env or {}),
     }
     mesh = Mesh.plan(free_ports(), log_dir, env)

@@ -1,128 +1,73 @@
-"""The semantic cache's domain logic: exact and semantic lookup, store, TTL and eviction.
+"""The semantic cache's domain logic: lookup, store, invalidation, bounds and stats.
 
-Entries live in namespaces (see keys.py): one vector index and one LRU order per namespace,
-plus a process-wide map from exact key to entry. A lookup tries the exact key, then the
-nearest neighbours of the last user turn's embedding within the request's namespace, skipping
-expired entries, and hits only at or above `min_similarity`.
+A lookup tries the exact key, then the nearest neighbours of the last user turn's embedding in
+the request's namespace, skipping expired and too-old entries and those verification turns
+down, and hits only at or above `min_similarity`. A store writes through to the EntryStore
+before it is acknowledged, then updates memory; entries past the global entry or byte bound
+are evicted least recently used first, after expired ones.
 
-All state changes happen synchronously on the event loop between awaits (the only await is the
-embedding), so no locks are needed; state read before an await is looked up again after it.
+All in-memory state changes happen synchronously on the event loop between awaits, so no locks
+are needed; anything read before an await is looked up again after it.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import asyncio
+import logging
+import math
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from services.cache.index import FaissIndex, VectorIndex
-from services.cache.keys import RequestKeys, request_keys
+from services.cache.adaptive import AdaptiveIndex
+from services.cache.entries import Entry, EntryTable, Namespace
+from services.cache.invalidation import resolve_target
+from services.cache.keys import RequestKeys
+from services.cache.model import (
+    CachePolicy,
+    CacheRequest,
+    HitKind,
+    InvalidateTarget,
+    LookupResult,
+    QueryEmbedder,
+    StoredEntry,
+    keys_of,
+    validate_max_age,
+    validate_tags,
+)
+from services.cache.records import BadRecord, CachedAnswer, EntryRecord
+from services.cache.stats import CacheStats, Removal, StatsBook
+from services.cache.store import (
+    EntryDeleted,
+    EntryPut,
+    EntryStore,
+    Loaded,
+    MemoryStore,
+    Resynced,
+    StoreUnavailable,
+)
 from services.cache.verify import AcceptAll, HitVerifier
-from shared.chat import Finish, Sampling, Turn
-from shared.errors import InvalidRequest, NotReady
-from shared.pricing import TokenUsage
+from shared.errors import InvalidRequest, NotReady, Unavailable
 
-# Neighbours examined per semantic lookup: more than one, so that an expired (or, later, a
-# verification-rejected) nearest entry does not hide a live one just behind it.
+__all__ = [
+    "CachePolicy",
+    "CacheRequest",
+    "CachedAnswer",
+    "HitKind",
+    "LookupResult",
+    "SemanticCache",
+]
+
+LOG = logging.getLogger(__name__)
+# Neighbours examined per semantic lookup: more than one, so that an expired, too old or
+# verification-rejected nearest entry does not hide a live one just behind it.
 SEARCH_K = 8
-
-
-class HitKind(StrEnum):
-    MISS = "miss"
-    EXACT = "exact"
-    SEMANTIC = "semantic"
-
-
-@dataclass(frozen=True)
-class CacheRequest:
-    """A request as the cache sees it."""
-
-    tenant_id: str
-    model_class: str
-    turns: tuple[Turn, ...]
-    sampling: Sampling = field(default_factory=Sampling)
-    # False limits a lookup to exact matches.
-    allow_semantic: bool = True
-
-
-@dataclass(frozen=True)
-class CachedAnswer:
-    """An accepted answer and what producing it took."""
-
-    content: str
-    model: str
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    finish: Finish = Finish.STOP
-
-
-@dataclass(frozen=True)
-class LookupResult:
-    kind: HitKind
-    answer: CachedAnswer | None = None
-    # Cosine similarity in [0, 1] of the matched entry; 1 for exact hits, 0 for misses.
-    similarity: float = 0.0
-    entry_id: str = ""
-    # Candidates above the threshold that verification turned down during this lookup.
-    rejected: int = 0
-
-    @property
-    def hit(self) -> bool:
-        return self.kind is not HitKind.MISS
-
-
-MISS = LookupResult(HitKind.MISS)
-
-
-@dataclass(frozen=True)
-class CachePolicy:
-    min_similarity: float
-    ttl_s: float
-    max_entries: int
-
-
-class QueryEmbedder(Protocol):
-    """What the cache needs from the embedding side; EmbeddingBatcher provides it."""
-
-    @property
-    def dim(self) -> int: ...
-
-    @property
-    def ready(self) -> bool: ...
-
-    async def embed(self, text: str) -> NDArray[np.float32]: ...
-
-
-@dataclass(eq=False)
-class _Entry:
-    entry_id: str
-    exact_key: str
-    namespace: str
-    answer: CachedAnswer
-    expires_at: float
-    vector_id: int | None
-    # The last user turn the answer was for; verification compares new queries against it.
-    query: str | None = None
-
-
-class _Namespace:
-    """The entries sharing one namespace key, in least-recently-used-first order."""
-
-    def __init__(self, index: VectorIndex) -> None:
-        self.index = index
-        self.entries: OrderedDict[str, _Entry] = OrderedDict()
-        self.by_vector: dict[int, _Entry] = {}
-        # (expires_at, entry_id) min-heap, so eviction finds expired entries without a scan.
-        # Items of entries already gone stay until popped or compacted.
-        self.expiries: list[tuple[float, str]] = []
+# Name of the task that applies other replicas' writes; it runs until the cache closes.
+FOLLOW = "follow"
 
 
 class SemanticCache:
@@ -133,152 +78,318 @@ class SemanticCache:
         embedder: QueryEmbedder,
         policy: CachePolicy,
         *,
-        index_factory: Callable[[int], VectorIndex] = FaissIndex,
+        store: EntryStore | None = None,
         verifier: HitVerifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        # Wall-clock time by default, not monotonic: expiry times will be persisted and must
-        # keep their meaning across a restart.
+        # Wall-clock time, not monotonic: creation and expiry times are persisted and shared
+        # between replicas, so they must keep their meaning across processes.
         self._embedder = embedder
         self._policy = policy
-        self._index_factory = index_factory
+        self._store: EntryStore = store if store is not None else MemoryStore()
         self._verifier: HitVerifier = verifier or AcceptAll()
         self._clock = clock
-        self._exact: dict[str, _Entry] = {}
-        self._namespaces: dict[str, _Namespace] = {}
-        self._vector_ids = itertools.count(1)
+        self._table = EntryTable(lambda: AdaptiveIndex(embedder.dim, policy.index))
+        self._stats = StatsBook()
+        self._loaded = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def ready(self) -> bool:
-        return self._embedder.ready
+        return self._loaded and self._embedder.ready
 
     def __len__(self) -> int:
-        return len(self._exact)
+        return len(self._table)
+
+    def namespace(self, namespace_key: str) -> Namespace | None:
+        """The namespace's state, for tests and the benchmark."""
+        return self._table.namespaces.get(namespace_key)
+
+    async def start(self) -> None:
+        """Loads every stored entry (vectors included), then follows other replicas' writes."""
+        count = 0
+        async for batch in self._store.load(self._embedder.dim):
+            count += len(self._admit(batch))
+        self._loaded = True
+        self._enforce_bounds()
+        self._rebuild_where_due(self._table.namespaces)
+        LOG.info("cache loaded %d entries from %s", count, self._store.description)
+        self._spawn(self._follow(), FOLLOW)
+
+    async def settle(self) -> None:
+        """Waits for background work (index rebuilds, store deletes); for tests and shutdown."""
+        while pending := [task for task in self._tasks if task.get_name() != FOLLOW]:
+            await asyncio.wait(pending)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            if task.get_name() == FOLLOW or task.get_name().startswith("rebuild"):
+                task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        await self._store.close()
 
     async def lookup(self, request: CacheRequest) -> LookupResult:
         """Finds the exact entry, else the most similar live entry above the threshold."""
-        keys = _keys(request)
+        keys = keys_of(request)
+        validate_max_age(request.max_age_s)
         self._require_ready()
-        entry = self._exact.get(keys.exact)
-        if entry is not None:
-            if entry.expires_at > self._clock():
-                self._touch(entry)
-                return LookupResult(HitKind.EXACT, entry.answer, 1.0, entry.entry_id)
-            self._drop(entry)
-        if not request.allow_semantic or keys.query is None:
-            return MISS
-        if keys.namespace not in self._namespaces:
-            return MISS  # nothing to compare with, so skip the embedding
-        vector = await self._embedder.embed(keys.query)
-        namespace = self._namespaces.get(keys.namespace)
-        if namespace is None:
-            return MISS
-        return self._nearest(namespace, keys.namespace, vector, keys.query)
+        result = await self._find(request, keys)
+        counters = self._stats.tenant(request.tenant_id)
+        counters.verification_rejects += result.rejected
+        if result.kind is HitKind.EXACT:
+            counters.exact_hits += 1
+        elif result.kind is HitKind.SEMANTIC:
+            counters.semantic_hits += 1
+        else:
+            counters.misses += 1
+        return result
 
     async def store(
-        self, request: CacheRequest, answer: CachedAnswer, *, ttl_s: float | None = None
-    ) -> str:
-        """Stores an answer, replacing any entry with the same exact key; returns its id."""
-        keys = _keys(request)
+        self,
+        request: CacheRequest,
+        answer: CachedAnswer,
+        *,
+        ttl_s: float | None = None,
+        tags: Sequence[str] = (),
+    ) -> StoredEntry:
+        """Stores an answer durably, replacing any entry with the same exact key."""
+        keys = keys_of(request)
         if not answer.content:
             raise InvalidRequest("content is required: an empty answer is never cached")
-        if ttl_s is not None and not ttl_s > 0:
+        if ttl_s is not None and not (ttl_s > 0 and math.isfinite(ttl_s)):
             raise InvalidRequest(f"ttl must be positive, got {ttl_s}s")
         self._require_ready()
         vector = None if keys.query is None else await self._embedder.embed(keys.query)
         now = self._clock()
-        previous = self._exact.get(keys.exact)
-        if previous is not None:
-            self._drop(previous)
-        namespace = self._namespaces.get(keys.namespace)
-        if namespace is None:
-            namespace = _Namespace(self._index_factory(self._embedder.dim))
-            self._namespaces[keys.namespace] = namespace
-        entry = _Entry(
+        record = EntryRecord(
             entry_id=uuid.uuid4().hex,
+            tenant_id=request.tenant_id,
             exact_key=keys.exact,
             namespace=keys.namespace,
-            answer=answer,
-            expires_at=now + (self._policy.ttl_s if ttl_s is None else ttl_s),
-            vector_id=None if vector is None else next(self._vector_ids),
             query=keys.query,
+            answer=answer,
+            created_at=now,
+            expires_at=now + (self._policy.ttl_s if ttl_s is None else ttl_s),
+            tags=validate_tags(tags),
+            vector=vector,
         )
-        if vector is not None and entry.vector_id is not None:
-            namespace.index.add(entry.vector_id, vector)
-            namespace.by_vector[entry.vector_id] = entry
-        namespace.entries[entry.entry_id] = entry
-        heapq.heappush(namespace.expiries, (entry.expires_at, entry.entry_id))
-        self._exact[keys.exact] = entry
-        self._evict(namespace, now)
-        return entry.entry_id
+        if record.nbytes > self._policy.max_bytes:
+            raise InvalidRequest(
+                f"the entry takes {record.nbytes} bytes, more than the cache's whole byte "
+                f"bound ({self._policy.max_bytes}, SLUICE_CACHE_MAX_BYTES)"
+            )
+        previous = self._table.by_exact.get(keys.exact)
+        replaces = None if previous is None else previous.entry_id
+        try:
+            await self._store.put(record, replaces)
+        except StoreUnavailable as error:
+            raise Unavailable(f"the entry store failed: {error}") from None
+        replaced = self._apply([record], newest_wins=False)
+        # A store of the same key that finished during our write may hold another entry.
+        self._forget_stored([e for e in replaced if e.entry_id != replaces], Removal.REPLACED)
+        self._enforce_bounds()
+        return StoredEntry(record.entry_id, keys.namespace)
+
+    async def invalidate(self, tenant_id: str, target: InvalidateTarget) -> int:
+        """Removes the target's entries from the store, then from memory; returns how many."""
+        if not tenant_id:
+            raise InvalidRequest("context.tenant_id is required")
+        self._require_ready()
+        entries = resolve_target(self._table, tenant_id, target, keys_of)
+        if entries:
+            try:
+                await self._store.delete([entry.entry_id for entry in entries])
+            except StoreUnavailable as error:
+                raise Unavailable(f"the entry store failed: {error}") from None
+        return len(self._remove(entries, Removal.INVALIDATED))
+
+    def stats(self, tenant_id: str | None) -> CacheStats:
+        """Counters since start and the current size, for a tenant or (None) for all."""
+        self._forget_stored(self._table.expired(self._clock()), Removal.EXPIRED)
+        size = self._table.size(tenant_id)
+        return CacheStats(tenant_id, self._stats.snapshot(tenant_id), size.entries, size.nbytes)
+
+    async def _find(self, request: CacheRequest, keys: RequestKeys) -> LookupResult:
+        now = self._clock()
+        oldest = -math.inf if request.max_age_s is None else now - request.max_age_s
+        entry = self._table.by_exact.get(keys.exact)
+        if entry is not None:
+            if entry.expires_at <= now:
+                self._forget_stored([entry], Removal.EXPIRED)
+            elif entry.created_at >= oldest:
+                self._table.touch(entry)
+                return LookupResult(
+                    HitKind.EXACT, entry.answer, 1.0, entry.entry_id, keys.namespace
+                )
+        miss = LookupResult(HitKind.MISS, namespace=keys.namespace)
+        if not request.allow_semantic or keys.query is None:
+            return miss
+        if keys.namespace not in self._table.namespaces:
+            return miss  # nothing to compare with, so skip the embedding
+        vector = await self._embedder.embed(keys.query)
+        namespace = self._table.namespaces.get(keys.namespace)
+        if namespace is None:
+            return miss
+        return self._nearest(namespace, keys, vector, oldest)
 
     def _nearest(
-        self, namespace: _Namespace, namespace_key: str, vector: NDArray[np.float32], query: str
+        self, namespace: Namespace, keys: RequestKeys, vector: NDArray[np.float32], oldest: float
     ) -> LookupResult:
         now = self._clock()
         rejected = 0
+        expired: list[Entry] = []
+        found: Entry | None = None
+        similarity = 0.0
         for vector_id, score in namespace.index.search(vector, SEARCH_K):
             if score < self._policy.min_similarity:
                 break  # results come best first
             entry = namespace.by_vector.get(vector_id)
-            if entry is None:
+            if entry is None or entry.created_at < oldest:
                 continue
             if entry.expires_at <= now:
-                self._drop(entry)
+                expired.append(entry)
                 continue
             # Float rounding can put the inner product of unit vectors a hair above 1.
             similarity = min(1.0, max(0.0, score))
-            verdict = self._verifier.verify(query, entry.query or "", similarity, namespace_key)
-            if not verdict.accepted:
-                rejected += 1
-                continue
-            self._touch(entry)
-            return LookupResult(
-                HitKind.SEMANTIC, entry.answer, similarity, entry.entry_id, rejected
+            verdict = self._verifier.verify(
+                keys.query or "", entry.query or "", similarity, keys.namespace
             )
-        return LookupResult(HitKind.MISS, rejected=rejected) if rejected else MISS
-
-    def _evict(self, namespace: _Namespace, now: float) -> None:
-        """Over capacity, drops expired entries first, then the least recently used."""
-        while len(namespace.entries) > self._policy.max_entries and namespace.expiries:
-            expires_at, entry_id = namespace.expiries[0]
-            if expires_at > now:
+            if verdict.accepted:
+                found = entry
                 break
-            heapq.heappop(namespace.expiries)
-            entry = namespace.entries.get(entry_id)
-            if entry is not None and entry.expires_at == expires_at:
-                self._drop(entry)
-        while len(namespace.entries) > self._policy.max_entries:
-            oldest = next(iter(namespace.entries.values()))
-            self._drop(oldest)
-        # Heap items of dropped entries would otherwise pile up for a whole TTL.
-        if len(namespace.expiries) > 2 * len(namespace.entries) + 64:
-            namespace.expiries = [(e.expires_at, e.entry_id) for e in namespace.entries.values()]
-            heapq.heapify(namespace.expiries)
+            rejected += 1
+        self._forget_stored(expired, Removal.EXPIRED)
+        if found is None:
+            return LookupResult(HitKind.MISS, namespace=keys.namespace, rejected=rejected)
+        self._table.touch(found)
+        return LookupResult(
+            HitKind.SEMANTIC, found.answer, similarity, found.entry_id, keys.namespace, rejected
+        )
 
-    def _touch(self, entry: _Entry) -> None:
-        self._namespaces[entry.namespace].entries.move_to_end(entry.entry_id)
+    def _admit(self, batch: Iterable[Loaded]) -> list[EntryRecord]:
+        """Sorts loaded or followed records: bad vectors are counted, expired ones deleted."""
+        now = self._clock()
+        good: list[EntryRecord] = []
+        stale: list[str] = []
+        for item in batch:
+            bad = item if isinstance(item, BadRecord) else self._vector_problem(item)
+            if bad is not None:
+                self._stats.tenant(bad.tenant_id).skipped_bad_vectors += 1
+                LOG.error(
+                    "skipped stored entry %s (tenant %s, namespace %s): %s",
+                    bad.entry_id,
+                    bad.tenant_id,
+                    bad.namespace,
+                    bad.reason,
+                )
+            elif isinstance(item, EntryRecord):
+                if item.expires_at <= now:
+                    stale.append(item.entry_id)
+                else:
+                    good.append(item)
+        if stale:
+            self._spawn(self._delete_stored(stale), "delete")
+        self._apply(good, newest_wins=True)
+        return good
 
-    def _drop(self, entry: _Entry) -> None:
-        namespace = self._namespaces[entry.namespace]
-        del namespace.entries[entry.entry_id]
-        if entry.vector_id is not None:
-            namespace.index.remove([entry.vector_id])
-            del namespace.by_vector[entry.vector_id]
-        if self._exact.get(entry.exact_key) is entry:
-            del self._exact[entry.exact_key]
-        # Every distinct conversation prefix makes a namespace; empty ones must not linger.
-        if not namespace.entries:
-            del self._namespaces[entry.namespace]
+    def _vector_problem(self, record: EntryRecord) -> BadRecord | None:
+        vector = record.vector
+        if vector is None or vector.shape == (self._embedder.dim,):
+            return None
+        reason = f"vector has shape {vector.shape}, expected ({self._embedder.dim},)"
+        return BadRecord(record.entry_id, record.tenant_id, record.namespace, reason)
+
+    def _apply(self, records: Sequence[EntryRecord], *, newest_wins: bool) -> list[Entry]:
+        """Adds records to memory, one per exact key; returns the entries they replaced.
+
+        Local stores always replace (newest_wins=False). Records loaded or followed from other
+        replicas replace an entry only when created later, so every replica converges on the
+        same entry however the events interleave.
+        """
+        chosen: dict[str, EntryRecord] = {}
+        for record in records:
+            if record.entry_id in self._table.by_id:
+                continue  # our own write coming back, or an event applied twice
+            other = chosen.get(record.exact_key)
+            if other is None or not newest_wins or _order(record) > _order(other):
+                chosen[record.exact_key] = record
+        replaced: list[Entry] = []
+        for key, record in list(chosen.items()):
+            current = self._table.by_exact.get(key)
+            if current is None:
+                continue
+            if newest_wins and _order(record) <= (current.created_at, current.entry_id):
+                del chosen[key]
+            else:
+                replaced.append(current)
+        self._table.remove_many(replaced)
+        added = self._table.add_many(chosen.values())
+        self._rebuild_where_due({entry.namespace for entry in [*added, *replaced]})
+        return replaced
+
+    def _enforce_bounds(self) -> None:
+        self._forget_stored(self._table.expired(self._clock()), Removal.EXPIRED)
+        victims = self._table.over_bounds(self._policy.max_entries, self._policy.max_bytes)
+        self._forget_stored(victims, Removal.EVICTED)
+
+    def _forget_stored(self, entries: Sequence[Entry], reason: Removal) -> None:
+        """Removes entries from memory now and from the store in the background."""
+        removed = self._remove(entries, reason)
+        if removed:
+            self._spawn(self._delete_stored([entry.entry_id for entry in removed]), "delete")
+
+    def _remove(self, entries: Iterable[Entry], reason: Removal) -> list[Entry]:
+        removed = self._table.remove_many(entries)
+        for entry in removed:
+            self._stats.removed(entry.tenant_id, reason)
+        self._rebuild_where_due({entry.namespace for entry in removed})
+        return removed
+
+    async def _delete_stored(self, entry_ids: list[str]) -> None:
+        try:
+            await self._store.delete(entry_ids)
+        except StoreUnavailable as error:
+            # Only costs space: the entries are gone from memory, and a restart drops them
+            # again when they expire or exceed the bounds.
+            LOG.warning("could not delete %d entries from the store: %s", len(entry_ids), error)
+
+    async def _follow(self) -> None:
+        async for change in self._store.changes(self._embedder.dim):
+            if isinstance(change, EntryPut):
+                self._admit([change.record])
+            elif isinstance(change, EntryDeleted):
+                entry = self._table.by_id.get(change.entry_id)
+                if entry is not None:
+                    self._remove([entry], Removal.REPLACED)
+            elif isinstance(change, Resynced):
+                present = {record.entry_id for record in change.records}
+                gone = [e for e in self._table.by_id.values() if e.entry_id not in present]
+                self._remove(gone, Removal.REPLACED)
+                self._admit(change.records)
+
+    def _rebuild_where_due(self, namespace_keys: Iterable[str]) -> None:
+        for key in namespace_keys:
+            namespace = self._table.namespaces.get(key)
+            if namespace is not None and namespace.index.rebuild_due():
+                self._spawn(namespace.index.rebuild(), f"rebuild {key[:12]}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            LOG.error("cache background task %s failed", task.get_name(), exc_info=task.exception())
 
     def _require_ready(self) -> None:
         if not self._embedder.ready:
             raise NotReady("the embedding model is still loading")
+        if not self._loaded:
+            raise NotReady("the cache is still loading its stored entries")
 
 
-def _keys(request: CacheRequest) -> RequestKeys:
-    if not request.tenant_id:
-        raise InvalidRequest("context.tenant_id is required")
-    if not request.turns:
-        raise InvalidRequest("messages must not be empty")
-    return request_keys(request.tenant_id, request.model_class, request.turns, request.sampling)
+def _order(record: EntryRecord) -> tuple[float, str]:
+    return (record.created_at, record.entry_id)

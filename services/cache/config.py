@@ -6,8 +6,12 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+from urllib.parse import urlsplit
 
-from shared.settings import SettingsError, env_address, env_float, env_int, env_str
+from services.cache.store_sqlite import SyncMode
+from shared.settings import SettingsError, env_address, env_float, env_int, env_path, env_str
 
 # Calibrated on the real all-MiniLM-L6-v2 vectors (see README.md, "Calibration"): paraphrases
 # of a question score 0.91-0.98 against it, while the same question about another entity or
@@ -17,10 +21,26 @@ from shared.settings import SettingsError, env_address, env_float, env_int, env_
 # costs more than a miss, so the default leans to precision.
 DEFAULT_MIN_SIMILARITY = 0.90
 DEFAULT_TTL_S = 86_400.0
-# 10k entries x 384 float32 = 15 MB of vectors per namespace, and a flat search over them takes
-# ~0.3 ms (DESIGN.md figures), cheap enough to run on the event loop.
-DEFAULT_MAX_ENTRIES = 10_000
+# An entry holds a 1.5 KB vector plus its texts (~2-3 KB stored), and ~1 KB of Python objects
+# in memory; 500k entries or 1 GiB of payload keep a replica at a few GB of RSS.
+DEFAULT_MAX_ENTRIES = 500_000
+DEFAULT_MAX_BYTES = 1 << 30
+# Namespaces past this many live vectors move from exact to HNSW search (adaptive.py).
+DEFAULT_ANN_THRESHOLD = 20_000
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_BACKENDS = ("onnx", "torch")
+_SYNC_MODES = ("normal", "full")
+
+StoreKind = Literal["sqlite", "memory", "redis"]
+EmbedBackend = Literal["onnx", "torch"]
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Where entries are kept: a SQLite file path, a Redis URL, or nothing (memory)."""
+
+    kind: StoreKind
+    location: str = ""
 
 
 @dataclass(frozen=True)
@@ -30,15 +50,24 @@ class Settings:
     min_similarity: float
     # Lifetime of an entry whose Store request sets no TTL.
     ttl_s: float
-    # Entries kept per namespace before the least recently used one is evicted.
+    # Entries kept over all namespaces before the least recently used one is evicted.
     max_entries: int
-    # torch intra-op threads for the embedding model; 1 because two threads collapse when the
+    # Approximate stored bytes (texts + vectors) kept over all namespaces.
+    max_bytes: int
+    ann_threshold: int
+    # Intra-op threads for the embedding model; 1 because two threads collapse when the
     # other core of a 2-core node is busy (DESIGN.md, measured on this machine kind).
     embed_threads: int
+    embed_backend: EmbedBackend
+    # Where the ONNX export of the model is cached between starts.
+    model_dir: Path
+    store: StoreSpec
+    sqlite_sync: SyncMode
     log_level: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        data_dir = env_path(env, "SLUICE_CACHE_DATA_DIR", Path(".sluice/cache"), must_exist=False)
         return cls(
             listen=env_address(env, "SLUICE_CACHE_LISTEN", "127.0.0.1:50052"),
             min_similarity=_similarity(env),
@@ -46,9 +75,47 @@ class Settings:
                 env_float(env, "SLUICE_CACHE_TTL_S", DEFAULT_TTL_S), "SLUICE_CACHE_TTL_S"
             ),
             max_entries=env_int(env, "SLUICE_CACHE_MAX_ENTRIES", DEFAULT_MAX_ENTRIES, minimum=1),
+            max_bytes=env_int(env, "SLUICE_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES, minimum=4096),
+            ann_threshold=env_int(
+                env, "SLUICE_CACHE_ANN_THRESHOLD", DEFAULT_ANN_THRESHOLD, minimum=2
+            ),
             embed_threads=env_int(env, "SLUICE_CACHE_EMBED_THREADS", 1, minimum=1),
+            embed_backend=cast(EmbedBackend, _choice(env, "SLUICE_CACHE_EMBED_BACKEND", _BACKENDS)),
+            model_dir=env_path(
+                env, "SLUICE_CACHE_MODEL_DIR", _default_model_dir(env), must_exist=False
+            ),
+            store=_store(env, data_dir),
+            sqlite_sync=cast(SyncMode, _choice(env, "SLUICE_CACHE_SQLITE_SYNC", _SYNC_MODES)),
             log_level=_log_level(env),
         )
+
+
+def _store(env: Mapping[str, str], data_dir: Path) -> StoreSpec:
+    name = "SLUICE_CACHE_STORE"
+    value = env_str(env, name, f"sqlite:///{data_dir / 'cache.db'}")
+    if value == "memory://":
+        return StoreSpec("memory")
+    if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+        return StoreSpec("sqlite", value[len("sqlite:///") :])
+    if value.startswith(("redis://", "rediss://")) and urlsplit(value).hostname:
+        return StoreSpec("redis", value)
+    raise SettingsError(
+        f"{name}={value!r} must be sqlite:///<path>, redis://<host>:<port>/<db> or memory://"
+    )
+
+
+def _default_model_dir(env: Mapping[str, str]) -> Path:
+    # A per-user cache, not the data dir: the export is the same for every store, and tests
+    # that start many caches with fresh data dirs then export the model only once.
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "sluice" / "models"
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env_str(env, name, choices[0]).lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
 
 
 def _similarity(env: Mapping[str, str]) -> float:
@@ -61,8 +128,8 @@ def _similarity(env: Mapping[str, str]) -> float:
 
 
 def _positive(value: float, name: str) -> float:
-    if not value > 0:
-        raise SettingsError(f"{name}={value} must be greater than 0")
+    if not (value > 0 and math.isfinite(value)):
+        raise SettingsError(f"{name}={value} must be a finite number greater than 0")
     return value
 
 

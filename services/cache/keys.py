@@ -6,7 +6,9 @@ the same key, and the keys are stable across processes and restarts (a later sna
 shared Redis entry store rely on that).
 
 - The exact key covers everything that can change the answer: tenant, model class, every
-  message (role, content, name) and the sampling parameters.
+  message (role, content, name), the sampling parameters and the required response format
+  (a JSON answer must never serve a free-text request, nor the reverse). Tools are not part
+  of the contract yet; when they are, they belong here too.
 - The namespace key covers the same fields except the text of the last user turn, which is the
   only part matched semantically. Earlier turns, the system prompt and any turn after the last
   user turn must therefore match exactly, and tenants never share a namespace.
@@ -21,11 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.chat import Role, Sampling, Turn
+from shared.chat import TEXT_FORMAT, FormatKind, ResponseFormat, Role, Sampling, Turn
 from shared.errors import InvalidRequest
 
 # Bumped whenever the canonical document changes, so that old and new keys never collide.
-KEY_VERSION = 1
+# 2: the response format joined both keys.
+KEY_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,22 @@ class RequestKeys:
 
 
 def request_keys(
-    tenant_id: str, model_class: str, turns: Sequence[Turn], sampling: Sampling
+    tenant_id: str,
+    model_class: str,
+    turns: Sequence[Turn],
+    sampling: Sampling,
+    response_format: ResponseFormat = TEXT_FORMAT,
 ) -> RequestKeys:
     """Computes the exact key, the namespace key and the semantic query of a request."""
     last_user = _last_user_index(turns)
+    if last_user is not None and not turns[last_user].content.strip():
+        # An empty query embeds to a vector that is "similar" to other short texts; matching
+        # on it would serve an answer to a question nobody asked.
+        raise InvalidRequest(
+            f"messages[{last_user}].content is empty: the last user turn needs some text"
+        )
     messages: list[dict[str, object]] = [_message(turn) for turn in turns]
-    head = _head(tenant_id, model_class, sampling)
+    head = _head(tenant_id, model_class, sampling, response_format)
     exact = _digest({**head, "kind": "exact", "messages": messages})
     if last_user is None:
         namespace_messages = messages
@@ -65,7 +78,9 @@ def _last_user_index(turns: Sequence[Turn]) -> int | None:
     return None
 
 
-def _head(tenant_id: str, model_class: str, sampling: Sampling) -> dict[str, Any]:
+def _head(
+    tenant_id: str, model_class: str, sampling: Sampling, response_format: ResponseFormat
+) -> dict[str, Any]:
     for field, value in (("temperature", sampling.temperature), ("top_p", sampling.top_p)):
         # NaN is not equal to itself, so it could never be matched again; refuse it up front.
         if value is not None and not math.isfinite(value):
@@ -81,7 +96,25 @@ def _head(tenant_id: str, model_class: str, sampling: Sampling) -> dict[str, Any
             "max_tokens": sampling.max_tokens,
             "stop": list(sampling.stop),
         },
+        "format": _format(response_format),
     }
+
+
+def _format(response_format: ResponseFormat) -> dict[str, Any]:
+    if response_format.kind is not FormatKind.JSON_SCHEMA:
+        return {"kind": response_format.kind.value}
+    try:
+        # Parsed and re-serialised canonically, so whitespace or key order in the schema text
+        # does not split one schema into several keys.
+        schema: Any = json.loads(response_format.json_schema, parse_constant=_no_constants)
+    except ValueError:
+        schema = response_format.json_schema
+    return {"kind": response_format.kind.value, "schema": schema}
+
+
+def _no_constants(name: str) -> Any:
+    # NaN and Infinity are not JSON and could not be written canonically; keep the raw text.
+    raise ValueError(f"{name} is not JSON")
 
 
 def _message(turn: Turn) -> dict[str, object]:

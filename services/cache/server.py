@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from sluice.cache.v1 import cache_service_pb2 as pb
 from sluice.cache.v1 import cache_service_pb2_grpc as pb_grpc
 
+from services.cache.adaptive import IndexPolicy
 from services.cache.cache import CachePolicy, SemanticCache
 from services.cache.config import Settings
-from services.cache.embedder import EmbeddingBatcher, MiniLmEmbedder
+from services.cache.embedder import Embedder, EmbeddingBatcher, MiniLmEmbedder
+from services.cache.embedder_onnx import FallbackEmbedder, OnnxMiniLmEmbedder
 from services.cache.index import limit_faiss_threads
 from services.cache.servicer import SemanticCacheServicer
+from services.cache.store import EntryStore, MemoryStore, StoreCorrupt, StoreUnavailable
+from services.cache.store_redis import RedisStore
+from services.cache.store_sqlite import SqliteStore
+from services.cache.verify import HitVerifier
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
 from shared.telemetry import Telemetry, init_telemetry
@@ -29,28 +36,66 @@ def build_server(settings: Settings, cache: SemanticCache, telemetry: Telemetry)
     )
 
 
-def build_cache(settings: Settings, batcher: EmbeddingBatcher) -> SemanticCache:
+def build_store(settings: Settings) -> EntryStore:
+    if settings.store.kind == "sqlite":
+        return SqliteStore(Path(settings.store.location), sync=settings.sqlite_sync)
+    if settings.store.kind == "redis":
+        return RedisStore(settings.store.location)
+    return MemoryStore()
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    torch_embedder = MiniLmEmbedder(threads=settings.embed_threads)
+    if settings.embed_backend == "torch":
+        return torch_embedder
+    onnx = OnnxMiniLmEmbedder(settings.model_dir, threads=settings.embed_threads)
+    return FallbackEmbedder(onnx, torch_embedder)
+
+
+def build_cache(
+    settings: Settings,
+    batcher: EmbeddingBatcher,
+    store: EntryStore,
+    verifier: HitVerifier | None = None,
+) -> SemanticCache:
     policy = CachePolicy(
         min_similarity=settings.min_similarity,
         ttl_s=settings.ttl_s,
         max_entries=settings.max_entries,
+        max_bytes=settings.max_bytes,
+        index=IndexPolicy(ann_threshold=settings.ann_threshold),
     )
-    return SemanticCache(batcher, policy)
+    return SemanticCache(batcher, policy, store=store, verifier=verifier)
 
 
 async def serve(settings: Settings) -> None:
     configure_logging("cache", settings.log_level)
     telemetry = init_telemetry("sluice-cache")
     limit_faiss_threads()
-    embedder = MiniLmEmbedder(threads=settings.embed_threads)
+    embedder = build_embedder(settings)
     batcher = EmbeddingBatcher(embedder)
-    hosted = build_server(settings, build_cache(settings, batcher), telemetry)
+    store = build_store(settings)
+    try:
+        # Before the port opens: a store that cannot be used stops the process with one line
+        # naming it, instead of a server that never turns SERVING.
+        await store.open()
+    except (StoreCorrupt, StoreUnavailable) as error:
+        raise SystemExit(f"cache cannot start: {error}") from None
+    cache = build_cache(settings, batcher, store)
+    hosted = build_server(settings, cache, telemetry)
 
-    async def load_model() -> None:
-        # Blocking for ~5 s (mostly the sentence-transformers import); health stays
-        # NOT_SERVING meanwhile and RPCs answer UNAVAILABLE.
-        await asyncio.to_thread(embedder.load)
+    async def start() -> None:
+        # Health stays NOT_SERVING (and RPCs answer UNAVAILABLE) until both the model and
+        # every stored entry are loaded.
+        await asyncio.gather(asyncio.to_thread(embedder.load), cache.start())
 
-    await run_until_terminated(
-        hosted, name="cache", start=load_model, stop=batcher.aclose, telemetry=telemetry
-    )
+    async def stop() -> None:
+        await batcher.aclose()
+        await cache.aclose()
+
+    try:
+        await run_until_terminated(
+            hosted, name="cache", start=start, stop=stop, telemetry=telemetry
+        )
+    except StoreCorrupt as error:
+        raise SystemExit(f"cache cannot start: {error}") from None

@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from opentelemetry import trace
 from sluice.cache.v1 import cache_service_pb2 as pb
 from sluice.cache.v1 import cache_service_pb2_grpc as pb_grpc
 from sluice.common.v1 import common_pb2
 
-from services.cache.cache import CachedAnswer, CacheRequest, HitKind, LookupResult, SemanticCache
+from services.cache.cache import SemanticCache
+from services.cache.model import (
+    CacheRequest,
+    ExactTarget,
+    HitKind,
+    InvalidateTarget,
+    LookupResult,
+    NamespaceTarget,
+    TagTarget,
+    TenantTarget,
+)
+from services.cache.records import CachedAnswer
+from services.cache.stats import CacheStats
 from shared import telemetry as attrs
 from shared.convert import (
     finish_from_proto,
     finish_to_proto,
+    response_format_from_proto,
     sampling_from_proto,
     turns_from_proto,
     usage_from_proto,
     usage_to_proto,
 )
-from shared.errors import SluiceError, abort_with
+from shared.errors import InvalidRequest, SluiceError, abort_with
 
 ORIGIN = "cache"
 Context = grpc.aio.ServicerContext[object, object]
@@ -45,7 +59,9 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
                 request.model_class,
                 request.messages,
                 request.sampling,
+                request.response_format,
                 allow_semantic=request.allow_semantic,
+                max_age_s=_seconds(request.max_age) if request.HasField("max_age") else None,
             )
             result = await self._cache.lookup(cache_request)
         except SluiceError as error:
@@ -63,7 +79,11 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
         trace.get_current_span().set_attributes({attrs.STAGE: ORIGIN, attrs.COST_USD: 0.0})
         try:
             cache_request = _cache_request(
-                request.context, request.model_class, request.messages, request.sampling
+                request.context,
+                request.model_class,
+                request.messages,
+                request.sampling,
+                request.response_format,
             )
             answer = CachedAnswer(
                 content=request.content,
@@ -71,11 +91,38 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
                 usage=usage_from_proto(request.usage),
                 finish=finish_from_proto(request.finish_reason),
             )
-            ttl_s = request.ttl.ToNanoseconds() / 1e9 if request.HasField("ttl") else None
-            entry_id = await self._cache.store(cache_request, answer, ttl_s=ttl_s)
+            stored = await self._cache.store(
+                cache_request,
+                answer,
+                ttl_s=_seconds(request.ttl) if request.HasField("ttl") else None,
+                tags=list(request.tags),
+            )
         except SluiceError as error:
             await abort_with(context, ORIGIN, error)
-        return pb.StoreResponse(entry_id=entry_id)
+        return pb.StoreResponse(entry_id=stored.entry_id, namespace_key=stored.namespace)
+
+    async def Invalidate(  # noqa: N802 - named by the proto
+        self, request: pb.InvalidateRequest, context: Context
+    ) -> pb.InvalidateResponse:
+        trace.get_current_span().set_attributes({attrs.STAGE: ORIGIN, attrs.COST_USD: 0.0})
+        try:
+            removed = await self._cache.invalidate(request.context.tenant_id, _target(request))
+        except SluiceError as error:
+            await abort_with(context, ORIGIN, error)
+        return pb.InvalidateResponse(removed=removed)
+
+    async def Stats(  # noqa: N802 - named by the proto
+        self, request: pb.StatsRequest, context: Context
+    ) -> pb.StatsResponse:
+        try:
+            stats = self._cache.stats(request.context.tenant_id or None)
+        except SluiceError as error:
+            await abort_with(context, ORIGIN, error)
+        return _stats_response(stats)
+
+
+def _seconds(duration: Duration) -> float:
+    return duration.ToNanoseconds() / 1e9
 
 
 def _cache_request(
@@ -83,22 +130,54 @@ def _cache_request(
     model_class: str,
     messages: RepeatedCompositeFieldContainer[common_pb2.ChatMessage],
     sampling: common_pb2.SamplingParams,
+    response_format: common_pb2.ResponseFormat,
     *,
     allow_semantic: bool = True,
+    max_age_s: float | None = None,
 ) -> CacheRequest:
-    """Converts the fields both RPCs share; SemanticCache checks the required ones."""
+    """Converts the fields every RPC shares; SemanticCache checks the required ones."""
     return CacheRequest(
         tenant_id=context.tenant_id,
         model_class=model_class,
         turns=turns_from_proto(messages),
         sampling=sampling_from_proto(sampling),
         allow_semantic=allow_semantic,
+        response_format=response_format_from_proto(response_format),
+        max_age_s=max_age_s,
     )
+
+
+def _target(request: pb.InvalidateRequest) -> InvalidateTarget:
+    which = request.WhichOneof("target")
+    if which == "exact":
+        exact = request.exact
+        return ExactTarget(
+            _cache_request(
+                request.context,
+                exact.model_class,
+                exact.messages,
+                exact.sampling,
+                exact.response_format,
+            )
+        )
+    if which == "namespace_key":
+        return NamespaceTarget(request.namespace_key)
+    if which == "tenant_wide":
+        if not request.tenant_wide:
+            raise InvalidRequest("tenant_wide must be true when it is the target")
+        return TenantTarget()
+    if which == "tag":
+        return TagTarget(request.tag)
+    raise InvalidRequest("one of exact, namespace_key, tenant_wide or tag must be set")
 
 
 def _lookup_response(result: LookupResult) -> pb.LookupResponse:
     response = pb.LookupResponse(
-        kind=_KIND_TO_PROTO[result.kind], similarity=result.similarity, entry_id=result.entry_id
+        kind=_KIND_TO_PROTO[result.kind],
+        similarity=result.similarity,
+        entry_id=result.entry_id,
+        namespace_key=result.namespace,
+        rejected=result.rejected,
     )
     if result.answer is not None:
         response.content = result.answer.content
@@ -106,3 +185,20 @@ def _lookup_response(result: LookupResult) -> pb.LookupResponse:
         response.usage.CopyFrom(usage_to_proto(result.answer.usage))
         response.finish_reason = finish_to_proto(result.answer.finish)
     return response
+
+
+def _stats_response(stats: CacheStats) -> pb.StatsResponse:
+    counters = stats.counters
+    return pb.StatsResponse(
+        tenant_id=stats.tenant_id or "",
+        exact_hits=counters.exact_hits,
+        semantic_hits=counters.semantic_hits,
+        misses=counters.misses,
+        verification_rejects=counters.verification_rejects,
+        entries=stats.entries,
+        bytes=stats.nbytes,
+        evictions=counters.evictions,
+        expirations=counters.expirations,
+        invalidations=counters.invalidations,
+        skipped_bad_vectors=counters.skipped_bad_vectors,
+    )

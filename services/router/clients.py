@@ -7,8 +7,12 @@ DispatcherDown, while statuses the peers sent on purpose keep their code and mes
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import ipaddress
+import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import grpc
 from sluice.batcher.v1 import batcher_service_pb2 as batcher_pb
@@ -87,6 +91,8 @@ class CacheClient:
             messages=turns_to_proto(request.turns),
             sampling=sampling_to_proto(request.sampling),
             allow_semantic=request.cache_mode.value == "enabled",
+            # Part of the keys: a JSON request must never get a free-text answer, nor the reverse.
+            response_format=response_format_to_proto(request.response_format),
         )
         try:
             found = await self._stub.Lookup(
@@ -118,6 +124,7 @@ class CacheClient:
             model=answer.model,
             usage=usage_to_proto(answer.usage),
             finish_reason=finish_to_proto(answer.finish),
+            response_format=response_format_to_proto(request.response_format),
         )
         try:
             await self._stub.Store(store, timeout=_timeout(deadline, self._timeout_s, self._clock))
@@ -184,17 +191,126 @@ def _tier_answer(
     )
 
 
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_ipv4(host: str, port: int) -> list[str]:
+    """The host's IPv4 addresses as host:port, sorted; [] when the name does not resolve."""
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return []
+    return sorted({f"{info[4][0]}:{port}" for info in found})
+
+
+def rendezvous(key: bytes, addresses: Iterable[str]) -> list[str]:
+    """Addresses ranked for a key by highest random weight (Thaler & Ravishankar, 1998): every
+    router that knows the same addresses ranks them the same, and adding or removing a replica
+    only moves the keys whose first choice it is."""
+    return sorted(
+        addresses,
+        key=lambda a: hashlib.blake2b(key, key=a.encode()[:64], digest_size=8).digest(),
+        reverse=True,
+    )
+
+
+def batcher_key(request: ChatRequest, call: common_pb2.ModelCall) -> bytes:
+    """Identical calls of a tenant get the same key, so they meet in one batcher replica, whose
+    singleflight then shares one upstream call among them."""
+    digest = hashlib.sha256(request.tenant.tenant_id.encode())
+    digest.update(b"\x00")
+    digest.update(call.SerializeToString(deterministic=True))
+    return digest.digest()
+
+
+class BatcherReplicas:
+    """One channel per batcher replica, and the replicas ranked by a call's hash.
+
+    SLUICE_ROUTER_BATCHER_ADDR is either a comma-separated list of host:port (fixed replicas,
+    e.g. on loopback) or one host:port whose name is resolved to every IPv4 address it has (a
+    headless Kubernetes Service), again every refresh_s seconds. Until a name first resolves,
+    one channel to the name itself is used.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        open_channel: Callable[[str], grpc.aio.Channel],
+        resolve: Resolve = resolve_ipv4,
+        refresh_s: float = 30.0,
+    ) -> None:
+        entries = [entry.strip() for entry in target.split(",") if entry.strip()]
+        host, _, port = entries[0].rpartition(":")
+        self._name = (host, int(port)) if len(entries) == 1 and not _is_ip(host) else None
+        self._open = open_channel
+        self._resolve = resolve
+        self._refresh_s = refresh_s
+        self._channels = {address: open_channel(address) for address in entries}
+        self._stubs = self._stubs_for(self._channels)
+        self._refresher: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _stubs_for(
+        channels: dict[str, grpc.aio.Channel],
+    ) -> dict[str, batcher_grpc.BatcherServiceAsyncStub]:
+        return {a: batcher_grpc.BatcherServiceStub(channel) for a, channel in channels.items()}
+
+    def ranked(self, key: bytes) -> list[tuple[str, batcher_grpc.BatcherServiceAsyncStub]]:
+        stubs = self._stubs
+        return [(address, stubs[address]) for address in rendezvous(key, stubs)]
+
+    async def start(self) -> None:
+        if self._name is not None:
+            await self.refresh()
+            self._refresher = asyncio.ensure_future(self._refresh_forever())
+
+    async def refresh(self) -> None:
+        """Re-resolves the name; keeps the current replicas when it resolves to nothing."""
+        if self._name is None:
+            return
+        found = await self._resolve(*self._name)
+        if not found or set(found) == set(self._channels):
+            return
+        current = self._channels
+        self._channels = {a: current.get(a) or self._open(a) for a in found}
+        self._stubs = self._stubs_for(self._channels)
+        for address, channel in current.items():
+            if address not in self._channels:
+                # In-flight calls on a departed replica get a moment to finish.
+                await channel.close(grace=5.0)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            await self.refresh()
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        for channel in self._channels.values():
+            await channel.close()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 class ModelClient:
     """Calls a tier's model through the batcher, or straight to the dispatcher without it."""
 
     def __init__(
         self,
-        batcher: batcher_grpc.BatcherServiceAsyncStub,
+        batchers: BatcherReplicas,
         dispatcher: dispatcher_grpc.RegionalDispatcherServiceAsyncStub,
         dispatcher_addr: str,
         clock: Clock = time.monotonic,
     ) -> None:
-        self._batcher = batcher
+        self._batchers = batchers
         self._dispatcher = dispatcher
         self._dispatcher_addr = dispatcher_addr
         self._clock = clock
@@ -225,17 +341,25 @@ class ModelClient:
         self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
     ) -> TierAnswer:
         call = self._model_call(request, tier, turns)
-        timeout = _timeout(deadline, None, self._clock)
-        try:
-            executed = await self._batcher.Execute(
-                batcher_pb.ExecuteRequest(context=request_context(request), call=call),
-                timeout=timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            if not _unreachable(error):
-                raise from_status(error) from None
-            skipped = f"batcher unreachable ({error.details()}); called the dispatcher directly"
-            return await self._direct(request, call, deadline, skipped)
+        execute = batcher_pb.ExecuteRequest(context=request_context(request), call=call)
+        unreachable = []
+        # The replica the call hashes to, then the next in its ranking if that one is down.
+        for address, batcher in self._batchers.ranked(batcher_key(request, call))[:2]:
+            try:
+                executed = await batcher.Execute(
+                    execute, timeout=_timeout(deadline, None, self._clock)
+                )
+            except grpc.aio.AioRpcError as error:
+                if not _unreachable(error):
+                    raise from_status(error) from None
+                unreachable.append(f"{address}: {error.details()}")
+                continue
+            return self._batched(executed)
+        skipped = f"batcher unreachable ({'; '.join(unreachable)}); called the dispatcher directly"
+        return await self._direct(request, call, deadline, skipped)
+
+    @staticmethod
+    def _batched(executed: batcher_pb.ExecuteResponse) -> TierAnswer:
         if executed.shared:
             # This caller joined an identical in-flight call: it pays nothing extra upstream.
             return _tier_answer(

@@ -9,8 +9,12 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from services.cache.cache import CachedAnswer, CachePolicy, CacheRequest, SemanticCache
+from services.cache.adaptive import IndexPolicy
+from services.cache.cache import CachePolicy, SemanticCache
 from services.cache.embedder import EmbeddingBatcher
+from services.cache.model import CacheRequest
+from services.cache.records import CachedAnswer
+from services.cache.store import EntryStore
 from shared.chat import Role, Sampling, Turn
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -58,18 +62,33 @@ class FakeClock:
         self.now += seconds
 
 
-def make_cache(
+async def make_cache(
     *,
     min_similarity: float = 0.85,
     ttl_s: float = 3600.0,
     max_entries: int = 100,
+    max_bytes: int = 1 << 30,
+    ann_threshold: int = 20_000,
     clock: FakeClock | None = None,
     embedder: HashingEmbedder | None = None,
+    store: EntryStore | None = None,
+    start: bool = True,
 ) -> SemanticCache:
-    """A SemanticCache over the real batcher and FaissIndex, with a hashing embedder."""
+    """A started SemanticCache over the real batcher and indexes, with a hashing embedder."""
     batcher = EmbeddingBatcher(embedder or HashingEmbedder())
-    policy = CachePolicy(min_similarity=min_similarity, ttl_s=ttl_s, max_entries=max_entries)
-    return SemanticCache(batcher, policy, clock=clock or FakeClock())
+    policy = CachePolicy(
+        min_similarity=min_similarity,
+        ttl_s=ttl_s,
+        max_entries=max_entries,
+        max_bytes=max_bytes,
+        index=IndexPolicy(ann_threshold=ann_threshold),
+    )
+    cache = SemanticCache(batcher, policy, store=store, clock=clock or FakeClock())
+    if start:
+        if store is not None:
+            await store.open()  # serve() opens the store before the cache starts, too
+        await cache.start()
+    return cache
 
 
 def ask(

@@ -106,3 +106,39 @@ def test_request_without_user_turn_has_no_query():
 def test_nan_sampling_is_rejected():
     with pytest.raises(InvalidRequest, match=r"sampling\.temperature"):
         keys(sampling=Sampling(temperature=float("nan")))
+
+
+def test_response_format_is_part_of_both_keys():
+    from shared.chat import FormatKind, ResponseFormat
+
+    text = request_keys("acme", "small", TURNS, SAMPLING)
+    explicit_text = request_keys("acme", "small", TURNS, SAMPLING, ResponseFormat())
+    json_object = request_keys(
+        "acme", "small", TURNS, SAMPLING, ResponseFormat(FormatKind.JSON_OBJECT)
+    )
+    assert text == explicit_text
+    assert json_object.exact != text.exact and json_object.namespace != text.namespace
+
+
+def test_equivalent_json_schemas_share_keys_and_different_ones_do_not():
+    from shared.chat import FormatKind, ResponseFormat
+
+    def schema(text: str):
+        return request_keys(
+            "acme", "small", TURNS, SAMPLING, ResponseFormat(FormatKind.JSON_SCHEMA, text)
+        )
+
+    compact = schema('{"type":"object","required":["a"]}')
+    spaced = schema('{ "required": ["a"],  "type": "object" }')
+    other = schema('{"type":"object","required":["b"]}')
+    assert compact == spaced
+    assert other.exact != compact.exact
+    # Not JSON (or NaN, which canonical JSON cannot hold): keyed by its raw text.
+    assert schema("{not json").exact != schema("{not json ").exact
+    assert schema('{"x": NaN}').exact
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\n\t"])
+def test_blank_last_user_turn_is_rejected(blank):
+    with pytest.raises(InvalidRequest, match=r"messages\[3\]\.content is empty"):
+        keys(turns=(SYSTEM, FIRST, REPLY, Turn(Role.USER, blank)))

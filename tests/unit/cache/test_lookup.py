@@ -19,8 +19,8 @@ OTHER = "what is the capital of germany"
 
 
 async def test_exact_hit_returns_the_stored_answer():
-    cache = make_cache()
-    entry_id = await cache.store(ask(QUESTION), answer("Paris."))
+    cache = await make_cache()
+    entry_id = (await cache.store(ask(QUESTION), answer("Paris."))).entry_id
     result = await cache.lookup(ask(QUESTION))
     assert result.kind is HitKind.EXACT
     assert result.hit
@@ -30,15 +30,15 @@ async def test_exact_hit_returns_the_stored_answer():
 
 
 async def test_empty_cache_misses():
-    result = await make_cache().lookup(ask(QUESTION))
+    result = await (await make_cache()).lookup(ask(QUESTION))
     assert result.kind is HitKind.MISS
     assert not result.hit
     assert result.answer is None
 
 
 async def test_semantic_hit_above_threshold():
-    cache = make_cache(min_similarity=0.9)
-    entry_id = await cache.store(ask(QUESTION), answer())
+    cache = await make_cache(min_similarity=0.9)
+    entry_id = (await cache.store(ask(QUESTION), answer())).entry_id
     result = await cache.lookup(ask(PARAPHRASE))
     assert result.kind is HitKind.SEMANTIC
     assert result.entry_id == entry_id
@@ -46,29 +46,29 @@ async def test_semantic_hit_above_threshold():
 
 
 async def test_semantic_miss_below_threshold():
-    cache = make_cache(min_similarity=0.9)
+    cache = await make_cache(min_similarity=0.9)
     await cache.store(ask(QUESTION), answer())
     result = await cache.lookup(ask(OTHER))
     assert result.kind is HitKind.MISS
 
 
 async def test_threshold_is_inclusive():
-    cache = make_cache(min_similarity=5 / 6 - 1e-6)
+    cache = await make_cache(min_similarity=5 / 6 - 1e-6)
     await cache.store(ask(QUESTION), answer())
     assert (await cache.lookup(ask(OTHER))).kind is HitKind.SEMANTIC
 
 
 async def test_best_match_wins():
-    cache = make_cache(min_similarity=0.5)
+    cache = await make_cache(min_similarity=0.5)
     await cache.store(ask(OTHER), answer("Berlin."))
-    paris = await cache.store(ask(QUESTION), answer("Paris."))
+    paris = (await cache.store(ask(QUESTION), answer("Paris."))).entry_id
     result = await cache.lookup(ask(PARAPHRASE))
     assert result.entry_id == paris
 
 
 async def test_allow_semantic_false_limits_to_exact():
     embedder = HashingEmbedder()
-    cache = make_cache(embedder=embedder)
+    cache = await make_cache(embedder=embedder)
     await cache.store(ask(QUESTION), answer())
     calls = len(embedder.batches)
     result = await cache.lookup(ask(PARAPHRASE, allow_semantic=False))
@@ -78,14 +78,14 @@ async def test_allow_semantic_false_limits_to_exact():
 
 async def test_lookup_in_an_unknown_namespace_skips_the_embedding():
     embedder = HashingEmbedder()
-    cache = make_cache(embedder=embedder)
+    cache = await make_cache(embedder=embedder)
     await cache.lookup(ask(QUESTION))
     assert embedder.batches == []
 
 
 async def test_earlier_turns_must_match_exactly():
     history = (Turn(Role.SYSTEM, "Answer in French."), Turn(Role.USER, "Hi"))
-    cache = make_cache(min_similarity=0.9)
+    cache = await make_cache(min_similarity=0.9)
     await cache.store(ask(QUESTION, history=history), answer("Paris."))
     assert (await cache.lookup(ask(PARAPHRASE, history=history))).kind is HitKind.SEMANTIC
     changed = (Turn(Role.SYSTEM, "Answer in German."), Turn(Role.USER, "Hi"))
@@ -94,7 +94,7 @@ async def test_earlier_turns_must_match_exactly():
 
 
 async def test_sampling_and_model_class_separate_entries():
-    cache = make_cache()
+    cache = await make_cache()
     await cache.store(ask(QUESTION, sampling=Sampling(temperature=0.0)), answer())
     assert (await cache.lookup(ask(QUESTION, sampling=Sampling(temperature=1.0)))).kind is (
         HitKind.MISS
@@ -103,7 +103,7 @@ async def test_sampling_and_model_class_separate_entries():
 
 
 async def test_tenants_are_isolated():
-    cache = make_cache(min_similarity=0.0)
+    cache = await make_cache(min_similarity=0.0)
     await cache.store(ask(QUESTION, tenant="acme"), answer("acme's answer"))
     assert (await cache.lookup(ask(QUESTION, tenant="globex"))).kind is HitKind.MISS
     assert (await cache.lookup(ask(PARAPHRASE, tenant="globex"))).kind is HitKind.MISS
@@ -111,9 +111,9 @@ async def test_tenants_are_isolated():
 
 
 async def test_restoring_the_same_request_replaces_the_entry():
-    cache = make_cache()
-    first = await cache.store(ask(QUESTION), answer("Paris?"))
-    second = await cache.store(ask(QUESTION), answer("Paris."))
+    cache = await make_cache()
+    first = (await cache.store(ask(QUESTION), answer("Paris?"))).entry_id
+    second = (await cache.store(ask(QUESTION), answer("Paris."))).entry_id
     assert first != second
     assert len(cache) == 1
     result = await cache.lookup(ask(PARAPHRASE))
@@ -122,9 +122,9 @@ async def test_restoring_the_same_request_replaces_the_entry():
 
 
 async def test_request_without_user_turn_is_cached_by_exact_key_only():
-    cache = make_cache(min_similarity=0.0)
+    cache = await make_cache(min_similarity=0.0)
     system_only = dataclasses.replace(ask(QUESTION), turns=(Turn(Role.SYSTEM, "Say hi."),))
-    entry_id = await cache.store(system_only, answer("hi"))
+    entry_id = (await cache.store(system_only, answer("hi"))).entry_id
     assert (await cache.lookup(system_only)).entry_id == entry_id
 
 
@@ -136,7 +136,7 @@ async def test_request_without_user_turn_is_cached_by_exact_key_only():
     ],
 )
 async def test_invalid_requests_name_the_field(request_, field):
-    cache = make_cache()
+    cache = await make_cache()
     with pytest.raises(InvalidRequest, match=field):
         await cache.lookup(request_)
     with pytest.raises(InvalidRequest, match=field):
@@ -144,7 +144,7 @@ async def test_invalid_requests_name_the_field(request_, field):
 
 
 async def test_store_rejects_empty_answers_and_bad_ttls():
-    cache = make_cache()
+    cache = await make_cache()
     with pytest.raises(InvalidRequest, match="content"):
         await cache.store(ask(QUESTION), answer(""))
     with pytest.raises(InvalidRequest, match="ttl"):
@@ -153,7 +153,7 @@ async def test_store_rejects_empty_answers_and_bad_ttls():
 
 async def test_not_ready_until_the_model_is_loaded():
     embedder = HashingEmbedder(loaded=False)
-    cache = make_cache(embedder=embedder, clock=FakeClock())
+    cache = await make_cache(embedder=embedder, clock=FakeClock())
     assert not cache.ready
     with pytest.raises(NotReady):
         await cache.lookup(ask(QUESTION))

@@ -42,7 +42,7 @@ async def serving(embedder: HashingEmbedder) -> AsyncIterator[Served]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     settings = Settings.from_env({"SLUICE_CACHE_LISTEN": "127.0.0.1:0"})
-    cache = make_cache(embedder=embedder, min_similarity=0.9)
+    cache = await make_cache(embedder=embedder, min_similarity=0.9)
     hosted = build_server(settings, cache, Telemetry(provider))
     await hosted.server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{hosted.port}")
@@ -190,3 +190,92 @@ async def test_unavailable_until_the_model_is_loaded():
                 await call
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
             assert error_origin(raised.value) == "cache"
+
+
+async def test_store_returns_the_namespace_and_lookup_reports_it(served):
+    stored = await served.stub.Store(store(QUESTION))
+    assert len(stored.namespace_key) == 64
+    assert (await served.stub.Lookup(lookup("unrelated words"))).namespace_key == (
+        stored.namespace_key
+    )
+
+
+async def test_max_age_is_honoured_and_validated(served):
+    await served.stub.Store(store(QUESTION))
+    request = lookup(QUESTION)
+    request.max_age.FromSeconds(60)
+    assert (await served.stub.Lookup(request)).kind == pb.HIT_KIND_EXACT
+    request.max_age.FromSeconds(0)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await served.stub.Lookup(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "max_age" in (raised.value.details() or "")
+
+
+async def test_response_formats_do_not_share_entries(served):
+    request = store(QUESTION)
+    request.response_format.type = common_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT
+    await served.stub.Store(request)
+    assert (await served.stub.Lookup(lookup(QUESTION))).kind == pb.HIT_KIND_MISS
+    wants_json = lookup(QUESTION)
+    wants_json.response_format.type = common_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT
+    assert (await served.stub.Lookup(wants_json)).kind == pb.HIT_KIND_EXACT
+
+
+async def test_blank_last_user_turn_is_invalid_argument(served):
+    for call in (served.stub.Lookup(lookup("  ")), served.stub.Store(store(""))):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "messages[0].content is empty" in (raised.value.details() or "")
+
+
+def invalidate(**target) -> pb.InvalidateRequest:
+    return pb.InvalidateRequest(context=common_pb2.RequestContext(tenant_id="acme"), **target)
+
+
+async def test_invalidate_each_target_and_stats(served):
+    tagged = store(QUESTION)
+    tagged.tags.extend(["geo", "fr"])
+    first = await served.stub.Store(tagged)
+    await served.stub.Store(store("a second question"))
+    await served.stub.Lookup(lookup(QUESTION))
+    await served.stub.Lookup(lookup("nothing like it at all"))
+    exact = pb.ExactTarget(
+        model_class="small",
+        messages=[user("a second question")],
+        sampling=common_pb2.SamplingParams(temperature=0.0, max_tokens=64),
+    )
+    assert (await served.stub.Invalidate(invalidate(exact=exact))).removed == 1
+    assert (await served.stub.Invalidate(invalidate(tag="fr"))).removed == 1
+    assert (await served.stub.Invalidate(invalidate(tag="fr"))).removed == 0
+    await served.stub.Store(store(QUESTION))
+    removed = await served.stub.Invalidate(invalidate(namespace_key=first.namespace_key))
+    assert removed.removed == 1
+    await served.stub.Store(store(QUESTION))
+    assert (await served.stub.Invalidate(invalidate(tenant_wide=True))).removed == 1
+    stats = await served.stub.Stats(
+        pb.StatsRequest(context=common_pb2.RequestContext(tenant_id="acme"))
+    )
+    assert (stats.tenant_id, stats.exact_hits, stats.misses) == ("acme", 1, 1)
+    assert (stats.entries, stats.bytes, stats.invalidations) == (0, 0, 4)
+    totals = await served.stub.Stats(pb.StatsRequest())
+    assert totals.tenant_id == "" and totals.exact_hits == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "text"),
+    [
+        ({"namespace_key": "f" * 64}, grpc.StatusCode.NOT_FOUND, "holds no entries"),
+        ({"tenant_wide": True}, grpc.StatusCode.NOT_FOUND, "no cache entries"),
+        ({"tenant_wide": False}, grpc.StatusCode.INVALID_ARGUMENT, "tenant_wide must be true"),
+        ({"namespace_key": "nope"}, grpc.StatusCode.INVALID_ARGUMENT, "64 hex digits"),
+        ({}, grpc.StatusCode.INVALID_ARGUMENT, "one of exact"),
+    ],
+)
+async def test_invalidate_errors(served, target, code, text):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await served.stub.Invalidate(invalidate(**target))
+    assert raised.value.code() == code
+    assert text in (raised.value.details() or "")
+    assert error_origin(raised.value) == "cache"

@@ -58,6 +58,8 @@ class LookupRequest(_message.Message):
     MESSAGES_FIELD_NUMBER: _builtins.int
     SAMPLING_FIELD_NUMBER: _builtins.int
     ALLOW_SEMANTIC_FIELD_NUMBER: _builtins.int
+    MAX_AGE_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class the answer must have been produced for."""
     allow_semantic: _builtins.bool
@@ -68,11 +70,23 @@ class LookupRequest(_message.Message):
 
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]:
-        """The conversation."""
+        """The conversation. When it has a user turn, the last one must hold some non-blank text."""
 
     @_builtins.property
     def sampling(self) -> _common_pb2.SamplingParams:
         """Sampling parameters, part of the exact key."""
+
+    @_builtins.property
+    def max_age(self) -> _duration_pb2.Duration:
+        """Oldest acceptable entry: entries stored longer ago than this do not match. Unset means
+        any live entry may match; a zero or negative value is rejected.
+        """
+
+    @_builtins.property
+    def response_format(self) -> _common_pb2.ResponseFormat:
+        """Required answer format, part of both keys: an answer stored for one format never serves
+        a request for another. Unset and RESPONSE_FORMAT_TYPE_TEXT are the same format.
+        """
 
     def __init__(
         self,
@@ -82,10 +96,12 @@ class LookupRequest(_message.Message):
         messages: _abc.Iterable[_common_pb2.ChatMessage] | None = ...,
         sampling: _common_pb2.SamplingParams | None = ...,
         allow_semantic: _builtins.bool = ...,
+        max_age: _duration_pb2.Duration | None = ...,
+        response_format: _common_pb2.ResponseFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "max_age", b"max_age", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_semantic", b"allow_semantic", "context", b"context", "messages", b"messages", "model_class", b"model_class", "sampling", b"sampling"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_semantic", b"allow_semantic", "context", b"context", "max_age", b"max_age", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -104,6 +120,8 @@ class LookupResponse(_message.Message):
     SIMILARITY_FIELD_NUMBER: _builtins.int
     ENTRY_ID_FIELD_NUMBER: _builtins.int
     FINISH_REASON_FIELD_NUMBER: _builtins.int
+    NAMESPACE_KEY_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
     kind: Global___HitKind.ValueType
     """How the request matched; HIT_KIND_MISS when nothing did."""
     content: _builtins.str
@@ -116,6 +134,14 @@ class LookupResponse(_message.Message):
     """Id of the matched entry."""
     finish_reason: _common_pb2.FinishReason.ValueType
     """Finish reason of the cached answer."""
+    namespace_key: _builtins.str
+    """Namespace key of the request (64 hex digits), hit or miss; InvalidateRequest.namespace_key
+    accepts it.
+    """
+    rejected: _builtins.int
+    """Candidates above the similarity threshold that hit verification turned down during this
+    lookup.
+    """
     @_builtins.property
     def usage(self) -> _common_pb2.Usage:
         """Usage of the call that produced the cached answer."""
@@ -130,10 +156,12 @@ class LookupResponse(_message.Message):
         similarity: _builtins.float = ...,
         entry_id: _builtins.str = ...,
         finish_reason: _common_pb2.FinishReason.ValueType = ...,
+        namespace_key: _builtins.str = ...,
+        rejected: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "entry_id", b"entry_id", "finish_reason", b"finish_reason", "kind", b"kind", "model", b"model", "similarity", b"similarity", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "entry_id", b"entry_id", "finish_reason", b"finish_reason", "kind", b"kind", "model", b"model", "namespace_key", b"namespace_key", "rejected", b"rejected", "similarity", b"similarity", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -154,6 +182,8 @@ class StoreRequest(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class the answer was produced for."""
     content: _builtins.str
@@ -168,7 +198,9 @@ class StoreRequest(_message.Message):
 
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]:
-        """The conversation that was answered."""
+        """The conversation that was answered. When it has a user turn, the last one must hold some
+        non-blank text.
+        """
 
     @_builtins.property
     def sampling(self) -> _common_pb2.SamplingParams:
@@ -182,6 +214,16 @@ class StoreRequest(_message.Message):
     def ttl(self) -> _duration_pb2.Duration:
         """How long the entry lives; unset means the service default."""
 
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Labels to invalidate the entry by later (InvalidateRequest.tag), e.g. "doc:1234". At most
+        16 tags of 1 to 128 characters each.
+        """
+
+    @_builtins.property
+    def response_format(self) -> _common_pb2.ResponseFormat:
+        """Format the answer was produced in; see LookupRequest.response_format."""
+
     def __init__(
         self,
         *,
@@ -194,10 +236,12 @@ class StoreRequest(_message.Message):
         usage: _common_pb2.Usage | None = ...,
         finish_reason: _common_pb2.FinishReason.ValueType = ...,
         ttl: _duration_pb2.Duration | None = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        response_format: _common_pb2.ResponseFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "sampling", b"sampling", "ttl", b"ttl", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling", "ttl", b"ttl", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "context", b"context", "finish_reason", b"finish_reason", "messages", b"messages", "model", b"model", "model_class", b"model_class", "sampling", b"sampling", "ttl", b"ttl", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "context", b"context", "finish_reason", b"finish_reason", "messages", b"messages", "model", b"model", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "tags", b"tags", "ttl", b"ttl", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -210,17 +254,220 @@ class StoreResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRY_ID_FIELD_NUMBER: _builtins.int
+    NAMESPACE_KEY_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     """Id of the stored entry."""
+    namespace_key: _builtins.str
+    """Namespace key of the entry (64 hex digits); InvalidateRequest.namespace_key accepts it."""
     def __init__(
         self,
         *,
         entry_id: _builtins.str = ...,
+        namespace_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_id", b"entry_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_id", b"entry_id", "namespace_key", b"namespace_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StoreResponse: _TypeAlias = StoreResponse  # noqa: Y015
+
+@_typing.final
+class ExactTarget(_message.Message):
+    """The request whose entry to remove: the same fields a Lookup sends, which give its exact key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_CLASS_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    SAMPLING_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    model_class: _builtins.str
+    """Model class of the request."""
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]:
+        """The conversation of the request."""
+
+    @_builtins.property
+    def sampling(self) -> _common_pb2.SamplingParams:
+        """Sampling parameters of the request."""
+
+    @_builtins.property
+    def response_format(self) -> _common_pb2.ResponseFormat:
+        """Required answer format of the request."""
+
+    def __init__(
+        self,
+        *,
+        model_class: _builtins.str = ...,
+        messages: _abc.Iterable[_common_pb2.ChatMessage] | None = ...,
+        sampling: _common_pb2.SamplingParams | None = ...,
+        response_format: _common_pb2.ResponseFormat | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExactTarget: _TypeAlias = ExactTarget  # noqa: Y015
+
+@_typing.final
+class InvalidateRequest(_message.Message):
+    """Which entries to remove. Only entries of context.tenant_id are ever touched."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    EXACT_FIELD_NUMBER: _builtins.int
+    NAMESPACE_KEY_FIELD_NUMBER: _builtins.int
+    TENANT_WIDE_FIELD_NUMBER: _builtins.int
+    TAG_FIELD_NUMBER: _builtins.int
+    namespace_key: _builtins.str
+    """Every entry of one namespace, named by the namespace_key that Store or Lookup returned.
+    A key that names no namespace of the tenant gives NOT_FOUND.
+    """
+    tenant_wide: _builtins.bool
+    """Every entry of the tenant; must be true. A tenant without entries gives NOT_FOUND."""
+    tag: _builtins.str
+    """Every entry of the tenant stored with this tag."""
+    @_builtins.property
+    def context(self) -> _common_pb2.RequestContext:
+        """Tenant whose entries are removed; required."""
+
+    @_builtins.property
+    def exact(self) -> Global___ExactTarget:
+        """The entry stored for exactly this request, if there is one."""
+
+    def __init__(
+        self,
+        *,
+        context: _common_pb2.RequestContext | None = ...,
+        exact: Global___ExactTarget | None = ...,
+        namespace_key: _builtins.str = ...,
+        tenant_wide: _builtins.bool = ...,
+        tag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "exact", b"exact", "namespace_key", b"namespace_key", "tag", b"tag", "target", b"target", "tenant_wide", b"tenant_wide"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "exact", b"exact", "namespace_key", b"namespace_key", "tag", b"tag", "target", b"target", "tenant_wide", b"tenant_wide"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["exact", "namespace_key", "tenant_wide", "tag"]  # noqa: Y015
+    _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_target) -> _WhichOneofReturnType_target | None: ...
+
+Global___InvalidateRequest: _TypeAlias = InvalidateRequest  # noqa: Y015
+
+@_typing.final
+class InvalidateResponse(_message.Message):
+    """What an invalidation removed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMOVED_FIELD_NUMBER: _builtins.int
+    removed: _builtins.int
+    """Number of entries removed; 0 when an exact or tag target matched nothing."""
+    def __init__(
+        self,
+        *,
+        removed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvalidateResponse: _TypeAlias = InvalidateResponse  # noqa: Y015
+
+@_typing.final
+class StatsRequest(_message.Message):
+    """Which counters to report."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def context(self) -> _common_pb2.RequestContext:
+        """context.tenant_id selects one tenant; an empty tenant_id asks for totals over all tenants."""
+
+    def __init__(
+        self,
+        *,
+        context: _common_pb2.RequestContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsRequest: _TypeAlias = StatsRequest  # noqa: Y015
+
+@_typing.final
+class StatsResponse(_message.Message):
+    """Counters since the process started, and the current size of the cache. With a shared Redis
+    entry store, entries and bytes cover the shared store while the lookup counters are this
+    replica's own.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    EXACT_HITS_FIELD_NUMBER: _builtins.int
+    SEMANTIC_HITS_FIELD_NUMBER: _builtins.int
+    MISSES_FIELD_NUMBER: _builtins.int
+    VERIFICATION_REJECTS_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    EVICTIONS_FIELD_NUMBER: _builtins.int
+    EXPIRATIONS_FIELD_NUMBER: _builtins.int
+    INVALIDATIONS_FIELD_NUMBER: _builtins.int
+    SKIPPED_BAD_VECTORS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Tenant the figures are for; empty for totals."""
+    exact_hits: _builtins.int
+    """Lookups answered by the exact key."""
+    semantic_hits: _builtins.int
+    """Lookups answered by a semantic match."""
+    misses: _builtins.int
+    """Lookups that found nothing."""
+    verification_rejects: _builtins.int
+    """Candidates above the similarity threshold that hit verification turned down, over all
+    lookups.
+    """
+    entries: _builtins.int
+    """Live entries held now."""
+    bytes: _builtins.int
+    """Approximate payload bytes of those entries: texts, keys, tags and the float32 vector."""
+    evictions: _builtins.int
+    """Entries removed to stay within the entry or byte bounds."""
+    expirations: _builtins.int
+    """Entries removed because their TTL ran out."""
+    invalidations: _builtins.int
+    """Entries removed by Invalidate."""
+    skipped_bad_vectors: _builtins.int
+    """Stored entries skipped while loading because their vector had the wrong dimension."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        exact_hits: _builtins.int = ...,
+        semantic_hits: _builtins.int = ...,
+        misses: _builtins.int = ...,
+        verification_rejects: _builtins.int = ...,
+        entries: _builtins.int = ...,
+        bytes: _builtins.int = ...,
+        evictions: _builtins.int = ...,
+        expirations: _builtins.int = ...,
+        invalidations: _builtins.int = ...,
+        skipped_bad_vectors: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "evictions", b"evictions", "exact_hits", b"exact_hits", "expirations", b"expirations", "invalidations", b"invalidations", "misses", b"misses", "semantic_hits", b"semantic_hits", "skipped_bad_vectors", b"skipped_bad_vectors", "tenant_id", b"tenant_id", "verification_rejects", b"verification_rejects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsResponse: _TypeAlias = StatsResponse  # noqa: Y015

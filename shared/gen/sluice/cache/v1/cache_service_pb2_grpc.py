@@ -47,6 +47,16 @@ class SemanticCacheServiceStub:
                 request_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreRequest.SerializeToString,
                 response_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreResponse.FromString,
                 _registered_method=True)
+        self.Invalidate = channel.unary_unary(
+                '/sluice.cache.v1.SemanticCacheService/Invalidate',
+                request_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.InvalidateRequest.SerializeToString,
+                response_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.InvalidateResponse.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/sluice.cache.v1.SemanticCacheService/Stats',
+                request_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsRequest.SerializeToString,
+                response_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsResponse.FromString,
+                _registered_method=True)
 
 
 class SemanticCacheServiceServicer:
@@ -63,7 +73,24 @@ class SemanticCacheServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Store(self, request, context):
-        """Stores an accepted answer.
+        """Stores an accepted answer. When the call returns OK the entry is in the entry store and
+        survives a crash and restart of the service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Invalidate(self, request, context):
+        """Removes entries: the one stored for an exact request, a whole namespace, every entry of
+        the tenant, or every entry of the tenant carrying a tag.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Reports hit, miss and verification counters and the size of the cache, for one tenant or
+        for all of them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,6 +108,16 @@ def add_SemanticCacheServiceServicer_to_server(servicer, server):
                     servicer.Store,
                     request_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreRequest.FromString,
                     response_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreResponse.SerializeToString,
+            ),
+            'Invalidate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Invalidate,
+                    request_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.InvalidateRequest.FromString,
+                    response_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.InvalidateResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsRequest.FromString,
+                    response_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -140,6 +177,60 @@ class SemanticCacheService:
             '/sluice.cache.v1.SemanticCacheService/Store',
             sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreRequest.SerializeToString,
             sluice_dot_cache_dot_v1_dot_cache__service__pb2.StoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Invalidate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.cache.v1.SemanticCacheService/Invalidate',
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.InvalidateRequest.SerializeToString,
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.InvalidateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.cache.v1.SemanticCacheService/Stats',
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsRequest.SerializeToString,
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

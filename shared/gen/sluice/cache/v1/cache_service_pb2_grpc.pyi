@@ -39,7 +39,17 @@ class SemanticCacheServiceStub:
     Lookup: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.LookupRequest, _cache_service_pb2.LookupResponse]
     """Finds a cached answer for the request, if any."""
     Store: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.StoreRequest, _cache_service_pb2.StoreResponse]
-    """Stores an accepted answer."""
+    """Stores an accepted answer. When the call returns OK the entry is in the entry store and
+    survives a crash and restart of the service.
+    """
+    Invalidate: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.InvalidateRequest, _cache_service_pb2.InvalidateResponse]
+    """Removes entries: the one stored for an exact request, a whole namespace, every entry of
+    the tenant, or every entry of the tenant carrying a tag.
+    """
+    Stats: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.StatsRequest, _cache_service_pb2.StatsResponse]
+    """Reports hit, miss and verification counters and the size of the cache, for one tenant or
+    for all of them.
+    """
 
 @_typing.type_check_only
 class SemanticCacheServiceAsyncStub(SemanticCacheServiceStub):
@@ -52,7 +62,17 @@ class SemanticCacheServiceAsyncStub(SemanticCacheServiceStub):
     Lookup: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.LookupRequest, _cache_service_pb2.LookupResponse]  # type: ignore[assignment]
     """Finds a cached answer for the request, if any."""
     Store: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.StoreRequest, _cache_service_pb2.StoreResponse]  # type: ignore[assignment]
-    """Stores an accepted answer."""
+    """Stores an accepted answer. When the call returns OK the entry is in the entry store and
+    survives a crash and restart of the service.
+    """
+    Invalidate: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.InvalidateRequest, _cache_service_pb2.InvalidateResponse]  # type: ignore[assignment]
+    """Removes entries: the one stored for an exact request, a whole namespace, every entry of
+    the tenant, or every entry of the tenant carrying a tag.
+    """
+    Stats: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.StatsRequest, _cache_service_pb2.StatsResponse]  # type: ignore[assignment]
+    """Reports hit, miss and verification counters and the size of the cache, for one tenant or
+    for all of them.
+    """
 
 class SemanticCacheServiceServicer(metaclass=_abc_1.ABCMeta):
     """SemanticCacheService finds earlier answers to the same or an equivalent request.
@@ -74,6 +94,28 @@ class SemanticCacheServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cache_service_pb2.StoreRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cache_service_pb2.StoreResponse, _abc.Awaitable[_cache_service_pb2.StoreResponse]]:
-        """Stores an accepted answer."""
+        """Stores an accepted answer. When the call returns OK the entry is in the entry store and
+        survives a crash and restart of the service.
+        """
+
+    @_abc_1.abstractmethod
+    def Invalidate(
+        self,
+        request: _cache_service_pb2.InvalidateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_service_pb2.InvalidateResponse, _abc.Awaitable[_cache_service_pb2.InvalidateResponse]]:
+        """Removes entries: the one stored for an exact request, a whole namespace, every entry of
+        the tenant, or every entry of the tenant carrying a tag.
+        """
+
+    @_abc_1.abstractmethod
+    def Stats(
+        self,
+        request: _cache_service_pb2.StatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_service_pb2.StatsResponse, _abc.Awaitable[_cache_service_pb2.StatsResponse]]:
+        """Reports hit, miss and verification counters and the size of the cache, for one tenant or
+        for all of them.
+        """
 
 def add_SemanticCacheServiceServicer_to_server(servicer: SemanticCacheServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

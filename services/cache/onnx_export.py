@@ -1,0 +1,141 @@
+"""Exports all-MiniLM-L6-v2 to ONNX and keeps the file only if it gives torch's vectors.
+
+`python -m services.cache.onnx_export [PATH]` writes the export (default: the path the
+service looks for under SLUICE_CACHE_MODEL_DIR), e.g. in an image build step; the service runs
+it by itself on the first start otherwise. The graph is the whole sentence-transformers
+pipeline after tokenisation: BERT, mean pooling over the attention mask, L2 normalisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.cache.embedder import MiniLmEmbedder
+from services.cache.embedder_onnx import (
+    export_path,
+    load_tokenizer,
+    open_session,
+    run_session,
+)
+
+# Largest absolute difference per vector component accepted between ONNX and torch.
+MAX_ABS_DIFF = 1e-5
+# Probe texts: short, long enough to be truncated at 256 tokens, non-ASCII, empty, and
+# batches with padding, which exercise every dynamic axis of the graph.
+PROBES = (
+    "What is the capital of France?",
+    "hi",
+    "Ünïcödé — emoji 🎉 and 中文字符 in one question?",
+    "Explain the difference between TCP and UDP. " * 40,
+    "",
+    "What's the capital city of France?",
+)
+
+
+class ExportMismatch(RuntimeError):
+    """The exported graph does not reproduce torch's vectors."""
+
+
+def export_minilm(target: Path, *, threads: int = 1) -> float:
+    """Exports, checks against torch, then atomically moves into place; returns the max diff."""
+    torch_embedder = MiniLmEmbedder(threads=threads)
+    torch_embedder.load()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A temporary name in the same directory, so the final rename is atomic and two
+    # processes exporting at once both end with a complete file.
+    handle, scratch = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=target.parent)
+    os.close(handle)
+    try:
+        _trace(torch_embedder.model, Path(scratch))
+        session = open_session(Path(scratch), threads)
+        tokenizer = load_tokenizer()
+        worst = 0.0
+        for batch in ([PROBES[0]], [PROBES[3]], list(PROBES)):
+            expected = torch_embedder.embed(batch)
+            got = run_session(session, tokenizer, batch)
+            worst = max(worst, float(np.abs(expected - got).max()))
+        if worst >= MAX_ABS_DIFF:
+            raise ExportMismatch(f"ONNX vectors differ from torch by up to {worst:.2e}")
+        # mkstemp makes the file private; an image may export as one user and serve as another.
+        os.chmod(scratch, 0o644)
+        os.replace(scratch, target)
+        return worst
+    finally:
+        if os.path.exists(scratch):
+            os.unlink(scratch)
+
+
+def _trace(model: Any, path: Path) -> None:
+    import torch
+
+    class Pooled(torch.nn.Module):
+        """BERT, then mean pooling over real tokens and L2 normalisation, as in the model's
+        1_Pooling and 2_Normalize modules."""
+
+        def __init__(self, bert: torch.nn.Module) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor,
+        ) -> torch.Tensor:
+            tokens = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    sample = load_tokenizer().encode_batch(["hello world", "what is the capital of france"])
+    inputs = tuple(
+        torch.tensor([getattr(e, name) for e in sample], dtype=torch.int64)
+        for name in ("ids", "attention_mask", "type_ids")
+    )
+    axes = {0: "batch", 1: "tokens"}
+    with warnings.catch_warnings():
+        # The TorchScript tracer warns about Python branches on tensor values inside
+        # transformers' masking code; the parity check above is what proves the graph right
+        # for other batch sizes and lengths.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Pooled(model[0].auto_model).eval(),
+            inputs,
+            str(path),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["embedding"],
+            dynamic_axes={
+                "input_ids": axes,
+                "attention_mask": axes,
+                "token_type_ids": axes,
+                "embedding": {0: "batch"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from services.cache.config import Settings
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", nargs="?", type=Path, help="where to write the .onnx file")
+    args = parser.parse_args(argv)
+    target = args.path or export_path(Settings.from_env().model_dir)
+    worst = export_minilm(target)
+    print(f"exported {target} (max abs diff vs torch {worst:.1e})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
