@@ -1,5 +1,7 @@
-"""Batcher: coalesces identical in-flight model calls so they cost one upstream call.
+"""Batcher: makes model calls cheaper on their way to the dispatcher, three ways.
 
-Later stages add packing of small requests and provider Batch API jobs; singleflight is the
-first and cheapest saving: N identical concurrent requests, one upstream call, N answers.
+Singleflight shares one upstream call among identical calls in flight (the router routes calls
+to batcher replicas by hash, so identical calls meet in one replica). Packing sends small calls
+that share a long system prompt as one upstream call, when the calls allow it. Batch API jobs
+run deferrable calls at the provider's batch price, from a durable job store.
 """

@@ -2,30 +2,98 @@
 
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
 from sluice.batcher.v1 import batcher_service_pb2 as pb
 from sluice.batcher.v1 import batcher_service_pb2_grpc as pb_grpc
-from sluice.dispatcher.v1 import dispatcher_service_pb2 as dispatcher_pb
 from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as dispatcher_grpc
 
 from services.batcher.config import Settings
+from services.batcher.executor import Executed, Executor
+from services.batcher.flush_policy import FlushPolicy
+from services.batcher.job_runner import JobRunner, RunnerTiming
+from services.batcher.jobs import Price
+from services.batcher.packer import Packer
+from services.batcher.provider_batches import BatchProvider, EndpointTable, OpenAIBatchClient
 from services.batcher.servicer import BatcherServicer
 from services.batcher.singleflight import Singleflight
+from services.batcher.store import JobStore, SqliteJobStore
+from services.batcher.upstream import DispatcherUpstream
+from services.dispatcher.endpoints import load_endpoints
 from shared.grpc_client import open_channel
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
+from shared.pricing import PriceCatalogue, TokenUsage, load_catalogue
+from shared.settings import SettingsError
 from shared.telemetry import Telemetry, init_telemetry
+from shared.tokens import TokenCounter
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BatcherService"].full_name
+# Batch API calls are small JSON requests and file transfers; a slow one is a broken one.
+_PROVIDER_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the batcher talks to; tests pass fakes."""
+
+    dispatcher: dispatcher_grpc.RegionalDispatcherServiceAsyncStub
+    store: JobStore
+    provider: BatchProvider
+    endpoints: EndpointTable
+    price: Price
+    tokens: TokenCounter
+    tracer: trace.Tracer
+
+
+def catalogue_price(catalogue: PriceCatalogue) -> Price:
+    def price(model: str, region: str, usage: TokenUsage, batch: bool) -> int:
+        if not catalogue.knows(model):
+            return 0  # an unpriced model's answer is still delivered, just not costed
+        return catalogue.price(model, region).cost_nano_usd(usage, batch=batch)
+
+    return price
+
+
+def build_servicer(settings: Settings, deps: Deps) -> tuple[BatcherServicer, JobRunner]:
+    pack = settings.pack
+    upstream = DispatcherUpstream(deps.dispatcher, deps.tracer)
+    packer = Packer(
+        FlushPolicy(pack.window_s, pack.max_items, pack.reserve_s),
+        upstream.send_packed,
+        deps.tokens,
+    )
+    executor = Executor(
+        upstream, Singleflight[Executed](), packer, deps.tokens, pack.min_system_tokens
+    )
+    runner = JobRunner(
+        deps.store,
+        deps.provider,
+        deps.endpoints,
+        deps.price,
+        RunnerTiming(settings.jobs.poll_interval_s, settings.jobs.max_backoff_s),
+    )
+    servicer = BatcherServicer(executor, runner, deps.endpoints, settings.dispatcher_addr)
+    return servicer, runner
+
+
+def open_store(data_dir: Path) -> SqliteJobStore:
+    try:
+        return SqliteJobStore(data_dir)
+    except (OSError, sqlite3.Error) as error:
+        raise SettingsError(
+            f"SLUICE_BATCHER_DATA_DIR={str(data_dir)!r}: cannot open the job store: {error}"
+        ) from None
 
 
 def build_server(
-    settings: Settings,
-    dispatcher: dispatcher_grpc.RegionalDispatcherServiceAsyncStub,
-    telemetry: Telemetry,
+    settings: Settings, servicer: BatcherServicer, telemetry: Telemetry
 ) -> HostedServer:
-    servicer = BatcherServicer(
-        dispatcher, Singleflight[dispatcher_pb.DispatchResponse](), settings.dispatcher_addr
-    )
     return build_grpc_server(
         settings.listen,
         [SERVICE_NAME],
@@ -37,12 +105,35 @@ def build_server(
 async def serve(settings: Settings) -> None:
     configure_logging("batcher", settings.log_level)
     telemetry = init_telemetry("sluice-batcher")
+    jobs = settings.jobs
+    endpoints = EndpointTable(load_endpoints(jobs.endpoints_file), jobs.region)
     channel = open_channel(settings.dispatcher_addr, telemetry)
-    hosted = build_server(
-        settings, dispatcher_grpc.RegionalDispatcherServiceStub(channel), telemetry
+    http = httpx.AsyncClient(
+        transport=AsyncOpenTelemetryTransport(
+            httpx.AsyncHTTPTransport(), tracer_provider=telemetry.provider
+        ),
+        timeout=_PROVIDER_TIMEOUT,
     )
+    store = open_store(jobs.data_dir)
+    deps = Deps(
+        dispatcher=dispatcher_grpc.RegionalDispatcherServiceStub(channel),
+        store=store,
+        provider=OpenAIBatchClient(http),
+        endpoints=endpoints,
+        price=catalogue_price(load_catalogue(jobs.catalogue_file)),
+        tokens=TokenCounter(),
+        tracer=telemetry.tracer("sluice.batcher"),
+    )
+    servicer, runner = build_servicer(settings, deps)
+
+    async def start() -> None:
+        runner.start()
 
     async def close() -> None:
+        await runner.close()
+        await http.aclose()
         await channel.close()
+        store.close()
 
-    await run_until_terminated(hosted, name="batcher", stop=close, telemetry=telemetry)
+    hosted = build_server(settings, servicer, telemetry)
+    await run_until_terminated(hosted, name="batcher", start=start, stop=close, telemetry=telemetry)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-from sluice.batcher.v1 import batcher_service_pb2_grpc as batcher_grpc
 from sluice.cache.v1 import cache_service_pb2_grpc as cache_grpc
 from sluice.compressor.v1 import compressor_service_pb2_grpc as compressor_grpc
 from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as dispatcher_grpc
@@ -13,7 +12,7 @@ from sluice.router.v1 import router_service_pb2_grpc as pb_grpc
 from services.router.admission import Admission
 from services.router.budgets import InMemoryLedger
 from services.router.cascade import Cascade
-from services.router.clients import CacheClient, CompressorClient, ModelClient
+from services.router.clients import BatcherReplicas, CacheClient, CompressorClient, ModelClient
 from services.router.config import Settings
 from services.router.http_api import FrontDoor, HttpServer, build_http_app
 from services.router.pipeline import Pipeline, prompt_cost_estimator
@@ -56,11 +55,10 @@ def build_selector(settings: Settings, catalogue: PriceCatalogue) -> PolicySelec
 
 
 def open_peer_channels(settings: Settings, telemetry: Telemetry) -> dict[str, grpc.aio.Channel]:
-    """One long-lived channel per downstream service."""
+    """One long-lived channel per downstream service (the batcher's are in BatcherReplicas)."""
     addresses = {
         "cache": settings.cache_addr,
         "compressor": settings.compressor_addr,
-        "batcher": settings.batcher_addr,
         "dispatcher": settings.dispatcher_addr,
     }
     return {name: open_channel(address, telemetry) for name, address in addresses.items()}
@@ -70,13 +68,14 @@ def build_pipeline(
     settings: Settings,
     telemetry: Telemetry,
     channels: dict[str, grpc.aio.Channel],
+    batchers: BatcherReplicas,
     catalogue: PriceCatalogue,
     tokens: TokenCounter,
     ledger: InMemoryLedger,
 ) -> Pipeline:
     """The request path wired to the other services' stubs."""
     models = ModelClient(
-        batcher_grpc.BatcherServiceStub(channels["batcher"]),
+        batchers,
         dispatcher_grpc.RegionalDispatcherServiceStub(channels["dispatcher"]),
         settings.dispatcher_addr,
     )
@@ -105,7 +104,9 @@ async def serve(settings: Settings) -> None:
     ledger = InMemoryLedger()
     tokens = TokenCounter()
     channels = open_peer_channels(settings, telemetry)
-    pipeline = build_pipeline(settings, telemetry, channels, catalogue, tokens, ledger)
+    # Calls are routed to batcher replicas by hash, so identical calls share one flight.
+    batchers = BatcherReplicas(settings.batcher_addr, lambda a: open_channel(a, telemetry))
+    pipeline = build_pipeline(settings, telemetry, channels, batchers, catalogue, tokens, ledger)
     admission = Admission(selector, tokens, settings.max_prompt_tokens, ledger)
     servicer = RouterServicer(admission, pipeline, settings.default_deadline_s)
     http = HttpServer(
@@ -122,11 +123,13 @@ async def serve(settings: Settings) -> None:
     )
 
     async def start() -> None:
+        await batchers.start()
         port = await http.start()
         print(f"router OpenAI-compatible endpoint http://127.0.0.1:{port}/v1", flush=True)
 
     async def close() -> None:
         await http.stop()
+        await batchers.close()
         for channel in channels.values():
             await channel.close()
 

@@ -25,17 +25,37 @@ _sym_db = _symbol_database.Default()
 from sluice.common.v1 import common_pb2 as sluice_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'sluice/batcher/v1/batcher_service.proto\x12\x11sluice.batcher.v1\x1a\x1dsluice/common/v1/common.proto\"n\n\x0e\x45xecuteRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12)\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x1b.sluice.common.v1.ModelCall\"g\n\x0f\x45xecuteResponse\x12\x30\n\ncompletion\x18\x01 \x01(\x0b\x32\x1c.sluice.common.v1.Completion\x12\x0e\n\x06shared\x18\x02 \x01(\x08\x12\x12\n\ngroup_size\x18\x03 \x01(\x05\x32\x62\n\x0e\x42\x61tcherService\x12P\n\x07\x45xecute\x12!.sluice.batcher.v1.ExecuteRequest\x1a\".sluice.batcher.v1.ExecuteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'sluice/batcher/v1/batcher_service.proto\x12\x11sluice.batcher.v1\x1a\x1dsluice/common/v1/common.proto\"\x80\x01\n\x0e\x45xecuteRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12)\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x1b.sluice.common.v1.ModelCall\x12\x10\n\x08packable\x18\x03 \x01(\x08\"\xb6\x01\n\x0f\x45xecuteResponse\x12\x30\n\ncompletion\x18\x01 \x01(\x0b\x32\x1c.sluice.common.v1.Completion\x12\x0e\n\x06shared\x18\x02 \x01(\x08\x12\x12\n\ngroup_size\x18\x03 \x01(\x05\x12\x13\n\x0bpacked_size\x18\x04 \x01(\x05\x12\x1a\n\x12input_tokens_saved\x18\x05 \x01(\x03\x12\x1c\n\x14pack_fallback_reason\x18\x06 \x01(\t\"I\n\tBatchItem\x12\x11\n\tcustom_id\x18\x01 \x01(\t\x12)\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x1b.sluice.common.v1.ModelCall\"a\n\x0b\x42\x61tchResult\x12\x11\n\tcustom_id\x18\x01 \x01(\t\x12\x30\n\ncompletion\x18\x02 \x01(\x0b\x32\x1c.sluice.common.v1.Completion\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\xb0\x02\n\x08\x42\x61tchJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.sluice.batcher.v1.JobStatus\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\r\n\x05total\x18\x05 \x01(\x05\x12\x11\n\tcompleted\x18\x06 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x05\x12/\n\x07results\x18\x08 \x03(\x0b\x32\x1e.sluice.batcher.v1.BatchResult\x12\x15\n\rcost_nano_usd\x18\t \x01(\x03\x12!\n\x19interactive_cost_nano_usd\x18\n \x01(\x03\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x19\n\x11provider_batch_id\x18\x0c \x01(\t\"o\n\rSubmitRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.sluice.batcher.v1.BatchItem\"L\n\x0eSubmitResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.sluice.batcher.v1.BatchJob\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"O\n\nGetRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"7\n\x0bGetResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.sluice.batcher.v1.BatchJob\"R\n\rCancelRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x0e\n\x06job_id\x18\x02 \x01(\t\":\n\x0e\x43\x61ncelResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.sluice.batcher.v1.BatchJob*\xc0\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x1a\n\x16JOB_STATUS_IN_PROGRESS\x10\x02\x12\x19\n\x15JOB_STATUS_CANCELLING\x10\x03\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x04\x12\x15\n\x11JOB_STATUS_FAILED\x10\x05\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x06\x32\xc6\x02\n\x0e\x42\x61tcherService\x12P\n\x07\x45xecute\x12!.sluice.batcher.v1.ExecuteRequest\x1a\".sluice.batcher.v1.ExecuteResponse\x12M\n\x06Submit\x12 .sluice.batcher.v1.SubmitRequest\x1a!.sluice.batcher.v1.SubmitResponse\x12\x44\n\x03Get\x12\x1d.sluice.batcher.v1.GetRequest\x1a\x1e.sluice.batcher.v1.GetResponse\x12M\n\x06\x43\x61ncel\x12 .sluice.batcher.v1.CancelRequest\x1a!.sluice.batcher.v1.CancelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.batcher.v1.batcher_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXECUTEREQUEST']._serialized_start=93
-  _globals['_EXECUTEREQUEST']._serialized_end=203
-  _globals['_EXECUTERESPONSE']._serialized_start=205
-  _globals['_EXECUTERESPONSE']._serialized_end=308
-  _globals['_BATCHERSERVICE']._serialized_start=310
-  _globals['_BATCHERSERVICE']._serialized_end=408
+  _globals['_JOBSTATUS']._serialized_start=1364
+  _globals['_JOBSTATUS']._serialized_end=1556
+  _globals['_EXECUTEREQUEST']._serialized_start=94
+  _globals['_EXECUTEREQUEST']._serialized_end=222
+  _globals['_EXECUTERESPONSE']._serialized_start=225
+  _globals['_EXECUTERESPONSE']._serialized_end=407
+  _globals['_BATCHITEM']._serialized_start=409
+  _globals['_BATCHITEM']._serialized_end=482
+  _globals['_BATCHRESULT']._serialized_start=484
+  _globals['_BATCHRESULT']._serialized_end=581
+  _globals['_BATCHJOB']._serialized_start=584
+  _globals['_BATCHJOB']._serialized_end=888
+  _globals['_SUBMITREQUEST']._serialized_start=890
+  _globals['_SUBMITREQUEST']._serialized_end=1001
+  _globals['_SUBMITRESPONSE']._serialized_start=1003
+  _globals['_SUBMITRESPONSE']._serialized_end=1079
+  _globals['_GETREQUEST']._serialized_start=1081
+  _globals['_GETREQUEST']._serialized_end=1160
+  _globals['_GETRESPONSE']._serialized_start=1162
+  _globals['_GETRESPONSE']._serialized_end=1217
+  _globals['_CANCELREQUEST']._serialized_start=1219
+  _globals['_CANCELREQUEST']._serialized_end=1301
+  _globals['_CANCELRESPONSE']._serialized_start=1303
+  _globals['_CANCELRESPONSE']._serialized_end=1361
+  _globals['_BATCHERSERVICE']._serialized_start=1559
+  _globals['_BATCHERSERVICE']._serialized_end=1885
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,11 @@
 isort:skip_file
 Coalesces and batches model calls on their way to the dispatcher."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from sluice.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -17,6 +20,44 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _JobStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_STATUS_UNSPECIFIED: _JobStatus.ValueType  # 0
+    JOB_STATUS_QUEUED: _JobStatus.ValueType  # 1
+    """Accepted and durable; being uploaded and created at the provider."""
+    JOB_STATUS_IN_PROGRESS: _JobStatus.ValueType  # 2
+    """The provider is working on it."""
+    JOB_STATUS_CANCELLING: _JobStatus.ValueType  # 3
+    """Cancellation was asked for and is being carried out."""
+    JOB_STATUS_COMPLETED: _JobStatus.ValueType  # 4
+    """Finished; every item has a completion or an error."""
+    JOB_STATUS_FAILED: _JobStatus.ValueType  # 5
+    """The job as a whole failed (the provider rejected or expired it); see BatchJob.error."""
+    JOB_STATUS_CANCELLED: _JobStatus.ValueType  # 6
+    """Cancelled; items the provider finished before the cancellation keep their results."""
+
+class JobStatus(_JobStatus, metaclass=_JobStatusEnumTypeWrapper):
+    """Where a Batch API job is. The provider's own states map onto these."""
+
+JOB_STATUS_UNSPECIFIED: JobStatus.ValueType  # 0
+JOB_STATUS_QUEUED: JobStatus.ValueType  # 1
+"""Accepted and durable; being uploaded and created at the provider."""
+JOB_STATUS_IN_PROGRESS: JobStatus.ValueType  # 2
+"""The provider is working on it."""
+JOB_STATUS_CANCELLING: JobStatus.ValueType  # 3
+"""Cancellation was asked for and is being carried out."""
+JOB_STATUS_COMPLETED: JobStatus.ValueType  # 4
+"""Finished; every item has a completion or an error."""
+JOB_STATUS_FAILED: JobStatus.ValueType  # 5
+"""The job as a whole failed (the provider rejected or expired it); see BatchJob.error."""
+JOB_STATUS_CANCELLED: JobStatus.ValueType  # 6
+"""Cancelled; items the provider finished before the cancellation keep their results."""
+Global___JobStatus: _TypeAlias = JobStatus  # noqa: Y015
+
 @_typing.final
 class ExecuteRequest(_message.Message):
     """A model call to execute."""
@@ -25,6 +66,13 @@ class ExecuteRequest(_message.Message):
 
     CONTEXT_FIELD_NUMBER: _builtins.int
     CALL_FIELD_NUMBER: _builtins.int
+    PACKABLE_FIELD_NUMBER: _builtins.int
+    packable: _builtins.bool
+    """True when the caller accepts that its call may be packed with others into one upstream
+    prompt that asks for a JSON array of answers. Packing changes the prompt the model sees, so
+    it is opt-in. Only calls of exactly one system turn and one user turn, with no stop
+    sequences and no response format, are packed; others are executed as usual.
+    """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext:
         """Tenant and request id; identical calls are only shared within one tenant."""
@@ -38,10 +86,11 @@ class ExecuteRequest(_message.Message):
         *,
         context: _common_pb2.RequestContext | None = ...,
         call: _common_pb2.ModelCall | None = ...,
+        packable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "context", b"context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "context", b"context", "packable", b"packable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -56,13 +105,30 @@ class ExecuteResponse(_message.Message):
     COMPLETION_FIELD_NUMBER: _builtins.int
     SHARED_FIELD_NUMBER: _builtins.int
     GROUP_SIZE_FIELD_NUMBER: _builtins.int
+    PACKED_SIZE_FIELD_NUMBER: _builtins.int
+    INPUT_TOKENS_SAVED_FIELD_NUMBER: _builtins.int
+    PACK_FALLBACK_REASON_FIELD_NUMBER: _builtins.int
     shared: _builtins.bool
     """True when this caller shared another caller's upstream call and so cost nothing extra."""
     group_size: _builtins.int
     """How many callers shared the upstream call, including this one."""
+    packed_size: _builtins.int
+    """Calls packed into the upstream call that answered this one; 0 when it was not packed."""
+    input_tokens_saved: _builtins.int
+    """This call's share of the input tokens packing saved (the system prompt sent once instead of
+    once per call); negative when the packing instructions cost more than they saved.
+    """
+    pack_fallback_reason: _builtins.str
+    """Why a packed call was answered by its own upstream call instead (the packed answer was not
+    a valid JSON array of the expected ids, for example); empty otherwise.
+    """
     @_builtins.property
     def completion(self) -> _common_pb2.Completion:
-        """The provider's answer. Waiters that shared a call all receive the same completion."""
+        """The provider's answer. Waiters that shared a call all receive the same completion. For a
+        packed call, usage and cost are this call's share of the packed upstream call; for a call
+        that fell back to its own upstream call, that call's usage and cost plus its share of the
+        packed call that could not be split (that call was paid for too).
+        """
 
     def __init__(
         self,
@@ -70,11 +136,308 @@ class ExecuteResponse(_message.Message):
         completion: _common_pb2.Completion | None = ...,
         shared: _builtins.bool = ...,
         group_size: _builtins.int = ...,
+        packed_size: _builtins.int = ...,
+        input_tokens_saved: _builtins.int = ...,
+        pack_fallback_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "group_size", b"group_size", "shared", b"shared"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "group_size", b"group_size", "input_tokens_saved", b"input_tokens_saved", "pack_fallback_reason", b"pack_fallback_reason", "packed_size", b"packed_size", "shared", b"shared"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecuteResponse: _TypeAlias = ExecuteResponse  # noqa: Y015
+
+@_typing.final
+class BatchItem(_message.Message):
+    """One call of a Batch API job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOM_ID_FIELD_NUMBER: _builtins.int
+    CALL_FIELD_NUMBER: _builtins.int
+    custom_id: _builtins.str
+    """Caller-chosen id, unique within the job, that labels the item's result. Empty means
+    "item-<index>". At most 64 characters.
+    """
+    @_builtins.property
+    def call(self) -> _common_pb2.ModelCall:
+        """The call. Every item of a job must name the same model (a provider batch holds one model)."""
+
+    def __init__(
+        self,
+        *,
+        custom_id: _builtins.str = ...,
+        call: _common_pb2.ModelCall | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "custom_id", b"custom_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchItem: _TypeAlias = BatchItem  # noqa: Y015
+
+@_typing.final
+class BatchResult(_message.Message):
+    """The outcome of one item. Exactly one of completion and error is set once the job has finished."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOM_ID_FIELD_NUMBER: _builtins.int
+    COMPLETION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    custom_id: _builtins.str
+    """The item's custom_id."""
+    error: _builtins.str
+    """Why this item has no answer, e.g. an unreadable line in the provider's output file."""
+    @_builtins.property
+    def completion(self) -> _common_pb2.Completion:
+        """The answer, with usage and its cost at the batch price."""
+
+    def __init__(
+        self,
+        *,
+        custom_id: _builtins.str = ...,
+        completion: _common_pb2.Completion | None = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "custom_id", b"custom_id", "error", b"error"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchResult: _TypeAlias = BatchResult  # noqa: Y015
+
+@_typing.final
+class BatchJob(_message.Message):
+    """A Batch API job as the batcher keeps it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    INTERACTIVE_COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    PROVIDER_BATCH_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """Id to Get or Cancel the job with."""
+    status: Global___JobStatus.ValueType
+    """Where the job is."""
+    model: _builtins.str
+    """The model every item calls."""
+    endpoint: _builtins.str
+    """Name of the endpoint (provider and region) the job runs at."""
+    total: _builtins.int
+    """Items in the job."""
+    completed: _builtins.int
+    """Items with a completion."""
+    failed: _builtins.int
+    """Items with an error."""
+    cost_nano_usd: _builtins.int
+    """What the completed items cost at the batch price, in nano-USD."""
+    interactive_cost_nano_usd: _builtins.int
+    """What the same usage would have cost as interactive calls, in nano-USD."""
+    error: _builtins.str
+    """Why the job failed, for JOB_STATUS_FAILED."""
+    provider_batch_id: _builtins.str
+    """The provider's batch id, once the batch exists there."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchResult]:
+        """One result per item, in submission order, once the job has finished; empty before."""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        status: Global___JobStatus.ValueType = ...,
+        model: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        total: _builtins.int = ...,
+        completed: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        results: _abc.Iterable[Global___BatchResult] | None = ...,
+        cost_nano_usd: _builtins.int = ...,
+        interactive_cost_nano_usd: _builtins.int = ...,
+        error: _builtins.str = ...,
+        provider_batch_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "cost_nano_usd", b"cost_nano_usd", "endpoint", b"endpoint", "error", b"error", "failed", b"failed", "interactive_cost_nano_usd", b"interactive_cost_nano_usd", "job_id", b"job_id", "model", b"model", "provider_batch_id", b"provider_batch_id", "results", b"results", "status", b"status", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchJob: _TypeAlias = BatchJob  # noqa: Y015
+
+@_typing.final
+class SubmitRequest(_message.Message):
+    """Deferrable calls to run as one Batch API job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def context(self) -> _common_pb2.RequestContext:
+        """Tenant and request id. A non-empty request_id makes Submit idempotent: submitting again
+        with the same tenant and request_id returns the existing job instead of a new one.
+        """
+
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]:
+        """The calls; at least one, at most 50,000, all to the same model."""
+
+    def __init__(
+        self,
+        *,
+        context: _common_pb2.RequestContext | None = ...,
+        items: _abc.Iterable[Global___BatchItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitRequest: _TypeAlias = SubmitRequest  # noqa: Y015
+
+@_typing.final
+class SubmitResponse(_message.Message):
+    """The accepted job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    EXISTING_FIELD_NUMBER: _builtins.int
+    existing: _builtins.bool
+    """True when an earlier Submit with the same request_id had created it."""
+    @_builtins.property
+    def job(self) -> Global___BatchJob:
+        """The job, already stored durably."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___BatchJob | None = ...,
+        existing: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["existing", b"existing", "job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitResponse: _TypeAlias = SubmitResponse  # noqa: Y015
+
+@_typing.final
+class GetRequest(_message.Message):
+    """Which job to report on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The job's id."""
+    @_builtins.property
+    def context(self) -> _common_pb2.RequestContext:
+        """Tenant; only the tenant that submitted a job can see it."""
+
+    def __init__(
+        self,
+        *,
+        context: _common_pb2.RequestContext | None = ...,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRequest: _TypeAlias = GetRequest  # noqa: Y015
+
+@_typing.final
+class GetResponse(_message.Message):
+    """The job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___BatchJob:
+        """The job, with results once it has finished."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___BatchJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
+
+@_typing.final
+class CancelRequest(_message.Message):
+    """Which job to cancel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The job's id."""
+    @_builtins.property
+    def context(self) -> _common_pb2.RequestContext:
+        """Tenant; only the tenant that submitted a job can cancel it."""
+
+    def __init__(
+        self,
+        *,
+        context: _common_pb2.RequestContext | None = ...,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRequest: _TypeAlias = CancelRequest  # noqa: Y015
+
+@_typing.final
+class CancelResponse(_message.Message):
+    """The job after the cancellation was recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___BatchJob:
+        """The job; JOB_STATUS_CANCELLING until the provider confirms, unless it had already finished."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___BatchJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelResponse: _TypeAlias = CancelResponse  # noqa: Y015

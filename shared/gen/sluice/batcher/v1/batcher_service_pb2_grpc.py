@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class BatcherServiceStub:
-    """BatcherService collapses identical in-flight calls into one upstream call (singleflight).
+    """BatcherService makes model calls cheaper in three ways: identical in-flight calls share one
+    upstream call (singleflight), small calls that share a long system prompt may be packed into
+    one upstream call, and deferrable work runs as a provider Batch API job at the batch price.
     """
 
     def __init__(self, channel):
@@ -40,14 +42,53 @@ class BatcherServiceStub:
                 request_serializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.ExecuteResponse.FromString,
                 _registered_method=True)
+        self.Submit = channel.unary_unary(
+                '/sluice.batcher.v1.BatcherService/Submit',
+                request_serializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.SubmitRequest.SerializeToString,
+                response_deserializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.SubmitResponse.FromString,
+                _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/sluice.batcher.v1.BatcherService/Get',
+                request_serializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.GetRequest.SerializeToString,
+                response_deserializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Cancel = channel.unary_unary(
+                '/sluice.batcher.v1.BatcherService/Cancel',
+                request_serializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.CancelRequest.SerializeToString,
+                response_deserializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.CancelResponse.FromString,
+                _registered_method=True)
 
 
 class BatcherServiceServicer:
-    """BatcherService collapses identical in-flight calls into one upstream call (singleflight).
+    """BatcherService makes model calls cheaper in three ways: identical in-flight calls share one
+    upstream call (singleflight), small calls that share a long system prompt may be packed into
+    one upstream call, and deferrable work runs as a provider Batch API job at the batch price.
     """
 
     def Execute(self, request, context):
-        """Executes a model call, sharing the upstream call with identical calls in flight.
+        """Executes a model call, sharing the upstream call with identical calls in flight, and
+        packing it with similar calls when the request allows it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Submit(self, request, context):
+        """Accepts deferrable calls as one Batch API job. The job is durable once this returns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Get(self, request, context):
+        """Reports a job's status and, once it has finished, its results.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Cancel(self, request, context):
+        """Asks for a job to be cancelled; results the provider already produced are kept.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +102,21 @@ def add_BatcherServiceServicer_to_server(servicer, server):
                     request_deserializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.ExecuteRequest.FromString,
                     response_serializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.ExecuteResponse.SerializeToString,
             ),
+            'Submit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Submit,
+                    request_deserializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.SubmitRequest.FromString,
+                    response_serializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.SubmitResponse.SerializeToString,
+            ),
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.GetRequest.FromString,
+                    response_serializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.GetResponse.SerializeToString,
+            ),
+            'Cancel': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cancel,
+                    request_deserializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.CancelRequest.FromString,
+                    response_serializer=sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.CancelResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'sluice.batcher.v1.BatcherService', rpc_method_handlers)
@@ -70,7 +126,9 @@ def add_BatcherServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class BatcherService:
-    """BatcherService collapses identical in-flight calls into one upstream call (singleflight).
+    """BatcherService makes model calls cheaper in three ways: identical in-flight calls share one
+    upstream call (singleflight), small calls that share a long system prompt may be packed into
+    one upstream call, and deferrable work runs as a provider Batch API job at the batch price.
     """
 
     @staticmethod
@@ -90,6 +148,87 @@ class BatcherService:
             '/sluice.batcher.v1.BatcherService/Execute',
             sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.ExecuteRequest.SerializeToString,
             sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.ExecuteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Submit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.batcher.v1.BatcherService/Submit',
+            sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.SubmitRequest.SerializeToString,
+            sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.SubmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Get(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.batcher.v1.BatcherService/Get',
+            sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.GetRequest.SerializeToString,
+            sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.GetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cancel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.batcher.v1.BatcherService/Cancel',
+            sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.CancelRequest.SerializeToString,
+            sluice_dot_batcher_dot_v1_dot_batcher__service__pb2.CancelResponse.FromString,
             options,
             channel_credentials,
             insecure,

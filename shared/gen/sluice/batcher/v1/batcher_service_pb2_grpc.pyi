@@ -27,25 +27,50 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class BatcherServiceStub:
-    """BatcherService collapses identical in-flight calls into one upstream call (singleflight)."""
+    """BatcherService makes model calls cheaper in three ways: identical in-flight calls share one
+    upstream call (singleflight), small calls that share a long system prompt may be packed into
+    one upstream call, and deferrable work runs as a provider Batch API job at the batch price.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BatcherServiceAsyncStub: ...
     Execute: _grpc.UnaryUnaryMultiCallable[_batcher_service_pb2.ExecuteRequest, _batcher_service_pb2.ExecuteResponse]
-    """Executes a model call, sharing the upstream call with identical calls in flight."""
+    """Executes a model call, sharing the upstream call with identical calls in flight, and
+    packing it with similar calls when the request allows it.
+    """
+    Submit: _grpc.UnaryUnaryMultiCallable[_batcher_service_pb2.SubmitRequest, _batcher_service_pb2.SubmitResponse]
+    """Accepts deferrable calls as one Batch API job. The job is durable once this returns."""
+    Get: _grpc.UnaryUnaryMultiCallable[_batcher_service_pb2.GetRequest, _batcher_service_pb2.GetResponse]
+    """Reports a job's status and, once it has finished, its results."""
+    Cancel: _grpc.UnaryUnaryMultiCallable[_batcher_service_pb2.CancelRequest, _batcher_service_pb2.CancelResponse]
+    """Asks for a job to be cancelled; results the provider already produced are kept."""
 
 @_typing.type_check_only
 class BatcherServiceAsyncStub(BatcherServiceStub):
-    """BatcherService collapses identical in-flight calls into one upstream call (singleflight)."""
+    """BatcherService makes model calls cheaper in three ways: identical in-flight calls share one
+    upstream call (singleflight), small calls that share a long system prompt may be packed into
+    one upstream call, and deferrable work runs as a provider Batch API job at the batch price.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Execute: _aio.UnaryUnaryMultiCallable[_batcher_service_pb2.ExecuteRequest, _batcher_service_pb2.ExecuteResponse]  # type: ignore[assignment]
-    """Executes a model call, sharing the upstream call with identical calls in flight."""
+    """Executes a model call, sharing the upstream call with identical calls in flight, and
+    packing it with similar calls when the request allows it.
+    """
+    Submit: _aio.UnaryUnaryMultiCallable[_batcher_service_pb2.SubmitRequest, _batcher_service_pb2.SubmitResponse]  # type: ignore[assignment]
+    """Accepts deferrable calls as one Batch API job. The job is durable once this returns."""
+    Get: _aio.UnaryUnaryMultiCallable[_batcher_service_pb2.GetRequest, _batcher_service_pb2.GetResponse]  # type: ignore[assignment]
+    """Reports a job's status and, once it has finished, its results."""
+    Cancel: _aio.UnaryUnaryMultiCallable[_batcher_service_pb2.CancelRequest, _batcher_service_pb2.CancelResponse]  # type: ignore[assignment]
+    """Asks for a job to be cancelled; results the provider already produced are kept."""
 
 class BatcherServiceServicer(metaclass=_abc_1.ABCMeta):
-    """BatcherService collapses identical in-flight calls into one upstream call (singleflight)."""
+    """BatcherService makes model calls cheaper in three ways: identical in-flight calls share one
+    upstream call (singleflight), small calls that share a long system prompt may be packed into
+    one upstream call, and deferrable work runs as a provider Batch API job at the batch price.
+    """
 
     @_abc_1.abstractmethod
     def Execute(
@@ -53,6 +78,32 @@ class BatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _batcher_service_pb2.ExecuteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_batcher_service_pb2.ExecuteResponse, _abc.Awaitable[_batcher_service_pb2.ExecuteResponse]]:
-        """Executes a model call, sharing the upstream call with identical calls in flight."""
+        """Executes a model call, sharing the upstream call with identical calls in flight, and
+        packing it with similar calls when the request allows it.
+        """
+
+    @_abc_1.abstractmethod
+    def Submit(
+        self,
+        request: _batcher_service_pb2.SubmitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batcher_service_pb2.SubmitResponse, _abc.Awaitable[_batcher_service_pb2.SubmitResponse]]:
+        """Accepts deferrable calls as one Batch API job. The job is durable once this returns."""
+
+    @_abc_1.abstractmethod
+    def Get(
+        self,
+        request: _batcher_service_pb2.GetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batcher_service_pb2.GetResponse, _abc.Awaitable[_batcher_service_pb2.GetResponse]]:
+        """Reports a job's status and, once it has finished, its results."""
+
+    @_abc_1.abstractmethod
+    def Cancel(
+        self,
+        request: _batcher_service_pb2.CancelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batcher_service_pb2.CancelResponse, _abc.Awaitable[_batcher_service_pb2.CancelResponse]]:
+        """Asks for a job to be cancelled; results the provider already produced are kept."""
 
 def add_BatcherServiceServicer_to_server(servicer: BatcherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
