@@ -2,7 +2,8 @@
 
 FrugalGPT (Chen, Zaharia, Zou 2023) gates a cascade with a learned scorer of P(answer is right);
 RouteLLM (Ong et al. 2024) routes each prompt from its embedding and measures the trade-off with
-APGR. This package holds both ideas as pure domain code (numpy only at run time, no gRPC): the
-router imports `AnswerScorer` and `StartTierPredictor`; `train` refits the shipped model files
-from RouterBench `*_train` splits; `simulate` replays cascades offline for the benchmark.
+APGR. This package holds both ideas as pure domain code (numpy at run time, no gRPC): the router
+uses `runtime.LearnedRouting` (scorer + start tier per model class); `train` refits the shipped
+model files from RouterBench `*_train` splits; `simulate` and `evaluate` replay policies offline
+for the routing benchmark. See README.md.
 """

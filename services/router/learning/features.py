@@ -48,9 +48,6 @@ class Kind(StrEnum):
     FREE = "free"  # anything else
 
 
-KINDS = tuple(Kind)
-
-
 @dataclass(frozen=True)
 class PromptInfo:
     kind: Kind
@@ -201,14 +198,28 @@ def option_onehot(answer: str, info: PromptInfo) -> list[float]:
     return slots
 
 
-def kind_onehot(info: PromptInfo) -> list[float]:
-    return [float(info.kind is kind) for kind in KINDS]
+# Prompt formats the scorer keeps apart: a model that is strong at picking one of many options
+# may be weak at two-way commonsense choices or at code, so model identity, agreement and the
+# answer statistics are each crossed with the format (a linear model cannot do that itself).
+GROUPS = ("choice_two", "choice_many", "code", "free")
+
+
+def group_onehot(info: PromptInfo) -> list[float]:
+    if info.kind is Kind.CHOICE:
+        group = "choice_two" if len(info.options) <= 2 else "choice_many"
+    else:
+        group = info.kind.value
+    return [float(group == name) for name in GROUPS]
 
 
 def model_onehot(model: str, models: Sequence[str]) -> list[float]:
     """Known models one-hot, plus a last slot for a model the scorer was not trained on."""
     slots = [float(model == known) for known in models]
     return [*slots, float(not any(slots))]
+
+
+def _crossed(values: Sequence[float], groups: Sequence[float]) -> list[float]:
+    return [v * g for v in values for g in groups]
 
 
 def handcrafted(
@@ -219,26 +230,36 @@ def handcrafted(
     vectors: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]],
     models: Sequence[str],
 ) -> list[float]:
-    """Every non-embedding feature, in the order `handcrafted_names` gives."""
+    """Every non-projection feature, in the order `handcrafted_names` gives."""
     prompt_vector, answer_vector, earlier_vectors = vectors
+    stats = answer_stats(answer, info)
+    agree = agreement(answer, info, earlier, answer_vector, earlier_vectors)
+    identity = model_onehot(model, models)
+    groups = group_onehot(info)
     return [
         float(prompt_vector @ answer_vector),
-        *answer_stats(answer, info),
-        *agreement(answer, info, earlier, answer_vector, earlier_vectors),
+        *stats,
+        *agree,
         *option_onehot(answer, info),
-        *kind_onehot(info),
-        *model_onehot(model, models),
+        *groups,
+        *identity,
+        *_crossed(identity, groups),
+        *_crossed(agree, groups),
+        *_crossed(stats, groups),
     ]
 
 
 def handcrafted_names(models: Sequence[str]) -> list[str]:
+    identity = [*(f"model={m}" for m in models), "model=other"]
     return [
         "prompt_answer_similarity",
         *STAT_NAMES,
         *AGREEMENT_NAMES,
         *(f"option_{i}" for i in range(MAX_OPTIONS)),
         "option_none",
-        *(f"kind_{k}" for k in KINDS),
-        *(f"model_{m}" for m in models),
-        "model_other",
+        *(f"format={g}" for g in GROUPS),
+        *identity,
+        *(f"{name}*{g}" for name in identity for g in GROUPS),
+        *(f"{name}*{g}" for name in AGREEMENT_NAMES for g in GROUPS),
+        *(f"{name}*{g}" for name in STAT_NAMES for g in GROUPS),
     ]

@@ -1,0 +1,1 @@
+"""Benchmarks that measure the project's goals against real data and the real services."""
