@@ -32,6 +32,7 @@ def running_mesh(
         "SLUICE_SHUTDOWN_ANNOUNCE_S": "0.3",
         # Each mesh keeps its cache database beside its logs, never in the working tree.
         "SLUICE_CACHE_DATA_DIR": str(log_dir / "cache"),
+        "SLUICE_BATCHER_DATA_DIR": str(log_dir / "batcher"),
         **(extra_env or {}),
     }
     mesh = Mesh.plan(free_ports(), log_dir, env)

@@ -29,6 +29,7 @@ def run_up(state: Path, *, replay: Path | None, free: bool) -> int:
     state.mkdir(parents=True, exist_ok=True)
     receiver, env = _trace_env(state)
     env.setdefault("SLUICE_CACHE_DATA_DIR", str(state / "cache"))
+    env.setdefault("SLUICE_BATCHER_DATA_DIR", str(state / "batcher"))
     if replay is not None:
         env["SLUICE_SIMULATOR_REPLAY_DIR"] = str(replay.resolve())
     ports = free_ports() if free else dict(DEFAULT_PORTS)
