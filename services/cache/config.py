@@ -11,6 +11,7 @@ from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from services.cache.store_sqlite import SyncMode
+from services.cache.verifiers.learned import DEFAULT_MODEL_PATH
 from shared.settings import SettingsError, env_address, env_float, env_int, env_path, env_str
 
 # Calibrated on the real all-MiniLM-L6-v2 vectors (see README.md, "Calibration"): paraphrases
@@ -30,6 +31,9 @@ DEFAULT_ANN_THRESHOLD = 20_000
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _BACKENDS = ("onnx", "torch")
 _SYNC_MODES = ("normal", "full")
+# The first is the default: the rule checks cost microseconds and only ever turn hits into
+# misses, so a cache is never less trustworthy with them on.
+_VERIFIERS = ("rules", "none", "learned")
 
 StoreKind = Literal["sqlite", "memory", "redis"]
 EmbedBackend = Literal["onnx", "torch"]
@@ -63,6 +67,11 @@ class Settings:
     model_dir: Path
     store: StoreSpec
     sqlite_sync: SyncMode
+    # Hit verifier after the vector search: rules (default), learned or none
+    # (services/cache/verifiers; measured in benchmarks/README.md).
+    verify: str
+    # The learned verifier's model file (`python -m benchmarks.cache_quality --train` writes it).
+    verifier_model: Path
     log_level: str
 
     @classmethod
@@ -86,6 +95,10 @@ class Settings:
             ),
             store=_store(env, data_dir),
             sqlite_sync=cast(SyncMode, _choice(env, "SLUICE_CACHE_SQLITE_SYNC", _SYNC_MODES)),
+            verify=_choice(env, "SLUICE_CACHE_VERIFY", _VERIFIERS),
+            verifier_model=env_path(
+                env, "SLUICE_CACHE_VERIFIER_MODEL", DEFAULT_MODEL_PATH, must_exist=True
+            ),
             log_level=_log_level(env),
         )
 

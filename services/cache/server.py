@@ -18,9 +18,11 @@ from services.cache.servicer import SemanticCacheServicer
 from services.cache.store import EntryStore, MemoryStore, StoreCorrupt, StoreUnavailable
 from services.cache.store_redis import RedisStore
 from services.cache.store_sqlite import SqliteStore
+from services.cache.verifiers import build_verifier
 from services.cache.verify import HitVerifier
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
+from shared.settings import SettingsError
 from shared.telemetry import Telemetry, init_telemetry
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SemanticCacheService"].full_name
@@ -81,7 +83,11 @@ async def serve(settings: Settings) -> None:
         await store.open()
     except (StoreCorrupt, StoreUnavailable) as error:
         raise SystemExit(f"cache cannot start: {error}") from None
-    cache = build_cache(settings, batcher, store)
+    try:
+        verifier = build_verifier(settings.verify, settings.verifier_model)
+    except (OSError, ValueError) as error:
+        raise SettingsError(f"SLUICE_CACHE_VERIFIER_MODEL: {error}") from None
+    cache = build_cache(settings, batcher, store, verifier)
     hosted = build_server(settings, cache, telemetry)
 
     async def start() -> None:

@@ -30,6 +30,19 @@ class HitVerifier(Protocol):
         ...
 
 
+class LearnsFromFeedback(Protocol):
+    """A verifier that adapts (e.g. per-namespace thresholds) from labelled outcomes.
+
+    Called with a served hit that the router's quality gate or a user reported wrong or
+    confirmed right, or with a shadow-checked candidate: on a miss, the fresh answer compared
+    with the best candidate that verification turned down.
+    """
+
+    def record_feedback(
+        self, query: str, candidate: str, similarity: float, namespace: str, correct: bool
+    ) -> None: ...
+
+
 class AcceptAll:
     """No verification beyond the similarity threshold (the bare-threshold baseline)."""
 

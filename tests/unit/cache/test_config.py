@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.cache.config import DEFAULT_MIN_SIMILARITY, Settings, StoreSpec
+from services.cache.verifiers.learned import DEFAULT_MODEL_PATH
 from shared.settings import SettingsError
 
 
@@ -23,6 +24,7 @@ def test_defaults():
     assert settings.model_dir == Path("/home/someone/.cache/sluice/models")
     assert settings.store == StoreSpec("sqlite", ".sluice/cache/cache.db")
     assert settings.sqlite_sync == "normal"
+    assert settings.verify == "rules"
     assert settings.log_level == "INFO"
 
 
@@ -40,6 +42,7 @@ def test_values_are_parsed():
             "SLUICE_CACHE_MODEL_DIR": "/models",
             "SLUICE_CACHE_STORE": "redis://cache-redis:6379/2",
             "SLUICE_CACHE_SQLITE_SYNC": "FULL",
+            "SLUICE_CACHE_VERIFY": "learned",
             "SLUICE_LOG_LEVEL": "debug",
         }
     )
@@ -55,6 +58,8 @@ def test_values_are_parsed():
         model_dir=Path("/models"),
         store=StoreSpec("redis", "redis://cache-redis:6379/2"),
         sqlite_sync="full",
+        verify="learned",
+        verifier_model=DEFAULT_MODEL_PATH,
         log_level="DEBUG",
     )
 
