@@ -4,10 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv lint typecheck proto proto-check clean
+.PHONY: run test venv lint typecheck proto proto-check clean k8s-config images
 
 run: $(STAMP)
 	$(BIN)/sluice up
+
+# The real-LLM tests (-m llm) build llama.cpp on first use (4-14 min); run them with
+# `make test PYTEST_ARGS=` or `.venv/bin/pytest -m llm`.
+PYTEST_ARGS ?= -m "not llm"
 
 # pytest exits 5 when it collects no test; that is reported, not hidden behind make's exit 2.
 test: $(STAMP) proto-check lint typecheck
@@ -39,3 +43,16 @@ proto-check: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .sluice .mypy_cache .ruff_cache .pytest_cache
+
+# The k8s ConfigMaps are generated from copies of the policy files, since kustomize reads only
+# inside k8s/; this refreshes the copies (tests/k8s fails while one differs from its source).
+k8s-config:
+	grep -Ev '^(#|$$)' k8s/config-sources.txt | while read -r src dst; do cp "$$src" "$$dst"; done
+
+# One image per target of the repo-root Dockerfile. Needs a Docker engine, which the build
+# machine does not have; tests/k8s checks the Dockerfile against the manifests instead.
+IMAGE_TAG ?= dev
+images:
+	for target in router cache compressor batcher dispatcher simulator; do \
+	  docker build --target $$target -t sluice/$$target:$(IMAGE_TAG) . || exit 1; \
+	done

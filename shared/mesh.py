@@ -43,7 +43,18 @@ def free_port() -> int:
 
 
 def free_ports() -> dict[str, int]:
-    return {name: free_port() for name in DEFAULT_PORTS}
+    """Distinct free ports: every socket stays bound until all are picked, so the OS cannot
+    hand out the same port twice."""
+    sockets = []
+    try:
+        for _ in DEFAULT_PORTS:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return {name: s.getsockname()[1] for name, s in zip(DEFAULT_PORTS, sockets, strict=True)}
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def mesh_env(ports: Mapping[str, int]) -> dict[str, str]:

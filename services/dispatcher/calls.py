@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.chat import Finish, Sampling, Turn
+from shared.chat import TEXT_FORMAT, Finish, ResponseFormat, Sampling, Turn
 from shared.pricing import TokenUsage
 
 
@@ -17,6 +17,7 @@ class ModelRequest:
     sampling: Sampling
     preferred_region: str = ""
     tier: int = 0
+    response_format: ResponseFormat = TEXT_FORMAT
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,21 @@ class DispatchResult:
     answer: ProviderAnswer
     endpoint: str
     region: str
+    # What the request cost upstream: the answer's cost plus the estimated cost of any
+    # cancelled (hedge-losing) call, which a provider bills for the tokens it had processed.
     cost_nano_usd: int
+    # From sending the winning call upstream to the last byte of its answer.
     latency_s: float
+    # Upstream calls made: the first, failovers and hedges.
     attempts: int
+    # From sending the winning call upstream to its first token.
+    ttft_s: float = 0.0
+    # A hedge was sent because the first call had no token by its endpoint's p95.
+    hedged: bool = False
+    # The answer came from the hedge, not the call it was hedging.
+    hedge_won: bool = False
+    # Estimated cost of calls cancelled after losing a hedge race (included in cost_nano_usd).
+    cancelled_cost_nano_usd: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,38 +1,34 @@
-"""Chooses endpoints for a model call and fails over across regions.
+"""The dispatcher: endpoints, their health and statistics, budgets, and one flight per request.
 
-Order of attempts: endpoints in the preferred (or local) region first, then the others by their
-EWMA latency; ejected or rate-limited endpoints go last, as a last resort rather than never.
-Each attempt gets the smaller of the per-attempt timeout and what is left of the caller's
-deadline, so a slow region can never eat the whole budget of a request that another region
-could still answer.
+`dispatch` returns a whole answer; `dispatch_stream` passes text through as it arrives. Both
+stream from the upstream (see providers/openai.py for why), so both measure time to first token
+and both can hedge. They differ only after the first token: a streaming caller has seen text, so
+a broken stream is an error; a whole-answer caller has seen nothing, so the dispatcher fails
+over as if the first token had never come.
+
+Deadlines: the caller's gRPC deadline (the servicer passes it as a monotonic time) bounds every
+wait here and every upstream call's timeout, so a request never outlives its caller's patience
+and the router can count on an answer or DEADLINE_EXCEEDED by then.
 """
 
 from __future__ import annotations
 
-import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from services.dispatcher.budgets import BudgetPolicy, Budgets
 from services.dispatcher.calls import Delta, DispatchResult, ModelRequest, ProviderAnswer
 from services.dispatcher.endpoints import Endpoint
-from services.dispatcher.latency import Ejection, LatencyTracker, Percentiles
+from services.dispatcher.flight import Flight, FlightDeps, FlightPolicy
+from services.dispatcher.latency import Percentiles
 from services.dispatcher.providers.openai import OpenAICompatibleClient, UpstreamError
-from shared import telemetry as attrs
-from shared.errors import DeadlineExceeded, InvalidRequest, Unavailable
-from shared.pricing import PriceCatalogue
-
-LOG = logging.getLogger(__name__)
-
-
-@dataclass
-class EndpointState:
-    endpoint: Endpoint
-    latency: LatencyTracker
-    ejection: Ejection
+from services.dispatcher.selection import EndpointState, Selector, StatePolicy, build_states
+from shared.errors import InvalidRequest, Unavailable
+from shared.pricing import ModelPrice, PriceCatalogue
 
 
 @dataclass(frozen=True)
@@ -42,10 +38,47 @@ class DispatchPolicy:
     latency_window: int = 512
     eject_after_failures: int = 3
     eject_base_s: float = 2.0
+    eject_max_s: float = 60.0
+    max_attempts: int = 3
+    hedging: bool = True
+    hedge_quantile: float = 95.0
+    hedge_min_delay_s: float = 0.05
+    hedge_min_samples: int = 32
+    hedge_max_median_multiple: float = 2.0
+    budgets: BudgetPolicy = field(default_factory=BudgetPolicy)
+
+    def flight(self) -> FlightPolicy:
+        return FlightPolicy(
+            attempt_timeout_s=self.attempt_timeout_s,
+            max_attempts=self.max_attempts,
+            hedging=self.hedging,
+            hedge_quantile=self.hedge_quantile,
+            hedge_min_delay_s=self.hedge_min_delay_s,
+            hedge_min_samples=self.hedge_min_samples,
+            hedge_max_median_multiple=self.hedge_max_median_multiple,
+        )
+
+    def states(self) -> StatePolicy:
+        return StatePolicy(
+            self.latency_window, self.eject_after_failures, self.eject_base_s, self.eject_max_s
+        )
+
+
+@dataclass(frozen=True)
+class EndpointStats:
+    """A snapshot of one endpoint, for the benchmark, logs and tests."""
+
+    name: str
+    region: str
+    ttft: Percentiles | None
+    total: Percentiles | None
+    ttft_ewma_s: float | None
+    ejected: bool
+    in_flight: int
 
 
 class Dispatcher:
-    """Dispatches model calls to the best endpoint, failing over on retryable errors."""
+    """Dispatches model calls to the best endpoint; fails over, hedges and keeps statistics."""
 
     def __init__(
         self,
@@ -55,159 +88,75 @@ class Dispatcher:
         tracer: trace.Tracer,
         policy: DispatchPolicy,
         clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
-        unpriced = sorted({m for e in endpoints for m in e.models if not catalogue.knows(m)})
+        unpriced = sorted(
+            {m for e in endpoints for m in e.models if not catalogue.knows(m) and m not in e.prices}
+        )
         if unpriced:
             raise ValueError(f"models served but missing from the price catalogue: {unpriced}")
-        self._states = [
-            EndpointState(
-                e,
-                LatencyTracker(policy.latency_window),
-                Ejection(policy.eject_after_failures, policy.eject_base_s, clock),
-            )
-            for e in endpoints
-        ]
-        self._client = client
+        rng = rng or random.Random()
         self._catalogue = catalogue
-        self._tracer = tracer
         self._policy = policy
-        self._clock = clock
+        self._selector = Selector(
+            build_states(endpoints, policy.states(), clock), policy.local_region, rng, clock
+        )
+        self.budgets = Budgets(policy.budgets, clock)
+        self._deps = FlightDeps(
+            self._selector, self.budgets, client, tracer, self._price, rng, clock
+        )
 
-    def candidates(self, model: str, preferred_region: str = "") -> list[EndpointState]:
-        """Endpoints serving the model, in the order they should be tried."""
-        region = preferred_region or self._policy.local_region
-        serving = [s for s in self._states if model in s.endpoint.models]
-        if not serving:
-            raise InvalidRequest(f"model {model!r} is not served by any configured endpoint")
+    def _price(self, state: EndpointState, model: str) -> ModelPrice:
+        override = state.endpoint.prices.get(model)
+        return override or self._catalogue.price(model, state.endpoint.region)
 
-        def rank(state: EndpointState) -> tuple[bool, bool, float]:
-            ewma = state.latency.ewma
-            return (state.ejection.ejected, state.endpoint.region != region, ewma or 0.0)
+    def _flight(self, call: ModelRequest, deadline: float | None) -> Flight:
+        if not self._selector.serving(call.model):
+            raise InvalidRequest(f"model {call.model!r} is not served by any configured endpoint")
+        return Flight(self._deps, self._policy.flight(), call, deadline)
 
-        return sorted(serving, key=rank)
-
-    def latency_percentiles(self) -> dict[str, Percentiles | None]:
-        return {s.endpoint.name: s.latency.percentiles() for s in self._states}
-
-    def _attempt_timeout(self, deadline: float | None) -> float:
-        if deadline is None:
-            return self._policy.attempt_timeout_s
-        remaining = deadline - self._clock()
-        if remaining <= 0:
-            raise DeadlineExceeded("the request deadline expired before an upstream answered")
-        return min(self._policy.attempt_timeout_s, remaining)
-
-    def _record_failure(self, state: EndpointState, error: UpstreamError) -> None:
-        state.ejection.record_failure()
-        if error.retry_after_s is not None:
-            state.ejection.ejected_until = max(
-                state.ejection.ejected_until, self._clock() + error.retry_after_s
+    def stats(self) -> list[EndpointStats]:
+        return [
+            EndpointStats(
+                s.name,
+                s.endpoint.region,
+                s.latency.ttft.percentiles(),
+                s.latency.total.percentiles(),
+                s.latency.ttft.ewma,
+                s.ejection.ejected,
+                s.limits.in_flight,
             )
-        LOG.warning("upstream attempt failed: %s", error)
-
-    def _result(
-        self,
-        call: ModelRequest,
-        state: EndpointState,
-        answer: ProviderAnswer,
-        started: float,
-        attempts: int,
-    ) -> DispatchResult:
-        elapsed = self._clock() - started
-        state.latency.record(elapsed)
-        state.ejection.record_success()
-        if answer.reported_cost_usd is not None:
-            cost = round(answer.reported_cost_usd * 1e9)
-        else:
-            # Priced by the requested model: providers often answer with a dated alias of it.
-            cost = self._catalogue.cost_nano_usd(call.model, answer.usage, state.endpoint.region)
-        return DispatchResult(
-            answer, state.endpoint.name, state.endpoint.region, cost, elapsed, attempts
-        )
-
-    def _start_span(self, call: ModelRequest, state: EndpointState) -> trace.Span:
-        span = self._tracer.start_span(f"chat {call.model}", kind=SpanKind.CLIENT)
-        span.set_attributes(
-            {
-                attrs.GEN_AI_OPERATION: "chat",
-                attrs.GEN_AI_SYSTEM: state.endpoint.provider,
-                attrs.GEN_AI_REQUEST_MODEL: call.model,
-                attrs.STAGE: "dispatch",
-                attrs.TIER: call.tier,
-                attrs.REGION: state.endpoint.region,
-                attrs.DISPATCH_ENDPOINT: state.endpoint.name,
-            }
-        )
-        return span
-
-    @staticmethod
-    def _end_span(span: trace.Span, result: DispatchResult) -> None:
-        answer = result.answer
-        span.set_attributes(
-            {
-                attrs.GEN_AI_RESPONSE_MODEL: answer.model,
-                attrs.GEN_AI_INPUT_TOKENS: answer.usage.input_tokens,
-                attrs.GEN_AI_OUTPUT_TOKENS: answer.usage.output_tokens,
-                attrs.GEN_AI_FINISH_REASONS: [answer.finish.value],
-                attrs.COST_USD: attrs.usd(result.cost_nano_usd),
-            }
-        )
-        span.end()
-
-    @staticmethod
-    def _fail_span(span: trace.Span, error: Exception) -> None:
-        span.set_status(Status(StatusCode.ERROR, str(error)))
-        span.end()
+            for s in self._selector.states
+        ]
 
     async def dispatch(self, call: ModelRequest, deadline: float | None) -> DispatchResult:
-        """Calls the model, trying endpoints in order until one answers."""
-        failures: list[str] = []
-        for attempt, state in enumerate(self.candidates(call.model, call.preferred_region), 1):
-            timeout = self._attempt_timeout(deadline)
-            span = self._start_span(call, state)
-            started = self._clock()
-            try:
-                with trace.use_span(span, end_on_exit=False):
-                    answer = await self._client.chat(state.endpoint, call, timeout)
-            except UpstreamError as error:
-                self._fail_span(span, error)
-                self._record_failure(state, error)
-                if not error.retryable:
-                    raise InvalidRequest(f"upstream rejected the request: {error}") from None
-                failures.append(str(error))
-                continue
-            result = self._result(call, state, answer, started, attempt)
-            self._end_span(span, result)
-            return result
-        raise Unavailable(f"all endpoints for model {call.model!r} failed: {'; '.join(failures)}")
+        """Calls the model and returns the whole answer."""
+        flight = self._flight(call, deadline)
+        try:
+            while True:
+                attempt, event = await flight.first_event()
+                try:
+                    while not isinstance(event, ProviderAnswer):
+                        event = await flight.next_event(attempt)
+                except UpstreamError:
+                    continue  # nothing reached the caller yet: fail over like before a token
+                return flight.result(attempt, event)
+        finally:
+            await flight.close()
 
     async def dispatch_stream(
         self, call: ModelRequest, deadline: float | None
     ) -> AsyncIterator[Delta | DispatchResult]:
-        """Streams the answer; fails over only while no text has been sent to the caller."""
-        failures: list[str] = []
-        for attempt, state in enumerate(self.candidates(call.model, call.preferred_region), 1):
-            timeout = self._attempt_timeout(deadline)
-            span = self._start_span(call, state)
-            started = self._clock()
-            sent_text = False
-            try:
-                with trace.use_span(span, end_on_exit=False):
-                    async for event in self._client.stream(state.endpoint, call, timeout):
-                        if isinstance(event, Delta):
-                            sent_text = True
-                            yield event
-                        else:
-                            result = self._result(call, state, event, started, attempt)
-                            self._end_span(span, result)
-                            yield result
-                            return
-            except UpstreamError as error:
-                self._fail_span(span, error)
-                self._record_failure(state, error)
-                if sent_text:
+        """Streams the answer; fails over (and hedges) only before the first token."""
+        flight = self._flight(call, deadline)
+        try:
+            attempt, event = await flight.first_event()
+            while not isinstance(event, ProviderAnswer):
+                yield event
+                try:
+                    event = await flight.next_event(attempt)
+                except UpstreamError as error:
                     raise Unavailable(f"stream broke after the first token: {error}") from None
-                if not error.retryable:
-                    raise InvalidRequest(f"upstream rejected the request: {error}") from None
-                failures.append(str(error))
-        raise Unavailable(f"all endpoints for model {call.model!r} failed: {'; '.join(failures)}")
+            yield flight.result(attempt, event)
+        finally:
+            await flight.close()

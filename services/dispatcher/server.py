@@ -8,7 +8,7 @@ from sluice.dispatcher.v1 import dispatcher_service_pb2 as pb
 from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 
 from services.dispatcher.config import Settings
-from services.dispatcher.dispatcher import Dispatcher, DispatchPolicy
+from services.dispatcher.dispatcher import Dispatcher
 from services.dispatcher.endpoints import load_endpoints
 from services.dispatcher.providers.openai import OpenAICompatibleClient
 from services.dispatcher.servicer import DispatcherServicer
@@ -21,15 +21,32 @@ from shared.tokens import TokenCounter
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegionalDispatcherService"].full_name
 
 
-def build_http_client(telemetry: Telemetry) -> httpx.AsyncClient:
-    """One pooled client for every upstream; each HTTP call is traced as a child span."""
-    transport = AsyncOpenTelemetryTransport(
-        httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        ),
-        tracer_provider=telemetry.provider,
+def build_http_client(telemetry: Telemetry | None, *, http2: bool = True) -> httpx.AsyncClient:
+    """One pooled client for every upstream; each HTTP call is traced as a child span.
+
+    With http2, TLS upstreams that offer h2 by ALPN get one multiplexed connection per host
+    instead of one connection per concurrent call; cleartext upstreams (the simulator, a local
+    llama.cpp server) stay on HTTP/1.1 keep-alive, since h2c needs prior knowledge.
+    """
+    base = httpx.AsyncHTTPTransport(
+        http2=http2, limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
     )
+    if telemetry is None:
+        return httpx.AsyncClient(transport=base)
+    transport = AsyncOpenTelemetryTransport(base, tracer_provider=telemetry.provider)
     return httpx.AsyncClient(transport=transport)
+
+
+def build_dispatcher(
+    settings: Settings, http: httpx.AsyncClient, telemetry: Telemetry
+) -> Dispatcher:
+    return Dispatcher(
+        load_endpoints(settings.endpoints_file),
+        OpenAICompatibleClient(http, TokenCounter()),
+        load_catalogue(settings.catalogue_file),
+        telemetry.tracer("sluice.dispatcher"),
+        settings.policy,
+    )
 
 
 def build_server(settings: Settings, dispatcher: Dispatcher, telemetry: Telemetry) -> HostedServer:
@@ -46,19 +63,7 @@ def build_server(settings: Settings, dispatcher: Dispatcher, telemetry: Telemetr
 async def serve(settings: Settings) -> None:
     configure_logging("dispatcher", settings.log_level)
     telemetry = init_telemetry("sluice-dispatcher")
-    http = build_http_client(telemetry)
-    dispatcher = Dispatcher(
-        load_endpoints(settings.endpoints_file),
-        OpenAICompatibleClient(http, TokenCounter()),
-        load_catalogue(settings.catalogue_file),
-        telemetry.tracer("sluice.dispatcher"),
-        DispatchPolicy(
-            local_region=settings.local_region,
-            attempt_timeout_s=settings.attempt_timeout_s,
-            latency_window=settings.latency_window,
-            eject_after_failures=settings.eject_after_failures,
-            eject_base_s=settings.eject_base_s,
-        ),
-    )
+    http = build_http_client(telemetry, http2=settings.http2)
+    dispatcher = build_dispatcher(settings, http, telemetry)
     hosted = build_server(settings, dispatcher, telemetry)
     await run_until_terminated(hosted, name="dispatcher", stop=http.aclose, telemetry=telemetry)

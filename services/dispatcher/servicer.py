@@ -6,17 +6,20 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+import orjson
 from opentelemetry import trace
 from sluice.common.v1 import common_pb2
 from sluice.dispatcher.v1 import dispatcher_service_pb2 as pb
 from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 
+from services.dispatcher import spans
 from services.dispatcher.calls import Delta, DispatchResult, ModelRequest
 from services.dispatcher.dispatcher import Dispatcher
-from shared import telemetry as attrs
+from shared.chat import FormatKind
 from shared.convert import (
     duration_from_seconds,
     finish_to_proto,
+    response_format_from_proto,
     sampling_from_proto,
     turns_from_proto,
     usage_to_proto,
@@ -33,6 +36,12 @@ def model_request(context: common_pb2.RequestContext, call: common_pb2.ModelCall
         raise InvalidRequest("call.model is required")
     if not call.messages:
         raise InvalidRequest("call.messages is empty; send at least one message")
+    response_format = response_format_from_proto(call.response_format)
+    if response_format.kind is FormatKind.JSON_SCHEMA:
+        try:
+            orjson.loads(response_format.json_schema)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("call.response_format.json_schema is not JSON") from None
     del context  # tenant is not needed to dispatch; it rides along for logs and spans
     return ModelRequest(
         model=call.model,
@@ -40,6 +49,7 @@ def model_request(context: common_pb2.RequestContext, call: common_pb2.ModelCall
         sampling=sampling_from_proto(call.sampling),
         preferred_region=call.preferred_region,
         tier=call.tier,
+        response_format=response_format,
     )
 
 
@@ -55,27 +65,22 @@ def completion_to_proto(result: DispatchResult) -> common_pb2.Completion:
         cost_nano_usd=result.cost_nano_usd,
         upstream_latency=duration_from_seconds(result.latency_s),
         attempts=result.attempts,
+        hedged=result.hedged,
+        hedge_won=result.hedge_won,
+        cancelled_cost_nano_usd=result.cancelled_cost_nano_usd,
+        time_to_first_token=duration_from_seconds(result.ttft_s),
     )
 
 
 def _deadline(context: Context) -> float | None:
+    """The caller's gRPC deadline as a time.monotonic() instant; the dispatcher bounds every
+    wait and every upstream timeout by it."""
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
 
 
 def _annotate(result: DispatchResult) -> None:
-    span = trace.get_current_span()
-    span.set_attributes(
-        {
-            attrs.STAGE: "dispatch",
-            attrs.REGION: result.region,
-            attrs.GEN_AI_REQUEST_MODEL: result.answer.model,
-            attrs.GEN_AI_INPUT_TOKENS: result.answer.usage.input_tokens,
-            attrs.GEN_AI_OUTPUT_TOKENS: result.answer.usage.output_tokens,
-            attrs.COST_USD: attrs.usd(result.cost_nano_usd),
-            attrs.DISPATCH_ATTEMPTS: result.attempts,
-        }
-    )
+    trace.get_current_span().set_attributes(spans.result_attributes(result))
 
 
 class DispatcherServicer(pb_grpc.RegionalDispatcherServiceServicer):

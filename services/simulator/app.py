@@ -24,8 +24,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from services.simulator.answers import Answer, AnswerBook, cap_answer
+from services.simulator.batch_api import BatchApi
 from services.simulator.config import Settings
 from services.simulator.faults import FaultKind, FaultModel, Sleep
+from services.simulator.packed import PackedAnswers
 from services.simulator.replay import ReplayBook, load_replay_dir
 from services.simulator.scenario import RegionSpec, Scenario, ScenarioError, load_scenario
 from services.simulator.state import SimulatorState
@@ -107,6 +109,9 @@ def _fault_response(kind: FaultKind, region: RegionSpec) -> Response:
             )
         case FaultKind.TIMEOUT:
             return _error(504, f"{where}: simulated upstream timeout", "timeout", "server_error")
+        case FaultKind.STREAM_CUT:
+            # Drawn apart (FaultModel.cut) once a stream has started: it has no status to send.
+            raise ValueError("a stream cut happens mid-stream, not as an error reply")
 
 
 class SimulatorApi:
@@ -126,6 +131,8 @@ class SimulatorApi:
         self._faults = faults
         self._tokens = tokens
         self._answers = AnswerBook(simulation.scenario.rules, tokens)
+        # The batcher's packed prompts get a JSON array of answers (simulator/packed.py).
+        self._packed = PackedAnswers(self._answers, tokens)
 
     async def models(self, request: Request) -> Response:
         if request.path_params["region"] not in self._state.regions:
@@ -164,12 +171,18 @@ class SimulatorApi:
         answer, cost_usd = found
         reply = self._reply(admitted, answer, cost_usd)
         headers = {REGION_HEADER: name}
+        slow = self._faults.slow_factor(region.faults)
+        if slow > 1.0:
+            self._state.slowed(name, admitted.model)
         if admitted.stream:
-            events = self._stream(region, reply, answer)
+            events = self._stream(region, reply, answer, slow)
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
         await self._faults.wait(
-            self._faults.ttft_s(region.latency)
-            + self._faults.per_token_s(region.latency) * answer.completion_tokens
+            slow
+            * (
+                self._faults.ttft_s(region.latency)
+                + self._faults.per_token_s(region.latency) * answer.completion_tokens
+            )
         )
         return _json(completion_body(reply, answer.text, answer.finish_reason), **headers)
 
@@ -217,23 +230,36 @@ class SimulatorApi:
             answer = cap_answer(self._tokens, recording.response, chat.max_tokens)
             return answer, recording.cost_usd
         model = self._scenario.models[chat.model]
-        return self._answers.answer(model, prompt, chat.max_tokens), None
+        packed = self._packed.answer(model, prompt, chat.max_tokens)
+        return packed or self._answers.answer(model, prompt, chat.max_tokens), None
 
     async def _stream(
-        self, region: RegionSpec, reply: Reply, answer: Answer
+        self, region: RegionSpec, reply: Reply, answer: Answer, slow: float = 1.0
     ) -> AsyncIterator[bytes]:
         pieces = list(stream_pieces(answer.text)) or [""]
         per_piece_s = (
-            self._faults.per_token_s(region.latency) * answer.completion_tokens / len(pieces)
+            slow * self._faults.per_token_s(region.latency) * answer.completion_tokens / len(pieces)
         )
-        await self._faults.wait(self._faults.ttft_s(region.latency))
-        yield delta_event(reply, {"role": "assistant", "content": ""})
-        for piece in pieces:
-            await self._faults.wait(per_piece_s)
-            yield delta_event(reply, {"content": piece})
-        yield delta_event(reply, {}, answer.finish_reason)
-        yield usage_event(reply)
-        yield DONE_EVENT
+        finished = False
+        cut = self._faults.cut(region.faults)
+        try:
+            await self._faults.wait(slow * self._faults.ttft_s(region.latency))
+            yield delta_event(reply, {"role": "assistant", "content": ""})
+            for piece in pieces:
+                await self._faults.wait(per_piece_s)
+                yield delta_event(reply, {"content": piece})
+                if cut:
+                    self._state.fault(region.name, reply.model, FaultKind.STREAM_CUT)
+                    finished = True  # ended by the fault, not by the client
+                    return
+            yield delta_event(reply, {}, answer.finish_reason)
+            yield usage_event(reply)
+            # Counted as finished before the last event: a client may close once it has [DONE].
+            finished = True
+            yield DONE_EVENT
+        finally:
+            if not finished:
+                self._state.cancelled(region.name, reply.model)
 
 
 class AdminApi:
@@ -311,6 +337,8 @@ def build_app(
     state = SimulatorState(simulation.scenario.regions, simulation.model_names())
     api = SimulatorApi(simulation, state, faults, tokens)
     admin = AdminApi(state)
+    catalogue = load_catalogue(settings.catalogue_file)
+    batches = BatchApi(simulation.scenario, simulation.replay, state, tokens, catalogue)
     routes = [
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/admin/stats", admin.stats, methods=["GET"]),
@@ -319,5 +347,6 @@ def build_app(
         Route("/admin/regions/{region}", admin.patch_region, methods=["POST"]),
         Route("/{region}/v1/chat/completions", api.chat, methods=["POST"]),
         Route("/{region}/v1/models", api.models, methods=["GET"]),
+        *batches.routes(),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -26,6 +26,8 @@ class FaultKind(StrEnum):
     ERROR = "error"
     RATE_LIMIT = "rate_limit"
     TIMEOUT = "timeout"
+    # A streamed answer cut after its first piece (drawn apart from the others, see cut()).
+    STREAM_CUT = "stream_cut"
 
 
 class FaultModel:
@@ -58,6 +60,20 @@ class FaultModel:
                 return kind
             draw -= rate
         return None
+
+    def slow_factor(self, faults: FaultSpec) -> float:
+        """How much slower this answer is: slow_factor for a slow_rate share, else 1.
+
+        No draw is made when slow_rate is 0, so scenarios without a slow tail keep the fault
+        and latency sequence a seed gave them before the slow tail existed.
+        """
+        if faults.slow_rate <= 0.0:
+            return 1.0
+        return faults.slow_factor if self._rng.random() < faults.slow_rate else 1.0
+
+    def cut(self, faults: FaultSpec) -> bool:
+        """Whether this streamed answer stops after its first piece; no draw when the rate is 0."""
+        return faults.stream_cut_rate > 0.0 and self._rng.random() < faults.stream_cut_rate
 
     def ttft_s(self, latency: LatencySpec) -> float:
         """Time to first token: lognormal with the configured median and p99, then scaled."""

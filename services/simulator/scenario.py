@@ -49,7 +49,8 @@ class LatencySpec:
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """Injected failures; the three rates are probabilities per request and sum to at most 1."""
+    """Injected failures; the three error rates are probabilities per request and sum to at
+    most 1. The slow tail is drawn separately, so a request can be slow without failing."""
 
     error_rate: float = 0.0
     rate_limit_rate: float = 0.0
@@ -57,6 +58,13 @@ class FaultSpec:
     timeout_rate: float = 0.0
     timeout_hang_s: float = 30.0
     outage: bool = False
+    # A slow tail, drawn apart from the faults above: this fraction of answered requests wait
+    # slow_factor times their drawn time to first token and per-token time.
+    slow_rate: float = 0.0
+    slow_factor: float = 10.0
+    # This fraction of streamed answers stop after their first piece of text: no finish_reason,
+    # usage or [DONE], as when a connection drops mid-answer.
+    stream_cut_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,11 @@ def _parse_faults(where: str, raw: Any) -> FaultSpec:
             f"{where}.timeout_hang_s", spec.get("timeout_hang_s", base.timeout_hang_s)
         ),
         outage=_boolean(f"{where}.outage", spec.get("outage", base.outage)),
+        slow_rate=rate("slow_rate"),
+        slow_factor=_number(
+            f"{where}.slow_factor", spec.get("slow_factor", base.slow_factor), minimum=1.0
+        ),
+        stream_cut_rate=rate("stream_cut_rate"),
     )
     if faults.error_rate + faults.rate_limit_rate + faults.timeout_rate > 1.0:
         raise ScenarioError(f"{where}: error_rate + rate_limit_rate + timeout_rate exceeds 1")

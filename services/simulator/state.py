@@ -23,6 +23,10 @@ class Counts:
     # 400 and 404 replies: malformed bodies, unknown models, prompts with no recording.
     rejected: int = 0
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FaultKind, 0))
+    # Answers drawn into the slow tail (slow_rate).
+    slowed: int = 0
+    # Streams the client closed before their last event (a cancelled hedge, a caller gone).
+    cancelled: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -30,6 +34,8 @@ class Counts:
             "answered": self.answered,
             "rejected": self.rejected,
             "faults": {str(kind): n for kind, n in self.faults.items()},
+            "slowed": self.slowed,
+            "cancelled": self.cancelled,
         }
 
 
@@ -72,6 +78,14 @@ class SimulatorState:
     def rejected(self, region: str, model: str | None) -> None:
         for counts in self._counts(region, model):
             counts.rejected += 1
+
+    def slowed(self, region: str, model: str) -> None:
+        for counts in self._counts(region, model):
+            counts.slowed += 1
+
+    def cancelled(self, region: str, model: str) -> None:
+        for counts in self._counts(region, model):
+            counts.cancelled += 1
 
     def fault(self, region: str, model: str | None, kind: FaultKind) -> None:
         for counts in self._counts(region, model):

@@ -1,12 +1,22 @@
 """Client for OpenAI-compatible `/v1/chat/completions` servers over httpx.
 
+Every call is made with `"stream": true`, also when the caller wants the whole answer at once:
+a non-streamed reply arrives in one piece when the model has finished, so only a stream shows
+the time to the first token, which is what hedging waits on, and only a stream can be cancelled
+midway with the tokens received so far known (a lost hedge is billed for those). A server that
+ignores `stream` and answers with one JSON body is accepted too.
+
 Copes with the quirks real providers show: usage missing from streams (llama.cpp), 500 for
-malformed bodies, 429 with Retry-After, and SSE chunks with empty `choices`.
+malformed bodies, 429 with Retry-After (seconds or an HTTP date), error objects inside a stream,
+and SSE chunks with empty `choices`. Key values are scrubbed from every upstream message before
+it can reach a log, a span or a status.
 """
 
 from __future__ import annotations
 
+import email.utils
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -15,9 +25,12 @@ import orjson
 
 from services.dispatcher.calls import Delta, ModelRequest, ProviderAnswer
 from services.dispatcher.endpoints import Endpoint
-from shared.chat import Finish
+from shared.chat import Finish, FormatKind
 from shared.pricing import TokenUsage
 from shared.tokens import TokenCounter
+
+# A connection that takes longer than this is broken, whatever time the request has left.
+_CONNECT_TIMEOUT_S = 5.0
 
 
 class UpstreamError(Exception):
@@ -47,6 +60,12 @@ class UpstreamError(Exception):
             or (self.status >= 500)
         )
 
+    @property
+    def counts_against_endpoint(self) -> bool:
+        """Server errors, timeouts and broken connections make an endpoint an outlier; a 429
+        is the endpoint working as configured, and a 4xx is the request's fault."""
+        return self.retryable and self.status != 429
+
 
 def request_body(call: ModelRequest, *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -66,6 +85,16 @@ def request_body(call: ModelRequest, *, stream: bool) -> dict[str, Any]:
         body["top_p"] = sampling.top_p
     if sampling.stop:
         body["stop"] = list(sampling.stop)
+    if call.response_format.kind is FormatKind.JSON_OBJECT:
+        body["response_format"] = {"type": "json_object"}
+    elif call.response_format.kind is FormatKind.JSON_SCHEMA:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "answer",
+                "schema": orjson.loads(call.response_format.json_schema),
+            },
+        }
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
@@ -79,15 +108,30 @@ def _error_message(response_body: bytes) -> str:
         return response_body[:200].decode(errors="replace") or "no body"
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    try:
-        return float(headers["retry-after"])
-    except (KeyError, ValueError):
+def retry_after_s(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """Retry-After in seconds, from delta-seconds or an HTTP date (RFC 9110, 10.2.3)."""
+    raw = headers.get("retry-after")
+    if raw is None:
         return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _reported_cost(usage_raw: Any) -> float | None:
+    if isinstance(usage_raw, Mapping) and isinstance(usage_raw.get("cost"), int | float):
+        return float(usage_raw["cost"])
+    return None
 
 
 class OpenAICompatibleClient:
-    """Sends chat completions to endpoints over one pooled httpx client."""
+    """Streams chat completions from endpoints over one pooled httpx client."""
 
     def __init__(
         self, http: httpx.AsyncClient, tokens: TokenCounter, env: Mapping[str, str] = os.environ
@@ -98,20 +142,23 @@ class OpenAICompatibleClient:
 
     def _headers(self, endpoint: Endpoint) -> dict[str, str]:
         key = endpoint.api_key(self._env)
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
         if key:
             headers["authorization"] = f"Bearer {key}"
         return headers
 
-    def _check(self, endpoint: Endpoint, response: httpx.Response, body: bytes) -> None:
-        if response.status_code >= 400:
-            raise UpstreamError(
-                endpoint.name,
-                "http",
-                _error_message(body),
-                status=response.status_code,
-                retry_after_s=_retry_after(response.headers),
-            )
+    def _scrub(self, endpoint: Endpoint, text: str) -> str:
+        """Some servers echo the Authorization header in errors; the key must go no further."""
+        key = endpoint.api_key(self._env)
+        return text.replace(key, "[redacted]") if key else text
+
+    def _error(self, endpoint: Endpoint, kind: str, message: str, **extra: Any) -> UpstreamError:
+        return UpstreamError(endpoint.name, kind, self._scrub(endpoint, message), **extra)
+
+    def estimate_usage(self, call: ModelRequest, content: str) -> TokenUsage:
+        """Tokens of the prompt and of the text received, counted with cl100k."""
+        prompt = self._tokens.count_chat(t.content for t in call.turns)
+        return TokenUsage(prompt, self._tokens.count(content) if content else 0)
 
     def _usage(self, call: ModelRequest, raw: Any, content: str) -> TokenUsage:
         if isinstance(raw, Mapping) and "prompt_tokens" in raw:
@@ -122,74 +169,71 @@ class OpenAICompatibleClient:
                 int(details.get("cached_tokens") or 0),
             )
         # No usage (llama.cpp streams): count it ourselves so cost is never silently zero.
-        prompt = self._tokens.count_chat(t.content for t in call.turns)
-        return TokenUsage(prompt, self._tokens.count(content))
-
-    async def chat(
-        self, endpoint: Endpoint, call: ModelRequest, timeout_s: float
-    ) -> ProviderAnswer:
-        try:
-            response = await self._http.post(
-                endpoint.chat_url,
-                content=orjson.dumps(request_body(call, stream=False)),
-                headers=self._headers(endpoint),
-                timeout=timeout_s,
-            )
-        except httpx.TimeoutException:
-            raise UpstreamError(
-                endpoint.name, "timeout", f"no answer in {timeout_s:.2f}s"
-            ) from None
-        except httpx.TransportError as error:
-            raise UpstreamError(endpoint.name, "connect", type(error).__name__) from None
-        self._check(endpoint, response, response.content)
-        try:
-            payload = orjson.loads(response.content)
-            choice = payload["choices"][0]
-            content = str(choice["message"].get("content") or "")
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-            raise UpstreamError(endpoint.name, "protocol", "malformed completion body") from None
-        usage_raw = payload.get("usage")
-        return ProviderAnswer(
-            content=content,
-            finish=Finish.parse(choice.get("finish_reason")),
-            model=str(payload.get("model") or call.model),
-            usage=self._usage(call, usage_raw, content),
-            reported_cost_usd=_reported_cost(usage_raw),
-        )
+        return self.estimate_usage(call, content)
 
     async def stream(
         self, endpoint: Endpoint, call: ModelRequest, timeout_s: float
     ) -> AsyncIterator[Delta | ProviderAnswer]:
-        """Yields text deltas as they arrive, then one ProviderAnswer with the whole text."""
-        parts: list[str] = []
-        finish: str | None = None
-        usage_raw: Any = None
-        model = call.model
+        """Yields text deltas as they arrive, then one ProviderAnswer with the whole text.
+
+        timeout_s bounds the connection, the wait for the first byte and each gap between
+        chunks; the caller bounds the whole call by its deadline.
+        """
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, _CONNECT_TIMEOUT_S))
         try:
             async with self._http.stream(
                 "POST",
                 endpoint.chat_url,
                 content=orjson.dumps(request_body(call, stream=True)),
                 headers=self._headers(endpoint),
-                timeout=timeout_s,
+                timeout=timeout,
             ) as response:
                 if response.status_code >= 400:
-                    self._check(endpoint, response, await response.aread())
-                async for chunk in _sse_events(response):
-                    model = str(chunk.get("model") or model)
-                    usage_raw = chunk.get("usage") or usage_raw
-                    for choice in chunk.get("choices") or ():
-                        text = (choice.get("delta") or {}).get("content") or ""
-                        finish = choice.get("finish_reason") or finish
-                        if text:
-                            parts.append(text)
-                            yield Delta(text)
+                    body = await response.aread()
+                    raise self._error(
+                        endpoint,
+                        "http",
+                        _error_message(body),
+                        status=response.status_code,
+                        retry_after_s=retry_after_s(response.headers),
+                    )
+                if "application/json" in response.headers.get("content-type", ""):
+                    async for event in self._whole(endpoint, call, await response.aread()):
+                        yield event
+                    return
+                async for event in self._events(endpoint, call, response):
+                    yield event
         except httpx.TimeoutException:
-            raise UpstreamError(
-                endpoint.name, "timeout", f"stream stalled ({timeout_s:.2f}s)"
-            ) from None
+            raise self._error(endpoint, "timeout", f"no data for {timeout_s:.2f}s") from None
         except httpx.TransportError as error:
-            raise UpstreamError(endpoint.name, "connect", type(error).__name__) from None
+            raise self._error(endpoint, "connect", type(error).__name__) from None
+
+    async def _events(
+        self, endpoint: Endpoint, call: ModelRequest, response: httpx.Response
+    ) -> AsyncIterator[Delta | ProviderAnswer]:
+        parts: list[str] = []
+        finish: str | None = None
+        usage_raw: Any = None
+        model = call.model
+        done = False
+        async for chunk in self._sse_events(endpoint, response):
+            if chunk is None:
+                done = True
+                break
+            if isinstance(chunk.get("error"), Mapping):
+                message = str(chunk["error"].get("message") or chunk["error"])
+                raise self._error(endpoint, "http", f"error in stream: {message}", status=500)
+            model = str(chunk.get("model") or model)
+            usage_raw = chunk.get("usage") or usage_raw
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content") or ""
+                finish = choice.get("finish_reason") or finish
+                if text:
+                    parts.append(text)
+                    yield Delta(text)
+        if not done and finish is None:
+            # The connection ended cleanly but the answer did not: a cut, not a short answer.
+            raise self._error(endpoint, "protocol", "stream ended before the answer finished")
         content = "".join(parts)
         yield ProviderAnswer(
             content=content,
@@ -199,24 +243,41 @@ class OpenAICompatibleClient:
             reported_cost_usd=_reported_cost(usage_raw),
         )
 
-
-def _reported_cost(usage_raw: Any) -> float | None:
-    if isinstance(usage_raw, Mapping) and isinstance(usage_raw.get("cost"), int | float):
-        return float(usage_raw["cost"])
-    return None
-
-
-async def _sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """Parses `data:` lines of a server-sent event stream until [DONE]."""
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return
+    async def _whole(
+        self, endpoint: Endpoint, call: ModelRequest, raw: bytes
+    ) -> AsyncIterator[Delta | ProviderAnswer]:
+        """A server that ignored `stream`: the whole answer as one delta, then the answer."""
         try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("stream", "protocol", "malformed SSE chunk") from None
-        if isinstance(event, dict):
-            yield event
+            payload = orjson.loads(raw)
+            choice = payload["choices"][0]
+            content = str(choice["message"].get("content") or "")
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+            raise self._error(endpoint, "protocol", "malformed completion body") from None
+        if content:
+            yield Delta(content)
+        usage_raw = payload.get("usage")
+        yield ProviderAnswer(
+            content=content,
+            finish=Finish.parse(choice.get("finish_reason")),
+            model=str(payload.get("model") or call.model),
+            usage=self._usage(call, usage_raw, content),
+            reported_cost_usd=_reported_cost(usage_raw),
+        )
+
+    async def _sse_events(
+        self, endpoint: Endpoint, response: httpx.Response
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """Parses `data:` lines of a server-sent event stream; None stands for [DONE]."""
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                yield None
+                return
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise self._error(endpoint, "protocol", "malformed SSE chunk") from None
+            if isinstance(event, dict):
+                yield event

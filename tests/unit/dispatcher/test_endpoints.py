@@ -53,3 +53,45 @@ def test_bad_files_name_the_problem(text: str, message: str) -> None:
 def test_shipped_endpoints_cover_three_regions() -> None:
     endpoints = load_endpoints(DEFAULT_ENDPOINTS, {})
     assert {e.region for e in endpoints} == {"us-east", "eu-west", "ap-south"}
+
+
+def test_price_overrides_and_limits() -> None:
+    text = """
+endpoints:
+  - name: llama
+    region: local
+    base_url: http://127.0.0.1:8080/v1
+    models: [Qwen/Qwen3-8B]
+    prices: {Qwen/Qwen3-8B: {input: 0, output: 0}}
+    max_concurrency: 1
+    rpm: 120
+"""
+    (endpoint,) = parse_endpoints(text, {})
+    assert endpoint.max_concurrency == 1 and endpoint.rpm == 120
+    price = endpoint.prices["Qwen/Qwen3-8B"]
+    assert price.input_nano_per_mtok == 0 and price.output_nano_per_mtok == 0
+    hash(endpoint)  # usable as a key although it holds a mapping
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("max_concurrency: -1", r"max_concurrency=-1 must be a whole number"),
+        ("rpm: fast", r"rpm='fast' must be a whole number"),
+        ("prices: {other: {input: 1, output: 1}}", "prices names models it does not serve"),
+        ("prices: {m: {input: 1}}", "needs both 'input' and 'output'"),
+        ("api_key: sk-123", r"unknown field\(s\): api_key"),
+    ],
+)
+def test_bad_prices_and_limits_name_the_field(extra: str, message: str) -> None:
+    head = "endpoints:\n  - name: a\n    region: r\n    base_url: http://x\n    models: [m]\n"
+    text = f"{head}    {extra}"
+    with pytest.raises(EndpointConfigError, match=message):
+        parse_endpoints(text, {})
+
+
+def test_repr_names_the_key_variable_not_the_key() -> None:
+    (endpoint,) = parse_endpoints(DOC, {})
+    env = {"KEY_A": "secret"}
+    assert endpoint.api_key(env) == "secret"
+    assert "secret" not in repr(endpoint) and "KEY_A" not in repr(endpoint)

@@ -1,6 +1,7 @@
 """Sliding-window percentiles, EWMA and consecutive-failure ejection."""
 
-from services.dispatcher.latency import Ejection, LatencyTracker
+from services.dispatcher.health import Ejection
+from services.dispatcher.latency import LatencyTracker
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -44,3 +45,23 @@ def test_ejection_backs_off_exponentially_and_resets() -> None:
     assert ejection.ejected_until == 1.5 + 2.0
     ejection.record_success()
     assert not ejection.ejected and ejection.ejections == 0
+
+
+def test_samples_age_out() -> None:
+    now = [0.0]
+    tracker = LatencyTracker(window=100, max_age_s=10, clock=lambda: now[0])
+    tracker.record(5.0)
+    now[0] = 8.0
+    tracker.record(0.1)
+    assert tracker.samples == 2 and tracker.percentile(99) == 5.0
+    now[0] = 11.0
+    assert tracker.samples == 1 and tracker.percentile(99) == 0.1
+
+
+def test_mean_excess_says_how_much_longer_slow_calls_took() -> None:
+    tracker = LatencyTracker()
+    for seconds in (0.05, 0.06, 0.07, 0.5, 0.7):
+        tracker.record(seconds)
+    excess, count = tracker.mean_excess(0.1)
+    assert count == 2 and excess is not None and abs(excess - 0.5) < 1e-9
+    assert tracker.mean_excess(1.0) == (None, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.unit.simulator.helpers import CHEAP, chat, make_client
 
 PROMPT = "List three uses of graphene."
-NO_FAULTS = {"outage": 0, "error": 0, "rate_limit": 0, "timeout": 0}
+NO_FAULTS = {"outage": 0, "error": 0, "rate_limit": 0, "timeout": 0, "stream_cut": 0}
 
 
 async def test_stats_count_requests_answers_rejections_and_faults():
@@ -22,13 +22,29 @@ async def test_stats_count_requests_answers_rejections_and_faults():
         stats = (await client.get("/admin/stats")).json()
 
     regions, models = stats["regions"], stats["models"]
-    assert regions["us-east"] == {"received": 2, "answered": 2, "rejected": 0, "faults": NO_FAULTS}
-    assert regions["eu-west"] == {"received": 3, "answered": 1, "rejected": 2, "faults": NO_FAULTS}
+    assert regions["us-east"] == {
+        "received": 2,
+        "answered": 2,
+        "rejected": 0,
+        "faults": NO_FAULTS,
+        "slowed": 0,
+        "cancelled": 0,
+    }
+    assert regions["eu-west"] == {
+        "received": 3,
+        "answered": 1,
+        "rejected": 2,
+        "faults": NO_FAULTS,
+        "slowed": 0,
+        "cancelled": 0,
+    }
     assert regions["ap-south"] == {
         "received": 2,
         "answered": 0,
         "rejected": 0,
-        "faults": {"outage": 1, "error": 0, "rate_limit": 1, "timeout": 0},
+        "faults": {"outage": 1, "error": 0, "rate_limit": 1, "timeout": 0, "stream_cut": 0},
+        "slowed": 0,
+        "cancelled": 0,
     }
     assert models["gpt-4o"]["received"] == 2
     assert models["gpt-4o"]["answered"] == 2
@@ -36,7 +52,9 @@ async def test_stats_count_requests_answers_rejections_and_faults():
         "received": 3,
         "answered": 1,
         "rejected": 0,
-        "faults": {"outage": 1, "error": 0, "rate_limit": 1, "timeout": 0},
+        "faults": {"outage": 1, "error": 0, "rate_limit": 1, "timeout": 0, "stream_cut": 0},
+        "slowed": 0,
+        "cancelled": 0,
     }
     assert "no-such-model" not in models  # unknown names never grow the table
     assert models["deepseek-reasoner"]["received"] == 0

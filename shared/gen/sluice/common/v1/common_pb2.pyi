@@ -482,6 +482,10 @@ class Completion(_message.Message):
     COST_NANO_USD_FIELD_NUMBER: _builtins.int
     UPSTREAM_LATENCY_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    HEDGED_FIELD_NUMBER: _builtins.int
+    HEDGE_WON_FIELD_NUMBER: _builtins.int
+    CANCELLED_COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _builtins.int
     content: _builtins.str
     """The answer text."""
     finish_reason: Global___FinishReason.ValueType
@@ -493,16 +497,33 @@ class Completion(_message.Message):
     endpoint: _builtins.str
     """Name of the endpoint that answered."""
     cost_nano_usd: _builtins.int
-    """Cost of the call in nano-USD, from the provider's reported cost or the price catalogue."""
+    """Cost of the call in nano-USD, from the provider's reported cost or the price catalogue,
+    plus cancelled_cost_nano_usd when a hedge race was run.
+    """
     attempts: _builtins.int
-    """Upstream attempts made, counting failovers (1 when the first endpoint answered)."""
+    """Upstream calls made, counting failovers and hedges (1 when the first endpoint answered)."""
+    hedged: _builtins.bool
+    """True when a hedge was sent: no first token had come from the first endpoint by its
+    95th-percentile time to first token, so the same call went to a second endpoint.
+    """
+    hedge_won: _builtins.bool
+    """True when the answer came from the hedge rather than from the call it hedged."""
+    cancelled_cost_nano_usd: _builtins.int
+    """Estimated cost in nano-USD of calls cancelled after losing a hedge race: their prompt
+    tokens plus the tokens they had streamed, at the endpoint's price. Included in
+    cost_nano_usd, since providers bill for work that was started.
+    """
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Billed tokens."""
 
     @_builtins.property
     def upstream_latency(self) -> _duration_pb2.Duration:
-        """Time from sending the request upstream to the last byte of the answer."""
+        """Time from sending the answering call upstream to the last byte of the answer."""
+
+    @_builtins.property
+    def time_to_first_token(self) -> _duration_pb2.Duration:
+        """Time from sending the answering call upstream to its first token."""
 
     def __init__(
         self,
@@ -516,10 +537,14 @@ class Completion(_message.Message):
         cost_nano_usd: _builtins.int = ...,
         upstream_latency: _duration_pb2.Duration | None = ...,
         attempts: _builtins.int = ...,
+        hedged: _builtins.bool = ...,
+        hedge_won: _builtins.bool = ...,
+        cancelled_cost_nano_usd: _builtins.int = ...,
+        time_to_first_token: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["upstream_latency", b"upstream_latency", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time_to_first_token", b"time_to_first_token", "upstream_latency", b"upstream_latency", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "content", b"content", "cost_nano_usd", b"cost_nano_usd", "endpoint", b"endpoint", "finish_reason", b"finish_reason", "model", b"model", "region", b"region", "upstream_latency", b"upstream_latency", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cancelled_cost_nano_usd", b"cancelled_cost_nano_usd", "content", b"content", "cost_nano_usd", b"cost_nano_usd", "endpoint", b"endpoint", "finish_reason", b"finish_reason", "hedge_won", b"hedge_won", "hedged", b"hedged", "model", b"model", "region", b"region", "time_to_first_token", b"time_to_first_token", "upstream_latency", b"upstream_latency", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
