@@ -58,6 +58,11 @@ def _unreachable(error: grpc.aio.AioRpcError) -> bool:
     return error.code() == grpc.StatusCode.UNAVAILABLE and error_origin(error) is None
 
 
+def _stage_down(stage: StageName, error: grpc.aio.AioRpcError) -> StageUnavailable:
+    """An optional stage failed: the request goes on without it, and the line says why."""
+    return StageUnavailable(stage, f"{error.code().name}: {error.details()}")
+
+
 def _timeout(deadline: float, cap: float | None, clock: Clock) -> float:
     remaining = deadline - clock()
     if remaining <= 0:
@@ -100,9 +105,7 @@ class CacheClient:
             )
         except grpc.aio.AioRpcError as error:
             # Any cache failure only costs the chance of a hit; never fail the request for it.
-            raise StageUnavailable(
-                StageName.CACHE, f"{error.code().name}: {error.details()}"
-            ) from None
+            raise _stage_down(StageName.CACHE, error) from None
         if found.kind not in (cache_pb.HIT_KIND_EXACT, cache_pb.HIT_KIND_SEMANTIC):
             return None
         return CachedAnswer(
@@ -129,9 +132,7 @@ class CacheClient:
         try:
             await self._stub.Store(store, timeout=_timeout(deadline, self._timeout_s, self._clock))
         except grpc.aio.AioRpcError as error:
-            raise StageUnavailable(
-                StageName.CACHE, f"{error.code().name}: {error.details()}"
-            ) from None
+            raise _stage_down(StageName.CACHE, error) from None
 
 
 class CompressorClient:
@@ -158,9 +159,7 @@ class CompressorClient:
                 compress, timeout=_timeout(deadline, self._timeout_s, self._clock)
             )
         except grpc.aio.AioRpcError as error:
-            raise StageUnavailable(
-                StageName.COMPRESSOR, f"{error.code().name}: {error.details()}"
-            ) from None
+            raise _stage_down(StageName.COMPRESSOR, error) from None
         return Compression(
             turns=turns_from_proto(result.messages) if result.compressed else request.turns,
             compressed=result.compressed,
