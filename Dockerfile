@@ -104,7 +104,7 @@ FROM app-embeddings AS cache
 # here, once, rather than at every pod start (~12 s and ~850 MB peak RSS, measured, with torch
 # imported just for it); the service finds it under SLUICE_CACHE_MODEL_DIR.
 ENV SLUICE_CACHE_MODEL_DIR=/opt/sluice/models
-RUN python -m services.cache.onnx_export
+RUN python -m shared.embedding.onnx_export
 EXPOSE 50052
 ENTRYPOINT ["python", "-m", "services.cache"]
 

@@ -230,8 +230,8 @@ def embed_case(count: int) -> dict[str, Any]:
     import os
 
     from services.cache.config import Settings
-    from services.cache.embedder import MiniLmEmbedder
-    from services.cache.embedder_onnx import OnnxMiniLmEmbedder
+    from shared.embedding.minilm import MiniLmEmbedder
+    from shared.embedding.onnx import OnnxMiniLmEmbedder
 
     results: dict[str, Any] = {}
     backends = {

@@ -59,7 +59,7 @@ def embed(texts: Sequence[str], cache_path: Path | None = None) -> dict[str, NDA
             cached = dict(zip(archive["texts"].tolist(), archive["vectors"], strict=True))
     missing = sorted({t for t in texts if t not in cached})
     if missing:
-        from services.cache.embedder import MiniLmEmbedder
+        from shared.embedding.minilm import MiniLmEmbedder
 
         embedder = MiniLmEmbedder(threads=min(2, os.cpu_count() or 1))
         embedder.load()

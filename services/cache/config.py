@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from services.cache.store_sqlite import SyncMode
 from services.cache.verifiers.learned import DEFAULT_MODEL_PATH
+from shared.embedding.onnx import default_model_dir
 from shared.settings import SettingsError, env_address, env_float, env_int, env_path, env_str
 
 # Calibrated on the real all-MiniLM-L6-v2 vectors (see README.md, "Calibration"): paraphrases
@@ -91,7 +92,7 @@ class Settings:
             embed_threads=env_int(env, "SLUICE_CACHE_EMBED_THREADS", 1, minimum=1),
             embed_backend=cast(EmbedBackend, _choice(env, "SLUICE_CACHE_EMBED_BACKEND", _BACKENDS)),
             model_dir=env_path(
-                env, "SLUICE_CACHE_MODEL_DIR", _default_model_dir(env), must_exist=False
+                env, "SLUICE_CACHE_MODEL_DIR", default_model_dir(env), must_exist=False
             ),
             store=_store(env, data_dir),
             sqlite_sync=cast(SyncMode, _choice(env, "SLUICE_CACHE_SQLITE_SYNC", _SYNC_MODES)),
@@ -115,13 +116,6 @@ def _store(env: Mapping[str, str], data_dir: Path) -> StoreSpec:
     raise SettingsError(
         f"{name}={value!r} must be sqlite:///<path>, redis://<host>:<port>/<db> or memory://"
     )
-
-
-def _default_model_dir(env: Mapping[str, str]) -> Path:
-    # A per-user cache, not the data dir: the export is the same for every store, and tests
-    # that start many caches with fresh data dirs then export the model only once.
-    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
-    return Path(base) / "sluice" / "models"
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

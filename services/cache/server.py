@@ -11,8 +11,6 @@ from sluice.cache.v1 import cache_service_pb2_grpc as pb_grpc
 from services.cache.adaptive import IndexPolicy
 from services.cache.cache import CachePolicy, SemanticCache
 from services.cache.config import Settings
-from services.cache.embedder import Embedder, EmbeddingBatcher, MiniLmEmbedder
-from services.cache.embedder_onnx import FallbackEmbedder, OnnxMiniLmEmbedder
 from services.cache.index import limit_faiss_threads
 from services.cache.servicer import SemanticCacheServicer
 from services.cache.store import EntryStore, MemoryStore, StoreCorrupt, StoreUnavailable
@@ -20,6 +18,8 @@ from services.cache.store_redis import RedisStore
 from services.cache.store_sqlite import SqliteStore
 from services.cache.verifiers import build_verifier
 from services.cache.verify import HitVerifier
+from shared.embedding.minilm import Embedder, EmbeddingBatcher, MiniLmEmbedder
+from shared.embedding.onnx import FallbackEmbedder, OnnxMiniLmEmbedder
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
 from shared.settings import SettingsError

@@ -1,7 +1,7 @@
 """What the request path needs from the other services, as protocols.
 
 The pipeline depends on these, not on gRPC stubs, so unit tests drive it with in-memory fakes
-and the gRPC adapters in clients.py stay thin.
+and the gRPC adapters in clients/ stay thin.
 """
 
 from __future__ import annotations

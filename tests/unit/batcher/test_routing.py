@@ -1,4 +1,4 @@
-"""Routing calls to batcher replicas by hash (the router side, services/router/clients.py):
+"""Routing calls to batcher replicas by hash (the router side, services/router/clients/batchers.py):
 stable across routers, spread across replicas, and minimally disturbed by a change of replicas."""
 
 from __future__ import annotations

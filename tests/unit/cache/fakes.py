@@ -11,11 +11,11 @@ from numpy.typing import NDArray
 
 from services.cache.adaptive import IndexPolicy
 from services.cache.cache import CachePolicy, SemanticCache
-from services.cache.embedder import EmbeddingBatcher
 from services.cache.model import CacheRequest
 from services.cache.records import CachedAnswer
 from services.cache.store import EntryStore
 from shared.chat import Role, Sampling, Turn
+from shared.embedding.minilm import EmbeddingBatcher
 
 _WORD = re.compile(r"[a-z0-9']+")
 

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from services.cache.embedder import EmbeddingBatcher
+from shared.embedding.minilm import EmbeddingBatcher
 from tests.unit.cache.fakes import HashingEmbedder
 
 

@@ -1,6 +1,6 @@
 """Exports all-MiniLM-L6-v2 to ONNX and keeps the file only if it gives torch's vectors.
 
-`python -m services.cache.onnx_export [PATH]` writes the export (default: the path the
+`python -m shared.embedding.onnx_export [PATH]` writes the export (default: the path the
 service looks for under SLUICE_CACHE_MODEL_DIR), e.g. in an image build step; the service runs
 it by itself on the first start otherwise. The graph is the whole sentence-transformers
 pipeline after tokenisation: BERT, mean pooling over the attention mask, L2 normalisation.
@@ -18,13 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from services.cache.embedder import MiniLmEmbedder
-from services.cache.embedder_onnx import (
+from shared.embedding.minilm import MiniLmEmbedder
+from shared.embedding.onnx import (
+    default_model_dir,
     export_path,
     load_tokenizer,
     open_session,
     run_session,
 )
+from shared.settings import env_path
 
 # Largest absolute difference per vector component accepted between ONNX and torch.
 MAX_ABS_DIFF = 1e-5
@@ -126,12 +128,14 @@ def _trace(model: Any, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from services.cache.config import Settings
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", type=Path, help="where to write the .onnx file")
     args = parser.parse_args(argv)
-    target = args.path or export_path(Settings.from_env().model_dir)
+    target = args.path or export_path(
+        env_path(
+            os.environ, "SLUICE_CACHE_MODEL_DIR", default_model_dir(os.environ), must_exist=False
+        )
+    )
     worst = export_minilm(target)
     print(f"exported {target} (max abs diff vs torch {worst:.1e})")
     return 0

