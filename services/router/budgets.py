@@ -20,6 +20,11 @@ from shared.errors import BudgetExhausted
 class Spend:
     today_nano_usd: int
     month_nano_usd: int
+    # Requests charged today (those that cost nothing, such as cache hits, are not recorded).
+    charged_requests_today: int = 0
+    # The UTC periods the figures cover, e.g. "2026-11-27" and "2026-11".
+    day: str = ""
+    month: str = ""
 
 
 class BudgetLedger(Protocol):
@@ -32,6 +37,7 @@ class InMemoryLedger:
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clock = clock
         self._totals: dict[tuple[str, str], int] = {}
+        self._counts: dict[tuple[str, str], int] = {}
 
     def _periods(self) -> tuple[str, str]:
         now = self._clock()
@@ -39,16 +45,24 @@ class InMemoryLedger:
 
     def spent(self, tenant_id: str) -> Spend:
         day, month = self._periods()
-        return Spend(self._totals.get((tenant_id, day), 0), self._totals.get((tenant_id, month), 0))
+        return Spend(
+            self._totals.get((tenant_id, day), 0),
+            self._totals.get((tenant_id, month), 0),
+            self._counts.get((tenant_id, day), 0),
+            day,
+            month,
+        )
 
     def record(self, tenant_id: str, cost_nano_usd: int) -> None:
         day, month = self._periods()
         # Periods that have passed are dropped, so the ledger stays two entries per tenant.
         self._totals = {k: v for k, v in self._totals.items() if k[1] in (day, month)}
+        self._counts = {k: v for k, v in self._counts.items() if k[1] == day}
         for period in (day, month):
             self._totals[(tenant_id, period)] = (
                 self._totals.get((tenant_id, period), 0) + cost_nano_usd
             )
+        self._counts[(tenant_id, day)] = self._counts.get((tenant_id, day), 0) + 1
 
 
 def _usd(nano: int) -> str:

@@ -8,6 +8,7 @@ from sluice.compressor.v1 import compressor_service_pb2_grpc as compressor_grpc
 from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as dispatcher_grpc
 from sluice.router.v1 import router_service_pb2 as pb
 from sluice.router.v1 import router_service_pb2_grpc as pb_grpc
+from sluice.router.v1 import spend_service_pb2_grpc as spend_grpc
 
 from services.router.admission import Admission
 from services.router.budgets import InMemoryLedger
@@ -19,6 +20,8 @@ from services.router.pipeline import Pipeline, prompt_cost_estimator
 from services.router.policy import PolicyError, load_policy
 from services.router.rollout import PolicySelector, Rollout, parse_rollout_spec
 from services.router.servicer import RouterServicer
+from services.router.spend_servicer import SERVICE_NAME as SPEND_SERVICE_NAME
+from services.router.spend_servicer import SpendServicer
 from shared.grpc_client import open_channel
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
@@ -30,13 +33,14 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
 
 
 def build_server(
-    settings: Settings, servicer: RouterServicer, telemetry: Telemetry
+    settings: Settings, servicer: RouterServicer, spend: SpendServicer, telemetry: Telemetry
 ) -> HostedServer:
+    def register(server: grpc.aio.Server) -> None:
+        pb_grpc.add_RouterServiceServicer_to_server(servicer, server)
+        spend_grpc.add_SpendServiceServicer_to_server(spend, server)
+
     return build_grpc_server(
-        settings.listen,
-        [SERVICE_NAME],
-        lambda server: pb_grpc.add_RouterServiceServicer_to_server(servicer, server),
-        telemetry,
+        settings.listen, [SERVICE_NAME, SPEND_SERVICE_NAME], register, telemetry
     )
 
 
@@ -133,5 +137,6 @@ async def serve(settings: Settings) -> None:
         for channel in channels.values():
             await channel.close()
 
-    hosted = build_server(settings, servicer, telemetry)
+    spend = SpendServicer(selector.primary, ledger)
+    hosted = build_server(settings, servicer, spend, telemetry)
     await run_until_terminated(hosted, name="router", start=start, stop=close, telemetry=telemetry)

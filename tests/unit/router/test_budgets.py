@@ -55,12 +55,16 @@ def test_ledger_counts_per_day_and_month_and_rolls_over() -> None:
     ledger.record("acme", 100)
     ledger.record("acme", 50)
     ledger.record("other", 7)
-    assert ledger.spent("acme").today_nano_usd == 150
+    spent = ledger.spent("acme")
+    assert (spent.today_nano_usd, spent.charged_requests_today) == (150, 2)
+    assert (spent.day, spent.month) == ("2026-11-30", "2026-11")
     clock.now += timedelta(hours=2)  # a new day and a new month
-    assert ledger.spent("acme").today_nano_usd == 0
-    assert ledger.spent("acme").month_nano_usd == 0
+    spent = ledger.spent("acme")
+    assert (spent.today_nano_usd, spent.month_nano_usd, spent.charged_requests_today) == (0, 0, 0)
+    assert (spent.day, spent.month) == ("2026-12-01", "2026-12")
     ledger.record("acme", 5)
     assert ledger.spent("acme").month_nano_usd == 5
+    assert ledger.spent("acme").charged_requests_today == 1
 
 
 def test_exhausted_daily_budget_is_rejected_with_the_budget_in_the_message() -> None:
