@@ -90,11 +90,16 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 class OtlpReceiver:
-    """Receives spans on host:port; keeps them in memory and optionally appends them to a file."""
+    """Receives spans on host:port; keeps them in memory (unless keep is off, for long runs that
+    only count them) and optionally appends them to a file."""
 
-    def __init__(self, address: str = "127.0.0.1:0", journal: Path | None = None) -> None:
+    def __init__(
+        self, address: str = "127.0.0.1:0", journal: Path | None = None, *, keep: bool = True
+    ) -> None:
         self._lock = threading.Lock()
         self._spans: list[SpanRecord] = []
+        self._keep = keep
+        self.received = 0
         self._journal = journal
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
@@ -110,7 +115,9 @@ class OtlpReceiver:
 
     def _receive(self, records: list[SpanRecord]) -> None:
         with self._lock:
-            self._spans.extend(records)
+            self.received += len(records)
+            if self._keep:
+                self._spans.extend(records)
             if self._journal is not None:
                 with self._journal.open("ab") as handle:
                     handle.writelines(r.to_json() + b"\n" for r in records)
