@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,11 +12,13 @@ from typing import Any
 
 import grpc
 import httpx
+import pytest
+import redis
 from sluice.common.v1 import common_pb2
 from sluice.router.v1 import router_service_pb2 as router_pb
 from sluice.router.v1 import router_service_pb2_grpc as router_grpc
 
-from shared.mesh import Mesh, free_ports
+from shared.mesh import Mesh, free_port, free_ports
 from shared.otlp_receiver import OtlpReceiver
 
 DEV_KEY = (("x-api-key", "dev"),)
@@ -33,6 +38,8 @@ def running_mesh(
         # Each mesh keeps its cache database beside its logs, never in the working tree.
         "SLUICE_CACHE_DATA_DIR": str(log_dir / "cache"),
         "SLUICE_BATCHER_DATA_DIR": str(log_dir / "batcher"),
+        # Batch API jobs finish in the simulator within a second; poll it as often.
+        "SLUICE_BATCHER_POLL_INTERVAL_S": "0.2",
         **(extra_env or {}),
     }
     mesh = Mesh.plan(free_ports(), log_dir, env)
@@ -46,6 +53,50 @@ def running_mesh(
     finally:
         mesh.stop_all()
         receiver.stop()
+
+
+@contextmanager
+def running_redis(log_dir: Path, port: int = 0) -> Iterator[str]:
+    """A throwaway redis-server on loopback (a free port unless given), with persistence off;
+    yields its URL."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        pytest.skip("redis-server is not installed")
+    port = port or free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / "redis.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail(f"redis-server did not start:\n{log.read_text()}")
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def ask(

@@ -33,11 +33,22 @@ class BudgetLedger(Protocol):
     def record(self, tenant_id: str, cost_nano_usd: int) -> None: ...
 
 
+class JobLedger(BudgetLedger, Protocol):
+    def charge_once(self, tenant_id: str, charge_id: str, cost_nano_usd: int) -> None:
+        """Records the cost unless a charge with this id was recorded before (a deferred job is
+        charged when it is first seen finished, however often it is read)."""
+
+
+# Charge ids remembered by one in-memory ledger; the oldest are forgotten first.
+MAX_CHARGE_IDS = 100_000
+
+
 class InMemoryLedger:
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clock = clock
         self._totals: dict[tuple[str, str], int] = {}
         self._counts: dict[tuple[str, str], int] = {}
+        self._charged: dict[str, None] = {}
 
     def _periods(self) -> tuple[str, str]:
         now = self._clock()
@@ -63,6 +74,14 @@ class InMemoryLedger:
                 self._totals.get((tenant_id, period), 0) + cost_nano_usd
             )
         self._counts[(tenant_id, day)] = self._counts.get((tenant_id, day), 0) + 1
+
+    def charge_once(self, tenant_id: str, charge_id: str, cost_nano_usd: int) -> None:
+        if charge_id in self._charged:
+            return
+        self._charged[charge_id] = None
+        if len(self._charged) > MAX_CHARGE_IDS:
+            del self._charged[next(iter(self._charged))]
+        self.record(tenant_id, cost_nano_usd)
 
 
 def _usd(nano: int) -> str:
