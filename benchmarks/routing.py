@@ -10,7 +10,9 @@ Two kinds of rows, always labelled:
 - MESH: every test prompt sent through RouterService.Complete on the full mesh (router, cache
   bypassed, compressor, batcher, dispatcher) with the simulator replaying the recordings. The
   mesh answers; this script only looks up whether the accepted model's recorded answer was
-  right. The learned cascade runs in the mesh once the router has the `scorer` gate.
+  right. The learned cascade runs in the router: its `scorer` gate (policy
+  services/router/policies/routerbench.yaml has the same tiers and min_score), and, in the
+  `learned-start` class, the online start-tier predictor.
 
 Prompts where some model has no recorded result (8 ARC test prompts) are left out everywhere,
 so every policy faces the same 945 prompts. *_test labels are read only to score answers.
@@ -40,7 +42,7 @@ from sluice.router.v1 import router_service_pb2_grpc as router_grpc
 from services.router.gates import GATE_NAMES, GateInput, GateSettings, evaluate
 from services.router.learning.cascade_design import CascadeDesign
 from services.router.learning.data import load_split
-from services.router.learning.embedding import MemoEmbedder, MiniLmEmbedder
+from services.router.learning.embedding import MemoEmbedder, MiniLm
 from services.router.learning.evaluate import OVERALL, BySplit, OfflineEvaluator
 from services.router.learning.report import SLUICE, Row, format_report, summary
 from services.router.learning.scorer import MODELS_DIR, ScorerModel
@@ -86,12 +88,16 @@ class MeshClass:
     task: str  # "" = serves every split
 
 
+LEARNED_CLASSES = ("learned", "learned-start")
+START_ROW = "same, with the online start tier"
+
+
 def mesh_classes(design: CascadeDesign, learned: bool) -> list[MeshClass]:
     tasks = tuple(EXPECTED_FORMAT)
     classes = [MeshClass("always-strong", (design.strong,), "")]
     classes += [MeshClass(f"heuristic-{t}", design.tiers, t) for t in tasks]
     if learned:
-        classes.append(MeshClass("learned", design.tiers, ""))
+        classes += [MeshClass(name, design.tiers, "") for name in LEARNED_CLASSES]
     return classes
 
 
@@ -101,7 +107,7 @@ def policy_document(design: CascadeDesign, classes: Sequence[MeshClass]) -> dict
         tiers: list[dict[str, Any]] = []
         for position, model in enumerate(spec.tiers):
             last = position == len(spec.tiers) - 1
-            if spec.name == "learned":
+            if spec.name in LEARNED_CLASSES:
                 gates = list(LAST_GATES) if last else [*LAST_GATES, "scorer"]
                 tier: dict[str, Any] = {"model": model, "gates": gates}
                 if not last:
@@ -116,6 +122,7 @@ def policy_document(design: CascadeDesign, classes: Sequence[MeshClass]) -> dict
             "max_tokens": MAX_TOKENS,
             "tiers": tiers,
             "gate_settings": settings,
+            "learned_start": spec.name == "learned-start",
         }
     return {
         "version": "routing-bench-"
@@ -258,6 +265,7 @@ def mesh_rows_of(
     ]
     if mesh["learned_wired"]:
         out.append(("MESH", SLUICE, mesh_by_split(splits, rows, ["learned"])))
+        out.append(("MESH", START_ROW, mesh_by_split(splits, rows, ["learned-start"])))
     return out
 
 
@@ -273,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     design = CascadeDesign.load(args.models / "cascade.json")
     scorer = ScorerModel.load(args.models / "answer_scorer.json")
     prior = TierPrior.load(args.models / "start_tier.json")
-    embedder = MemoEmbedder(MiniLmEmbedder(threads=2), args.embedding_cache)
+    embedder = MemoEmbedder(MiniLm(threads=2), args.embedding_cache)
     splits: dict[str, list[Case]] = {}
     for task, items in load_split(args.data, "test").items():
         ordered = sorted(items, key=lambda i: hashlib.sha1(i.sample_id.encode()).hexdigest())

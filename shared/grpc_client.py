@@ -3,6 +3,11 @@
 A channel is created once per process per peer and reused for every call, since creating one
 costs a TCP and HTTP/2 handshake. `round_robin` over DNS spreads calls across the replicas of a
 headless Kubernetes Service; on a single address it behaves like pick_first.
+
+Client-side health checking (`healthCheckConfig`) makes the channel watch each replica's
+grpc.health.v1 status: a replica that turned NOT_SERVING on SIGTERM gets no new calls while it
+drains, instead of being picked until its port closes. Servers without the health service count
+as healthy (gRPC's health-checking spec), so a plain upstream is unaffected.
 """
 
 from __future__ import annotations
@@ -14,7 +19,13 @@ import grpc
 from shared.grpc_server import MAX_MESSAGE_BYTES
 from shared.telemetry import Telemetry
 
-_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+_SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        # "" is the server-wide status, which shared/grpc_server.py flips with every service's.
+        "healthCheckConfig": {"serviceName": ""},
+    }
+)
 
 
 def open_channel(address: str, telemetry: Telemetry) -> grpc.aio.Channel:

@@ -65,6 +65,7 @@ def mesh_env(ports: Mapping[str, int]) -> dict[str, str]:
         {
             "SLUICE_SIMULATOR_URL": f"http://{addr['simulator']}",
             "SLUICE_BATCHER_DISPATCHER_ADDR": addr["dispatcher"],
+            "SLUICE_COMPRESSOR_DISPATCHER_ADDR": addr["dispatcher"],
             "SLUICE_ROUTER_CACHE_ADDR": addr["cache"],
             "SLUICE_ROUTER_COMPRESSOR_ADDR": addr["compressor"],
             "SLUICE_ROUTER_BATCHER_ADDR": addr["batcher"],

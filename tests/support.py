@@ -22,6 +22,18 @@ from shared.mesh import Mesh, free_port, free_ports
 from shared.otlp_receiver import OtlpReceiver
 
 DEV_KEY = (("x-api-key", "dev"),)
+# About 1,900 bytes (some 400 tokens): past the default policy's byte check, so a prompt with
+# it reaches the compressor (which then finds it under its 1,500-token threshold).
+CONTEXT = " ".join(
+    f"Paragraph {n}: a write-ahead log records every change before it is applied, so that "
+    "after a crash the store replays the log and loses nothing it acknowledged."
+    for n in range(12)
+)
+
+
+def with_context(question: str) -> str:
+    """The question after a context long enough to be sent to the compressor."""
+    return f"{CONTEXT}\n\nQuestion: {question}"
 
 
 @contextmanager
@@ -140,6 +152,7 @@ def stage_lines(response: router_pb.CompleteResponse) -> dict[str, common_pb2.St
         common_pb2.STAGE_COMPRESSOR: "compressor",
         common_pb2.STAGE_BATCHER: "batcher",
         common_pb2.STAGE_TIER: "tier",
+        common_pb2.STAGE_JUDGE: "judge",
     }
     lines = {}
     for line in response.cost.stages:

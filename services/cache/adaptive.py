@@ -100,6 +100,9 @@ class AdaptiveIndex:
     def export(self) -> tuple[Ids, Matrix]:
         return self._current.export()
 
+    def vector(self, vector_id: int) -> NDArray[np.float32]:
+        return self._current.vector(vector_id)
+
     def rebuild_due(self) -> bool:
         """True when the size calls for the other kind, or HNSW tombstones need compacting."""
         if self._journal is not None:

@@ -24,7 +24,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.cache.adaptive import AdaptiveIndex
+from services.cache.candidates import Search, candidates
 from services.cache.entries import Entry, EntryTable, Namespace
+from services.cache.feedback import FeedbackBook, HitReport, reported_entry, served_pair
 from services.cache.invalidation import resolve_target
 from services.cache.keys import RequestKeys
 from services.cache.model import (
@@ -39,7 +41,7 @@ from services.cache.model import (
     validate_max_age,
     validate_tags,
 )
-from services.cache.records import BadRecord, CachedAnswer, EntryRecord
+from services.cache.records import BadRecord, CachedAnswer, EntryRecord, order_key, shape_problem
 from services.cache.stats import CacheStats, Removal, StatsBook
 from services.cache.store import (
     EntryDeleted,
@@ -50,7 +52,7 @@ from services.cache.store import (
     Resynced,
     StoreUnavailable,
 )
-from services.cache.verify import AcceptAll, HitVerifier
+from services.cache.verify import AcceptAll, HitVerifier, first_accepted
 from shared.errors import InvalidRequest, NotReady, Unavailable
 
 __all__ = [
@@ -63,9 +65,6 @@ __all__ = [
 ]
 
 LOG = logging.getLogger(__name__)
-# Neighbours examined per semantic lookup: more than one, so that an expired, too old or
-# verification-rejected nearest entry does not hide a live one just behind it.
-SEARCH_K = 8
 # Name of the task that applies other replicas' writes; it runs until the cache closes.
 FOLLOW = "follow"
 
@@ -88,6 +87,7 @@ class SemanticCache:
         self._policy = policy
         self._store: EntryStore = store if store is not None else MemoryStore()
         self._verifier: HitVerifier = verifier or AcceptAll()
+        self._feedback = FeedbackBook(self._verifier, self._store)
         self._clock = clock
         self._table = EntryTable(lambda: AdaptiveIndex(embedder.dim, policy.index))
         self._stats = StatsBook()
@@ -110,10 +110,12 @@ class SemanticCache:
         count = 0
         async for batch in self._store.load(self._embedder.dim):
             count += len(self._admit(batch))
+        outcomes = await self._feedback.restore()
         self._loaded = True
         self._enforce_bounds()
         self._rebuild_where_due(self._table.namespaces)
-        LOG.info("cache loaded %d entries from %s", count, self._store.description)
+        where = self._store.description
+        LOG.info("cache loaded %d entries, %d feedback outcomes from %s", count, outcomes, where)
         self._spawn(self._follow(), FOLLOW)
 
     async def settle(self) -> None:
@@ -197,12 +199,28 @@ class SemanticCache:
             raise InvalidRequest("context.tenant_id is required")
         self._require_ready()
         entries = resolve_target(self._table, tenant_id, target, keys_of)
-        if entries:
-            try:
-                await self._store.delete([entry.entry_id for entry in entries])
-            except StoreUnavailable as error:
-                raise Unavailable(f"the entry store failed: {error}") from None
-        return len(self._remove(entries, Removal.INVALIDATED))
+        return await self._remove_durably(entries, Removal.INVALIDATED)
+
+    async def report_hit(self, request: CacheRequest, entry_id: str, correct: bool) -> HitReport:
+        """A caller's verdict on a served hit. A wrong one removes the entry; a semantic one,
+        either way, is a labelled outcome for the namespace's threshold (feedback.py)."""
+        keys = keys_of(request)
+        self._require_ready()
+        entry = reported_entry(self._table, request.tenant_id, keys, entry_id)
+        calibrated = False
+        if entry.exact_key != keys.exact and keys.query and entry.vector_id is not None:
+            stored = self._table.namespaces[entry.namespace].index.vector(entry.vector_id)
+            vector = await self._embedder.embed(keys.query)
+            # Looked up again after the await: a concurrent report may have removed it.
+            entry = reported_entry(self._table, request.tenant_id, keys, entry_id)
+            pair = served_pair(keys, entry, vector, stored)
+            calibrated = await self._feedback.record(pair, correct)
+        removed = 0
+        if not correct:
+            self._stats.tenant(request.tenant_id).verification_failures += 1
+            removed = await self._remove_durably([entry], Removal.REPORTED_WRONG)
+        threshold = self._feedback.threshold(keys.namespace) if calibrated else 0.0
+        return HitReport(keys.namespace, removed > 0, calibrated, threshold)
 
     def stats(self, tenant_id: str | None) -> CacheStats:
         """Counters since start and the current size, for a tenant or (None) for all."""
@@ -236,35 +254,24 @@ class SemanticCache:
     def _nearest(
         self, namespace: Namespace, keys: RequestKeys, vector: NDArray[np.float32], oldest: float
     ) -> LookupResult:
-        now = self._clock()
-        rejected = 0
+        query = keys.query or ""
+        search = Search(
+            query, keys.namespace, vector, self._policy.min_similarity, oldest, self._clock()
+        )
         expired: list[Entry] = []
-        found: Entry | None = None
-        similarity = 0.0
-        for vector_id, score in namespace.index.search(vector, SEARCH_K):
-            if score < self._policy.min_similarity:
-                break  # results come best first
-            entry = namespace.by_vector.get(vector_id)
-            if entry is None or entry.created_at < oldest:
-                continue
-            if entry.expires_at <= now:
-                expired.append(entry)
-                continue
-            # Float rounding can put the inner product of unit vectors a hair above 1.
-            similarity = min(1.0, max(0.0, score))
-            verdict = self._verifier.verify(
-                keys.query or "", entry.query or "", similarity, keys.namespace
-            )
-            if verdict.accepted:
-                found = entry
-                break
-            rejected += 1
+        choice = first_accepted(self._verifier, candidates(namespace, search, expired))
         self._forget_stored(expired, Removal.EXPIRED)
-        if found is None:
+        found, pair, rejected = choice.item, choice.pair, choice.rejected
+        if found is None or pair is None:
             return LookupResult(HitKind.MISS, namespace=keys.namespace, rejected=rejected)
         self._table.touch(found)
         return LookupResult(
-            HitKind.SEMANTIC, found.answer, similarity, found.entry_id, keys.namespace, rejected
+            HitKind.SEMANTIC,
+            found.answer,
+            pair.similarity,
+            found.entry_id,
+            keys.namespace,
+            rejected,
         )
 
     def _admit(self, batch: Iterable[Loaded]) -> list[EntryRecord]:
@@ -273,7 +280,7 @@ class SemanticCache:
         good: list[EntryRecord] = []
         stale: list[str] = []
         for item in batch:
-            bad = item if isinstance(item, BadRecord) else self._vector_problem(item)
+            bad = item if isinstance(item, BadRecord) else shape_problem(item, self._embedder.dim)
             if bad is not None:
                 self._stats.tenant(bad.tenant_id).skipped_bad_vectors += 1
                 LOG.error(
@@ -293,13 +300,6 @@ class SemanticCache:
         self._apply(good, newest_wins=True)
         return good
 
-    def _vector_problem(self, record: EntryRecord) -> BadRecord | None:
-        vector = record.vector
-        if vector is None or vector.shape == (self._embedder.dim,):
-            return None
-        reason = f"vector has shape {vector.shape}, expected ({self._embedder.dim},)"
-        return BadRecord(record.entry_id, record.tenant_id, record.namespace, reason)
-
     def _apply(self, records: Sequence[EntryRecord], *, newest_wins: bool) -> list[Entry]:
         """Adds records to memory, one per exact key; returns the entries they replaced.
 
@@ -312,14 +312,14 @@ class SemanticCache:
             if record.entry_id in self._table.by_id:
                 continue  # our own write coming back, or an event applied twice
             other = chosen.get(record.exact_key)
-            if other is None or not newest_wins or _order(record) > _order(other):
+            if other is None or not newest_wins or order_key(record) > order_key(other):
                 chosen[record.exact_key] = record
         replaced: list[Entry] = []
         for key, record in list(chosen.items()):
             current = self._table.by_exact.get(key)
             if current is None:
                 continue
-            if newest_wins and _order(record) <= (current.created_at, current.entry_id):
+            if newest_wins and order_key(record) <= (current.created_at, current.entry_id):
                 del chosen[key]
             else:
                 replaced.append(current)
@@ -327,6 +327,15 @@ class SemanticCache:
         added = self._table.add_many(chosen.values())
         self._rebuild_where_due({entry.namespace for entry in [*added, *replaced]})
         return replaced
+
+    async def _remove_durably(self, entries: Sequence[Entry], reason: Removal) -> int:
+        """Removes entries from the store, then from memory (acknowledged once gone)."""
+        if entries:
+            try:
+                await self._store.delete([entry.entry_id for entry in entries])
+            except StoreUnavailable as error:
+                raise Unavailable(f"the entry store failed: {error}") from None
+        return len(self._remove(entries, reason))
 
     def _enforce_bounds(self) -> None:
         self._forget_stored(self._table.expired(self._clock()), Removal.EXPIRED)
@@ -389,7 +398,3 @@ class SemanticCache:
             raise NotReady("the embedding model is still loading")
         if not self._loaded:
             raise NotReady("the cache is still loading its stored entries")
-
-
-def _order(record: EntryRecord) -> tuple[float, str]:
-    return (record.created_at, record.entry_id)

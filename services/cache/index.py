@@ -65,6 +65,9 @@ class VectorIndex(Protocol):
     def export(self) -> tuple[Ids, Matrix]:
         """The live ids and their vectors, copied, for building another index from them."""
 
+    def vector(self, vector_id: int) -> NDArray[np.float32]:
+        """A copy of one present id's vector (for the hit verifier's pair model)."""
+
 
 def limit_faiss_threads() -> None:
     """Pins FAISS to one OpenMP thread, once per process at start-up.
@@ -119,6 +122,10 @@ class FlatIndex:
     def export(self) -> tuple[Ids, Matrix]:
         ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         return ids, self._flat.reconstruct_n(0, self._flat.ntotal)
+
+    def vector(self, vector_id: int) -> NDArray[np.float32]:
+        # IndexIDMap2 keeps a reverse id map, so this is a lookup plus one row copy.
+        return np.asarray(self._index.reconstruct(int(vector_id)), np.float32)
 
 
 class HnswIndex:
@@ -176,6 +183,10 @@ class HnswIndex:
             return ids, vectors
         keep = ~np.isin(ids, np.fromiter(self._tombstones, np.int64, len(self._tombstones)))
         return ids[keep], vectors[keep]
+
+    def vector(self, vector_id: int) -> NDArray[np.float32]:
+        # IndexIDMap2 keeps a reverse id map, so this is a lookup plus one row copy.
+        return np.asarray(self._index.reconstruct(int(vector_id)), np.float32)
 
     def _search_params(self) -> Any:
         if not self._tombstones:

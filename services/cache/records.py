@@ -139,6 +139,20 @@ def record_from_meta(meta: dict[str, Any], blob: bytes | None, dim: int) -> Entr
     )
 
 
+def shape_problem(record: EntryRecord, dim: int) -> BadRecord | None:
+    """A record whose vector is not of the model's dimension, as a BadRecord; else None."""
+    vector = record.vector
+    if vector is None or vector.shape == (dim,):
+        return None
+    reason = f"vector has shape {vector.shape}, expected ({dim},)"
+    return BadRecord(record.entry_id, record.tenant_id, record.namespace, reason)
+
+
+def order_key(record: EntryRecord) -> tuple[float, str]:
+    """Which of two records of one exact key wins: the later created, ties by id."""
+    return (record.created_at, record.entry_id)
+
+
 def _vector_problem(blob: bytes, dim: int) -> str:
     if len(blob) != 4 * dim:
         return f"vector has {len(blob)} bytes, expected {4 * dim} (dimension {dim})"

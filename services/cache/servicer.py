@@ -111,6 +111,31 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
             await abort_with(context, ORIGIN, error)
         return pb.InvalidateResponse(removed=removed)
 
+    async def ReportHit(  # noqa: N802 - named by the proto
+        self, request: pb.ReportHitRequest, context: Context
+    ) -> pb.ReportHitResponse:
+        trace.get_current_span().set_attributes({attrs.STAGE: ORIGIN, attrs.COST_USD: 0.0})
+        try:
+            if request.verdict not in (pb.HIT_VERDICT_WRONG, pb.HIT_VERDICT_RIGHT):
+                raise InvalidRequest("verdict is required: HIT_VERDICT_WRONG or HIT_VERDICT_RIGHT")
+            served = _cache_request(
+                request.context,
+                request.model_class,
+                request.messages,
+                request.sampling,
+                request.response_format,
+            )
+            correct = request.verdict == pb.HIT_VERDICT_RIGHT
+            report = await self._cache.report_hit(served, request.entry_id, correct)
+        except SluiceError as error:
+            await abort_with(context, ORIGIN, error)
+        return pb.ReportHitResponse(
+            namespace_key=report.namespace,
+            removed=report.removed,
+            calibrated=report.calibrated,
+            threshold=report.threshold,
+        )
+
     async def Stats(  # noqa: N802 - named by the proto
         self, request: pb.StatsRequest, context: Context
     ) -> pb.StatsResponse:
@@ -201,4 +226,5 @@ def _stats_response(stats: CacheStats) -> pb.StatsResponse:
         expirations=counters.expirations,
         invalidations=counters.invalidations,
         skipped_bad_vectors=counters.skipped_bad_vectors,
+        verification_failures=counters.verification_failures,
     )

@@ -16,6 +16,8 @@ class Removal(StrEnum):
     INVALIDATED = "invalidated"
     # Replaced by a newer store of the same exact request, or removed by another replica.
     REPLACED = "replaced"
+    # Served and reported wrong (ReportHit); counted as verification_failures by the caller.
+    REPORTED_WRONG = "reported_wrong"
 
 
 @dataclass
@@ -28,6 +30,8 @@ class Counters:
     expirations: int = 0
     invalidations: int = 0
     skipped_bad_vectors: int = 0
+    # Served hits reported wrong through ReportHit.
+    verification_failures: int = 0
 
     def add(self, other: Counters) -> None:
         for field in dataclasses.fields(self):

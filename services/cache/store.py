@@ -50,6 +50,23 @@ class Resynced:
 
 Change = EntryPut | EntryDeleted | Resynced
 Loaded = EntryRecord | BadRecord
+# Feedback scores are kept in this many bins of [0, 1]: finer than any calibrator uses, so the
+# stored counts can be re-binned without loss at start-up.
+FEEDBACK_BINS = 1000
+
+
+@dataclass(frozen=True)
+class FeedbackCount:
+    """Labelled outcomes (ReportHit) of one namespace in one score bin.
+
+    scale names what the scores are (the verifier and its model file), so counts recorded
+    under one model are never read as another's."""
+
+    scale: str
+    namespace: str
+    bin: int  # in [0, FEEDBACK_BINS)
+    seen: int
+    wrong: int
 
 
 class EntryStore(Protocol):
@@ -74,6 +91,12 @@ class EntryStore(Protocol):
     def changes(self, dim: int) -> AsyncIterator[Change]:
         """Other replicas' writes as they happen; ends at once for stores nobody shares."""
 
+    async def add_feedback(self, scale: str, namespace: str, score_bin: int, wrong: bool) -> None:
+        """Durably counts one labelled outcome; raises StoreUnavailable when it cannot."""
+
+    async def load_feedback(self, scale: str) -> list[FeedbackCount]:
+        """Every feedback count recorded under `scale`."""
+
     async def close(self) -> None: ...
 
 
@@ -82,6 +105,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.records: dict[str, EntryRecord] = {}
+        # (scale, namespace, bin) -> [seen, wrong]
+        self.feedback: dict[tuple[str, str, int], list[int]] = {}
 
     @property
     def description(self) -> str:
@@ -106,6 +131,18 @@ class MemoryStore:
     async def changes(self, dim: int) -> AsyncIterator[Change]:
         return
         yield  # an async generator that ends at once
+
+    async def add_feedback(self, scale: str, namespace: str, score_bin: int, wrong: bool) -> None:
+        counts = self.feedback.setdefault((scale, namespace, score_bin), [0, 0])
+        counts[0] += 1
+        counts[1] += int(wrong)
+
+    async def load_feedback(self, scale: str) -> list[FeedbackCount]:
+        return [
+            FeedbackCount(s, namespace, score_bin, seen, wrong)
+            for (s, namespace, score_bin), (seen, wrong) in sorted(self.feedback.items())
+            if s == scale
+        ]
 
     async def close(self) -> None:
         return None

@@ -5,6 +5,9 @@ Layout (all keys under the prefix `sluice:cache:`):
 - `e:<entry_id>`: a hash with `meta` (JSON, records.meta_of) and `vector` (float32 blob).
   PEXPIREAT is set to the entry's expiry, so Redis frees expired entries even when no
   replica is running.
+- `fb:<scale>`: a hash of feedback counts (ReportHit outcomes), fields
+  `<seen|wrong>:<bin>:<namespace>` incremented with HINCRBY, so replicas add up their counts;
+  each replica reads them at start (a report on another replica reaches it at its next start).
 - `events`: a stream of changes, one item per put or delete: `op` (put|del), `id` and
   `origin` (the writing replica's random id). Every write and its event go in one
   MULTI/EXEC, so a replica never sees an event without the write or the reverse.
@@ -40,6 +43,7 @@ from services.cache.store import (
     Change,
     EntryDeleted,
     EntryPut,
+    FeedbackCount,
     Loaded,
     Resynced,
     StoreUnavailable,
@@ -139,6 +143,28 @@ class RedisStore:
                 LOG.warning("cache change feed: %s; retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
+
+    async def add_feedback(self, scale: str, namespace: str, score_bin: int, wrong: bool) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hincrby(f"{PREFIX}fb:{scale}", f"seen:{score_bin}:{namespace}", 1)
+        if wrong:
+            pipe.hincrby(f"{PREFIX}fb:{scale}", f"wrong:{score_bin}:{namespace}", 1)
+        await self._execute(pipe)
+
+    async def load_feedback(self, scale: str) -> list[FeedbackCount]:
+        try:
+            raw = cast(dict[bytes, bytes], await self._redis.hgetall(f"{PREFIX}fb:{scale}"))
+        except RedisError as error:
+            raise StoreUnavailable(f"{self._description}: {error}") from None
+        counts: dict[tuple[str, int], list[int]] = {}
+        for field, value in raw.items():
+            kind, score_bin, namespace = field.decode().split(":", 2)
+            slot = counts.setdefault((namespace, int(score_bin)), [0, 0])
+            slot[1 if kind == "wrong" else 0] += int(value)
+        return [
+            FeedbackCount(scale, namespace, score_bin, seen, wrong)
+            for (namespace, score_bin), (seen, wrong) in sorted(counts.items())
+        ]
 
     async def close(self) -> None:
         await self._redis.aclose()

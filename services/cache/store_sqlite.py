@@ -38,7 +38,13 @@ from typing import Any, Literal
 import orjson
 
 from services.cache.records import EntryRecord, meta_of, record_from_meta, vector_blob
-from services.cache.store import Change, Loaded, StoreCorrupt, StoreUnavailable
+from services.cache.store import (
+    Change,
+    FeedbackCount,
+    Loaded,
+    StoreCorrupt,
+    StoreUnavailable,
+)
 
 SyncMode = Literal["normal", "full"]
 SCHEMA_VERSION = 1
@@ -53,6 +59,17 @@ CREATE TABLE IF NOT EXISTS entries (
     vector     BLOB,           -- float32 little-endian; NULL for exact-only entries
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL
+);
+-- Labelled outcomes of served hits (ReportHit) per namespace and score bin, for the
+-- per-namespace verification thresholds. Added without a schema version bump: CREATE ... IF
+-- NOT EXISTS upgrades a version-1 file in place, and older code ignores the table.
+CREATE TABLE IF NOT EXISTS feedback (
+    scale      TEXT NOT NULL,
+    namespace  TEXT NOT NULL,
+    bin        INTEGER NOT NULL,
+    seen       INTEGER NOT NULL,
+    wrong      INTEGER NOT NULL,
+    PRIMARY KEY (scale, namespace, bin)
 );
 """
 _Write = Callable[[sqlite3.Connection], None]
@@ -122,6 +139,25 @@ class SqliteStore:
     async def changes(self, dim: int) -> AsyncIterator[Change]:
         return  # a local file has no other writers to follow
         yield
+
+    async def add_feedback(self, scale: str, namespace: str, score_bin: int, wrong: bool) -> None:
+        row = (scale, namespace, score_bin, int(wrong))
+
+        def write(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT INTO feedback VALUES (?, ?, ?, 1, ?) ON CONFLICT (scale, namespace, bin)"
+                " DO UPDATE SET seen = seen + 1, wrong = wrong + excluded.wrong",
+                row,
+            )
+
+        await self._write(write)
+
+    async def load_feedback(self, scale: str) -> list[FeedbackCount]:
+        query = "SELECT namespace, bin, seen, wrong FROM feedback WHERE scale = ? ORDER BY 1, 2"
+        rows = await self._run(lambda c: c.execute(query, (scale,)).fetchall())
+        return [
+            FeedbackCount(scale, ns, int(b), int(seen), int(wrong)) for ns, b, seen, wrong in rows
+        ]
 
     async def close(self) -> None:
         if self._connection is not None:

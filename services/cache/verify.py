@@ -2,14 +2,22 @@
 different answer (negations, other numbers, dates, entities, units) are not served each other's
 answers.
 
-This module holds the contract between the cache and its verifiers; the checks themselves
-implement `HitVerifier`.
+This module holds the contract between the cache and its verifiers (`Pair`, `HitVerifier`) and
+the one loop that asks a verifier about a lookup's candidates (`first_accepted`). The cache and
+the offline replay (verifiers/replay.py) both run that loop, so what the benchmark measures is
+what the service does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -22,12 +30,28 @@ class Verdict:
 ACCEPT = Verdict(True)
 
 
+@dataclass(frozen=True, eq=False)
+class Pair:
+    """A lookup's query and one stored candidate, as a verifier sees them.
+
+    The vectors are the unit-length embeddings the index compared (None where a caller has
+    none, e.g. a hand-written test); a pair model scores them directly, since the cosine alone
+    throws away which directions differ. `candidate_answer` is the stored answer's text.
+    """
+
+    query: str
+    candidate: str
+    similarity: float  # cosine in [0, 1]
+    namespace: str
+    query_vector: NDArray[np.float32] | None = None
+    candidate_vector: NDArray[np.float32] | None = None
+    candidate_answer: str = ""
+
+
 class HitVerifier(Protocol):
     """Decides whether a stored request's answer may serve a new request."""
 
-    def verify(self, query: str, candidate: str, similarity: float, namespace: str) -> Verdict:
-        """query: the new last user turn; candidate: the stored one; similarity: their cosine."""
-        ...
+    def verify(self, pair: Pair) -> Verdict: ...
 
 
 class LearnsFromFeedback(Protocol):
@@ -35,16 +59,41 @@ class LearnsFromFeedback(Protocol):
 
     Called with a served hit that the router's quality gate or a user reported wrong or
     confirmed right, or with a shadow-checked candidate: on a miss, the fresh answer compared
-    with the best candidate that verification turned down.
+    with the best candidate that verification turned down. Returns the score the outcome was
+    recorded under (a probability or cosine in [0, 1]), or None when the verifier keeps no
+    per-namespace state.
     """
 
-    def record_feedback(
-        self, query: str, candidate: str, similarity: float, namespace: str, correct: bool
-    ) -> None: ...
+    def record_feedback(self, pair: Pair, correct: bool) -> float | None: ...
 
 
 class AcceptAll:
     """No verification beyond the similarity threshold (the bare-threshold baseline)."""
 
-    def verify(self, query: str, candidate: str, similarity: float, namespace: str) -> Verdict:
+    def verify(self, pair: Pair) -> Verdict:
         return ACCEPT
+
+
+def clamp_similarity(score: float) -> float:
+    """Float rounding can put the inner product of unit vectors a hair outside [0, 1]."""
+    return min(1.0, max(0.0, score))
+
+
+@dataclass(frozen=True)
+class Choice(Generic[T]):
+    """The first accepted candidate (None when all were rejected) and how many were rejected."""
+
+    item: T | None
+    pair: Pair | None
+    rejected: int
+
+
+def first_accepted(verifier: HitVerifier, candidates: Iterable[tuple[T, Pair]]) -> Choice[T]:
+    """Asks the verifier about each candidate in order (best first) and stops at the first it
+    accepts. The caller has already cut the candidates at the similarity threshold."""
+    rejected = 0
+    for item, pair in candidates:
+        if verifier.verify(pair).accepted:
+            return Choice(item, pair, rejected)
+        rejected += 1
+    return Choice(None, None, rejected)

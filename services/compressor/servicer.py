@@ -14,7 +14,12 @@ import sluice.compressor.v1.compressor_service_pb2 as compressor_pb2
 import sluice.compressor.v1.compressor_service_pb2_grpc as compressor_grpc
 from opentelemetry import trace
 
-from services.compressor.compressor import CompressionRequest, CompressionResult, Compressor
+from services.compressor.compressor import (
+    CompressionRequest,
+    CompressionResult,
+    Compressor,
+    StrategyName,
+)
 from shared.convert import turns_from_proto, turns_to_proto
 from shared.errors import InvalidRequest, SluiceError, abort_with
 from shared.telemetry import COMPRESSOR_TOKENS_SAVED, COST_USD, STAGE, usd
@@ -25,6 +30,19 @@ DECISION = "sluice.compressor.decision"
 ORIGINAL_TOKENS = "sluice.compressor.original_tokens"
 COMPRESSED_TOKENS = "sluice.compressor.compressed_tokens"
 STRATEGY = "sluice.compressor.strategy"
+# The pays-for-itself decision's figures, in nano-USD: estimated before running, then real.
+EXPECTED_SAVING = "sluice.compressor.expected_saving_nano_usd"
+EXPECTED_COST = "sluice.compressor.expected_cost_nano_usd"
+SAVING = "sluice.compressor.saving_nano_usd"
+OWN_COST = "sluice.compressor.own_cost_nano_usd"
+
+_STRATEGIES = {
+    compressor_pb2.COMPRESSION_STRATEGY_UNSPECIFIED: StrategyName.EXTRACTIVE,
+    compressor_pb2.COMPRESSION_STRATEGY_EXTRACTIVE: StrategyName.EXTRACTIVE,
+    compressor_pb2.COMPRESSION_STRATEGY_DEDUP: StrategyName.DEDUP,
+    compressor_pb2.COMPRESSION_STRATEGY_ABSTRACTIVE: StrategyName.ABSTRACTIVE,
+    compressor_pb2.COMPRESSION_STRATEGY_HISTORY: StrategyName.HISTORY,
+}
 
 
 class PromptCompressorServicer(compressor_grpc.PromptCompressorServiceServicer):
@@ -47,17 +65,30 @@ class PromptCompressorServicer(compressor_grpc.PromptCompressorServiceServicer):
         except SluiceError as error:
             await abort_with(context, ORIGIN, error)
             raise  # not reached: abort_with raises; this tells readers and type checkers so
-        span.set_attributes(
-            {
-                DECISION: result.decision.value,
-                STRATEGY: result.strategy,
-                ORIGINAL_TOKENS: result.original_tokens,
-                COMPRESSED_TOKENS: result.compressed_tokens,
-                COMPRESSOR_TOKENS_SAVED: result.tokens_saved,
-                COST_USD: usd(result.cost_nano_usd),
-            }
-        )
+        span.set_attributes(span_attributes(result))
         return response_to_proto(result)
+
+
+def span_attributes(result: CompressionResult) -> dict[str, str | int | float]:
+    """The decision and its figures; absent figures (not priced, not run) are left off."""
+    attributes: dict[str, str | int | float] = {
+        DECISION: result.decision.value,
+        STRATEGY: result.strategy,
+        ORIGINAL_TOKENS: result.original_tokens,
+        COMPRESSED_TOKENS: result.compressed_tokens,
+        COMPRESSOR_TOKENS_SAVED: result.tokens_saved,
+        COST_USD: usd(result.cost_nano_usd),
+    }
+    for payoff, saving_key, cost_key in (
+        (result.expected, EXPECTED_SAVING, EXPECTED_COST),
+        (result.actual, SAVING, OWN_COST),
+    ):
+        if payoff is None:
+            continue
+        attributes[cost_key] = payoff.cost_nano_usd
+        if payoff.saving_nano_usd is not None:
+            attributes[saving_key] = payoff.saving_nano_usd
+    return attributes
 
 
 def request_from_proto(
@@ -71,11 +102,20 @@ def request_from_proto(
         raise InvalidRequest(
             f"target_ratio={ratio} must be within (0, 1], or 0 for the service default"
         )
+    if request.strategy not in _STRATEGIES:
+        raise InvalidRequest(f"strategy={request.strategy} is not a known CompressionStrategy")
+    if request.keep_last_turns < 0:
+        raise InvalidRequest(f"keep_last_turns={request.keep_last_turns} must be >= 0")
+    if request.min_tokens < 0:
+        raise InvalidRequest(f"min_tokens={request.min_tokens} must be >= 0")
     return CompressionRequest(
         turns=turns_from_proto(request.messages),
         target_ratio=ratio if ratio != 0.0 else None,
         target_model=request.target_model,
         deadline=deadline,
+        strategy=_STRATEGIES[request.strategy],
+        keep_last_turns=request.keep_last_turns or None,
+        min_tokens=request.min_tokens or None,
     )
 
 
@@ -88,4 +128,6 @@ def response_to_proto(result: CompressionResult) -> compressor_pb2.CompressRespo
         strategy=result.strategy,
         reason=result.reason,
         cost_nano_usd=result.cost_nano_usd,
+        saving_nano_usd=result.saving_nano_usd,
+        decision=result.decision.value,
     )

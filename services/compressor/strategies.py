@@ -1,7 +1,7 @@
-"""Compression strategies behind one seam. v1 has a single one: query-aware extraction.
+"""Compression strategies behind one seam, and the query-aware extractive one.
 
-`Strategy` is the seam later strategies plug into (abstractive LLM summaries, history trimming,
-deduplication) without the Compressor or the servicer changing.
+`Strategy` is the seam the others plug into (dedup.py, abstractive.py, history.py) without the
+servicer changing; the Compressor picks one per request from the caller's policy.
 
 `ExtractiveStrategy` follows the coarse, question-aware step of LongLLMLingua (Jiang et al.,
 2023, "LongLLMLingua: Accelerating and Enhancing LLMs in Long Context Scenarios via Prompt
@@ -43,8 +43,8 @@ import numpy as np
 import numpy.typing as npt
 
 from services.compressor.chunking import Chunk, join_chunks, split_chunks
-from services.compressor.embedder import Embedder
 from shared.chat import Role, Turn
+from shared.embedding.minilm import Embedder
 from shared.errors import DeadlineExceeded
 from shared.tokens import TokenCounter
 
@@ -95,6 +95,8 @@ class StrategyResult:
     detail: str
     # What running the strategy cost (an LLM call would); 0 for local strategies.
     cost_nano_usd: int = 0
+    # The strategy that really produced the turns, when it fell back to another; "" if itself.
+    ran: str = ""
 
 
 class Strategy(Protocol):
@@ -158,7 +160,7 @@ class ExtractiveStrategy:
     def compress_blocking(
         self, turns: tuple[Turn, ...], target_ratio: float, deadline: float | None = None
     ) -> StrategyResult:
-        question_at = _last_user_index(turns)
+        question_at = last_user_index(turns)
         if question_at is None:
             return StrategyResult(turns, "no user turn to take the question from")
         plans = [self._plan(turn, index == question_at) for index, turn in enumerate(turns)]
@@ -180,6 +182,14 @@ class ExtractiveStrategy:
             f"kept {kept_tokens} of {context_tokens} context tokens "
             f"({len(kept)} of {len(candidates)} chunks)",
         )
+
+    def split_question(self, turn: Turn) -> tuple[str, str]:
+        """(context, question) of a last user turn, as extraction sees them; context may be ""."""
+        plan = self._plan(turn, True)
+        if plan.verbatim:
+            return "", turn.content
+        context = join_chunks(c for p, c in enumerate(plan.chunks) if p not in plan.pinned)
+        return context, _question_text(plan)
 
     def _plan(self, turn: Turn, is_question: bool) -> _Plan:
         total = self._counter.count(turn.content)
@@ -225,7 +235,7 @@ class ExtractiveStrategy:
         return np.concatenate(parts)
 
 
-def _last_user_index(turns: Sequence[Turn]) -> int | None:
+def last_user_index(turns: Sequence[Turn]) -> int | None:
     for index in range(len(turns) - 1, -1, -1):
         if turns[index].role is Role.USER:
             return index

@@ -18,6 +18,17 @@ class ModelRequest:
     preferred_region: str = ""
     tier: int = 0
     response_format: ResponseFormat = TEXT_FORMAT
+    # Ask the provider for the answer's token logprobs (the router's `logprob` gate).
+    logprobs: bool = False
+
+
+@dataclass(frozen=True)
+class LogprobSummary:
+    """The answer's token logprobs, summarised: the router gates on these, not on tokens."""
+
+    mean: float
+    min: float
+    tokens: int
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,8 @@ class ProviderAnswer:
     usage: TokenUsage
     # Cost the provider reported itself (OpenRouter-style `usage.cost`), in USD; None if absent.
     reported_cost_usd: float | None = None
+    # None unless logprobs were asked for and the provider returned them.
+    logprobs: LogprobSummary | None = None
 
 
 @dataclass(frozen=True)

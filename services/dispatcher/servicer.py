@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import orjson
@@ -13,7 +14,7 @@ from sluice.dispatcher.v1 import dispatcher_service_pb2 as pb
 from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 
 from services.dispatcher import spans
-from services.dispatcher.calls import Delta, DispatchResult, ModelRequest
+from services.dispatcher.calls import Delta, DispatchResult, ModelRequest, ProviderAnswer
 from services.dispatcher.dispatcher import Dispatcher
 from shared.chat import FormatKind
 from shared.convert import (
@@ -50,6 +51,7 @@ def model_request(context: common_pb2.RequestContext, call: common_pb2.ModelCall
         preferred_region=call.preferred_region,
         tier=call.tier,
         response_format=response_format,
+        logprobs=call.logprobs,
     )
 
 
@@ -69,7 +71,20 @@ def completion_to_proto(result: DispatchResult) -> common_pb2.Completion:
         hedge_won=result.hedge_won,
         cancelled_cost_nano_usd=result.cancelled_cost_nano_usd,
         time_to_first_token=duration_from_seconds(result.ttft_s),
+        **_logprob_fields(answer),
     )
+
+
+def _logprob_fields(answer: ProviderAnswer) -> dict[str, Any]:
+    summary = answer.logprobs
+    if summary is None:
+        return {}
+    return {
+        "logprobs_present": True,
+        "mean_token_logprob": summary.mean,
+        "min_token_logprob": summary.min,
+        "logprob_tokens": summary.tokens,
+    }
 
 
 def _deadline(context: Context) -> float | None:

@@ -39,6 +39,14 @@ class JobLedger(BudgetLedger, Protocol):
         charged when it is first seen finished, however often it is read)."""
 
 
+class ServedLedger(JobLedger, Protocol):
+    """A ledger as the router's server runs it: started before serving, closed after."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 # Charge ids remembered by one in-memory ledger; the oldest are forgotten first.
 MAX_CHARGE_IDS = 100_000
 
@@ -74,6 +82,12 @@ class InMemoryLedger:
                 self._totals.get((tenant_id, period), 0) + cost_nano_usd
             )
         self._counts[(tenant_id, day)] = self._counts.get((tenant_id, day), 0) + 1
+
+    async def start(self) -> None:
+        """Nothing to connect to; here so every ledger has the same lifecycle."""
+
+    async def close(self) -> None:
+        """Nothing to flush: the counts live and die with this replica."""
 
     def charge_once(self, tenant_id: str, charge_id: str, cost_nano_usd: int) -> None:
         if charge_id in self._charged:

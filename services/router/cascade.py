@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 from opentelemetry import trace
 
-from services.router.gates import GateInput, evaluate
+from services.router.learned import LearnedGates
+from services.router.learning.runtime import RoutingSession
 from services.router.model import (
     ChatRequest,
     Outcome,
@@ -23,6 +24,7 @@ from services.router.model import (
 )
 from services.router.policy import TierSpec
 from services.router.ports import ModelPort
+from services.router.tier_gates import TierGates, TierVerdict
 from shared import telemetry as attrs
 from shared.chat import Turn
 from shared.errors import BudgetExhausted, Unavailable
@@ -64,6 +66,8 @@ class _TierStep:
 
     line: StageLine
     answer: TierAnswer | None
+    # Billed lines the tier's gates added (the judge's call), after the tier's own line.
+    extra: tuple[StageLine, ...] = ()
 
 
 def _skipped_line(tier: TierSpec, reason: str, cost_nano_usd: int) -> StageLine:
@@ -88,14 +92,26 @@ def _no_cost(model: str, turns: tuple[Turn, ...]) -> int:
     return 0
 
 
+START_TIER = "sluice.start_tier"
+START_TIER_REASON = "sluice.start_tier.reason"
+
+
 class Cascade:
     def __init__(
-        self, models: ModelPort, tracer: trace.Tracer, prompt_cost: PromptCost = _no_cost
+        self,
+        models: ModelPort,
+        tracer: trace.Tracer,
+        prompt_cost: PromptCost = _no_cost,
+        learned: LearnedGates | None = None,
+        gates: TierGates | None = None,
     ) -> None:
         self._models = models
         self._tracer = tracer
         # Estimates what an abandoned call is billed anyway (its prompt), so it still counts.
         self._prompt_cost = prompt_cost
+        # The answer scorer and start-tier predictor; None when no policy uses them.
+        self._learned = learned
+        self._gates = gates or TierGates()
 
     async def _attempt(
         self,
@@ -125,23 +141,44 @@ class Cascade:
         self, request: ChatRequest, turns: tuple[Turn, ...], deadline: float, *, stream: bool
     ) -> AsyncIterator[TierDelta | CascadeOutcome]:
         """Yields streamed deltas (when stream is set), then exactly one CascadeOutcome."""
+        session = self._learned.session(request) if self._learned is not None else None
+        try:
+            async for event in self._run(request, turns, deadline, stream, session):
+                yield event
+        finally:
+            if session is not None:
+                # The start-tier predictor learns from every request's gate outcomes.
+                session.finish()
+
+    async def _run(
+        self,
+        request: ChatRequest,
+        turns: tuple[Turn, ...],
+        deadline: float,
+        stream: bool,
+        session: RoutingSession | None,
+    ) -> AsyncIterator[TierDelta | CascadeOutcome]:
         lines: list[StageLine] = []
         answers: list[TierAnswer] = []
         failures: list[str] = []
         tiers = request.model_class.tiers
-        for attempt, tier in enumerate(tiers, 1):
+        start = await self._start(request, turns, session)
+        lines.extend(_skipped_line(tier, start[1], 0) for tier in tiers[: start[0]])
+        for attempt, tier in enumerate(tiers[start[0] :], 1):
             spent = sum(line.cost_nano_usd for line in lines)
             if request.max_cost_nano_usd and spent >= request.max_cost_nano_usd:
                 break
             step: _TierStep | None = None
-            last = attempt == len(tiers)
-            async for event in self._tier(request, tier, turns, deadline, attempt, stream, last):
+            last = tier is tiers[-1]
+            tier_run = self._tier(request, tier, turns, deadline, attempt, stream, last, session)
+            async for event in tier_run:
                 if isinstance(event, TierDelta):
                     yield event
                 else:
                     step = event
             assert step is not None, "a tier always ends with a step"
             lines.append(step.line)
+            lines.extend(step.extra)
             if step.answer is None:
                 failures.append(f"tier {tier.index} ({tier.model}): {step.line.detail}")
                 continue
@@ -150,6 +187,24 @@ class Cascade:
                 yield CascadeOutcome(step.answer, tier, (*lines, batcher_line(answers)))
                 return
         yield self._fallback(request, lines, answers, failures)
+
+    async def _start(
+        self, request: ChatRequest, turns: tuple[Turn, ...], session: RoutingSession | None
+    ) -> tuple[int, str]:
+        """The 0-based tier to enter at and why; the first tier unless the class learns it."""
+        tiers = request.model_class.tiers
+        if session is None or not request.model_class.learned_start or len(tiers) < 2:
+            return 0, ""
+        span = trace.get_current_span()
+        try:
+            costs = [float(self._prompt_cost(tier.model, turns)) for tier in tiers]
+            choice = await session.start_choice(costs)
+        except Exception as error:  # a predictor fault must not fail the request
+            span.set_attributes({START_TIER: 1, START_TIER_REASON: f"predictor failed: {error}"})
+            return 0, ""
+        reason = f"start-tier predictor chose tier {tiers[choice.tier].index}: {choice.reason}"
+        span.set_attributes({START_TIER: tiers[choice.tier].index, START_TIER_REASON: reason})
+        return choice.tier, reason
 
     async def _tier(
         self,
@@ -160,6 +215,7 @@ class Cascade:
         attempt: int,
         stream: bool,
         last: bool,
+        session: RoutingSession | None = None,
     ) -> AsyncIterator[TierDelta | _TierStep]:
         """Runs one tier under its own span: deltas, then the tier's line and answer."""
         with self._tracer.start_as_current_span(f"tier {tier.index} {tier.model}") as span:
@@ -189,18 +245,24 @@ class Cascade:
                 yield _TierStep(_skipped_line(tier, str(error), 0), None)
                 return
             assert answer is not None, "a model port must end with a TierAnswer"
-            yield _TierStep(self._judge(request, tier, answer, span, last), answer)
+            checked = await self._gates.check(request, tier, answer, session, deadline, span, last)
+            yield _TierStep(
+                self._judge(request, tier, answer, span, last, checked), answer, checked.lines
+            )
 
     @staticmethod
     def _judge(
-        request: ChatRequest, tier: TierSpec, answer: TierAnswer, span: trace.Span, last: bool
+        request: ChatRequest,
+        tier: TierSpec,
+        answer: TierAnswer,
+        span: trace.Span,
+        last: bool,
+        checked: TierVerdict,
     ) -> StageLine:
-        """Gates the answer: USED when it passes (or nothing is left to escalate to)."""
-        verdict = evaluate(
-            tier.gates,
-            GateInput(answer.content, answer.finish, request.response_format),
-            request.model_class.gate_settings,
-        )
+        """Turns the gates' verdict into the tier's line: USED when it passes (or nothing is
+        left to escalate to), REJECTED otherwise."""
+        verdict = checked.verdict
+        notes = "".join(f"; {note}" for note in checked.notes)
         span.set_attributes(
             {
                 attrs.REGION: answer.region,
@@ -213,7 +275,10 @@ class Cascade:
             span.set_attribute(attrs.GATE_FAILED, verdict.gate)
             if not last:
                 return _tier_line(
-                    tier, answer, Outcome.REJECTED, f"gate {verdict.gate}: {verdict.reason}"
+                    tier,
+                    answer,
+                    Outcome.REJECTED,
+                    f"gate {verdict.gate}: {verdict.reason}{notes}",
                 )
         detail = (
             "accepted"
@@ -222,6 +287,7 @@ class Cascade:
                 f"accepted as the last tier although gate {verdict.gate} failed: {verdict.reason}"
             )
         )
+        detail += notes
         if request.downgrade_reason:
             detail = f"{detail}; budget: {request.downgrade_reason}"
         return _tier_line(tier, answer, Outcome.USED, detail)
@@ -242,7 +308,11 @@ class Cascade:
             raise Unavailable("no tier could be reached: " + "; ".join(failures))
         # Escalation stopped (cost cap, or no higher tier answered): accept the last answer
         # received, and say why.
-        index = max(i for i, line in enumerate(lines) if line.outcome is Outcome.REJECTED)
+        index = max(
+            i
+            for i, line in enumerate(lines)
+            if line.stage is StageName.TIER and line.outcome is Outcome.REJECTED
+        )
         rejected = lines[index]
         spent = sum(line.cost_nano_usd for line in lines)
         capped = bool(request.max_cost_nano_usd) and spent >= request.max_cost_nano_usd

@@ -6,7 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from services.router.learning.scorer import MODELS_DIR
 from shared.pricing import DEFAULT_CATALOGUE
 from shared.settings import (
     SettingsError,
@@ -43,6 +45,12 @@ class Settings:
     candidate_policy_file: Path | None
     rollout: str
     log_level: str
+    # The learned answer scorer and start-tier prior (answer_scorer.json, start_tier.json);
+    # loaded only when a policy uses the `scorer` gate or `learned_start`.
+    learning_dir: Path = MODELS_DIR
+    # Where tenant spend is counted: memory:// (this replica only) or redis://host:port/db
+    # (shared by every router replica; services/router/budgets_redis.py).
+    ledger_url: str = "memory://"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -68,7 +76,19 @@ class Settings:
             candidate_policy_file=_candidate(env),
             rollout=env_str(env, "SLUICE_ROUTER_ROLLOUT", ""),
             log_level=env_str(env, "SLUICE_LOG_LEVEL", "INFO"),
+            learning_dir=env_path(env, "SLUICE_ROUTER_LEARNING_DIR", MODELS_DIR, must_exist=True),
+            ledger_url=_ledger_url(env),
         )
+
+
+def _ledger_url(env: Mapping[str, str]) -> str:
+    name = "SLUICE_ROUTER_LEDGER"
+    value = env_str(env, name, "memory://")
+    if value == "memory://" or (
+        value.startswith(("redis://", "rediss://")) and urlsplit(value).hostname
+    ):
+        return value
+    raise SettingsError(f"{name}={value!r} must be memory:// or redis://<host>:<port>/<db>")
 
 
 def _candidate(env: Mapping[str, str]) -> Path | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -184,6 +184,10 @@ class BatchPort(Protocol):
     async def cancel(self, key: str, tenant_id: str, job_id: str, deadline: float) -> JobReport: ...
 
 
+# Get or Cancel at the batcher: (routing key, tenant, batcher job id, deadline) -> the job.
+JobOperation = Callable[[str, str, str, float], Awaitable[JobReport]]
+
+
 @dataclass(frozen=True)
 class Submitted:
     job_id: str
@@ -216,20 +220,18 @@ class DeferredWork:
         return Submitted(job_id, report, plan)
 
     async def get(self, api_key: str, job_id: str, deadline: float) -> JobReport:
-        tenant = self._policy.authenticate(api_key)
-        key, batcher_job_id = parse_job_id(job_id)
-        try:
-            report = await self._batches.get(key, tenant.tenant_id, batcher_job_id, deadline)
-        except NotFound:
-            raise NotFound(f"no deferred job {job_id!r} for tenant {tenant.tenant_id!r}") from None
-        self._charge(tenant.tenant_id, job_id, report)
-        return report
+        return await self._on_job(self._batches.get, api_key, job_id, deadline)
 
     async def cancel(self, api_key: str, job_id: str, deadline: float) -> JobReport:
+        return await self._on_job(self._batches.cancel, api_key, job_id, deadline)
+
+    async def _on_job(
+        self, operation: JobOperation, api_key: str, job_id: str, deadline: float
+    ) -> JobReport:
         tenant = self._policy.authenticate(api_key)
         key, batcher_job_id = parse_job_id(job_id)
         try:
-            report = await self._batches.cancel(key, tenant.tenant_id, batcher_job_id, deadline)
+            report = await operation(key, tenant.tenant_id, batcher_job_id, deadline)
         except NotFound:
             raise NotFound(f"no deferred job {job_id!r} for tenant {tenant.tenant_id!r}") from None
         self._charge(tenant.tenant_id, job_id, report)

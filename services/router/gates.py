@@ -61,10 +61,21 @@ class GateSettings:
 
 
 @dataclass(frozen=True)
+class LogprobSummary:
+    """The answer's token log probabilities as the provider returned them, summarised."""
+
+    mean: float
+    min: float
+    tokens: int
+
+
+@dataclass(frozen=True)
 class GateInput:
     content: str
     finish: Finish
     response_format: ResponseFormat = TEXT_FORMAT
+    # None when the provider returned no logprobs.
+    logprobs: LogprobSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,9 @@ class Verdict:
     passed: bool
     gate: str = ""
     reason: str = ""
+    # The gate could not judge (no signal, or its model failed): it neither passes nor fails
+    # the answer, and the reason says why.
+    skipped: bool = False
 
 
 PASS = Verdict(True)
@@ -151,6 +165,27 @@ def _strip_fence(text: str) -> str:
 
 _FENCED = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
 
+
+def logprob_gate(answer: GateInput, min_mean: float | None, min_token: float | None) -> Verdict:
+    """Token-logprob confidence: a low mean (or one very unlikely token) flags a guess.
+
+    Skipped, not failed, when the provider returned no logprobs: missing data is no evidence
+    that the answer is wrong, and failing would escalate every call of such a provider.
+    """
+    summary = answer.logprobs
+    if summary is None or summary.tokens == 0:
+        return Verdict(True, "logprob", "the upstream returned no logprobs", skipped=True)
+    if min_mean is not None and summary.mean < min_mean:
+        return Verdict(False, "logprob", f"mean token logprob {summary.mean:.3f} < {min_mean:.3f}")
+    if min_token is not None and summary.min < min_token:
+        return Verdict(
+            False, "logprob", f"lowest token logprob {summary.min:.3f} < {min_token:.3f}"
+        )
+    return Verdict(
+        True, "logprob", f"mean token logprob {summary.mean:.3f}, lowest {summary.min:.3f}"
+    )
+
+
 GATES: Mapping[str, Gate] = {
     "finish_reason": finish_reason_gate,
     "min_length": min_length_gate,
@@ -159,7 +194,10 @@ GATES: Mapping[str, Gate] = {
     "format": format_gate,
     "json": json_gate,
 }
-GATE_NAMES = frozenset(GATES)
+# Gates that need more than the answer's text: the learned scorer, the provider's token
+# logprobs and a cheap-LLM judge. The cascade runs them after the rule gates pass.
+LEARNED_GATES = frozenset({"scorer", "logprob", "judge"})
+GATE_NAMES = frozenset(GATES) | LEARNED_GATES
 
 
 def evaluate(gate_names: tuple[str, ...], answer: GateInput, settings: GateSettings) -> Verdict:
@@ -167,6 +205,8 @@ def evaluate(gate_names: tuple[str, ...], answer: GateInput, settings: GateSetti
     asks for JSON gets the json gate on every tier, listed or not."""
     implied = ("json",) if answer.response_format.wants_json and "json" not in gate_names else ()
     for name in (*gate_names, *implied):
+        if name in LEARNED_GATES:
+            continue
         verdict = GATES[name](answer, settings)
         if not verdict.passed:
             return verdict

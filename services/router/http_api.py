@@ -39,6 +39,10 @@ from services.router.policy import Policy
 from shared.errors import InvalidRequest, SluiceError, Unauthenticated
 from shared.telemetry import current_trace_id, with_request_baggage
 
+# How long shutdown waits for cache stores still running; inside the drain budget that
+# shared/grpc_server.py explains (k8s grace 30 s).
+STORE_DRAIN_S = 5.0
+
 
 def _api_key(request: Request) -> str:
     header = request.headers.get("authorization", "")
@@ -177,6 +181,9 @@ class FrontDoor:
             yield _sse(payload)
         yield b"data: [DONE]\n\n"
 
+    async def drain(self) -> None:
+        await self._pipeline.drain(STORE_DRAIN_S)
+
     async def models(self, request: Request) -> Response:
         try:
             tenant = self._policy.authenticate(_api_key(request))
@@ -194,11 +201,19 @@ class FrontDoor:
 
 
 def build_http_app(front_door: FrontDoor) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        # The router stops its HTTP side after the gRPC side has drained, so every answered
+        # request has handed over its cache store by now; write them before the process exits.
+        await front_door.drain()
+
     return Starlette(
         routes=[
             Route("/v1/chat/completions", front_door.chat_completions, methods=["POST"]),
             Route("/v1/models", front_door.models, methods=["GET"]),
-        ]
+        ],
+        lifespan=lifespan,
     )
 
 

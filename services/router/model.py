@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from grpc import StatusCode
 
+from services.router.gates import LogprobSummary
 from services.router.policy import ModelClass, TenantPolicy
 from shared.chat import TEXT_FORMAT, Finish, ResponseFormat, Sampling, Turn
 from shared.errors import SluiceError
@@ -24,6 +25,8 @@ class StageName(StrEnum):
     COMPRESSOR = "compressor"
     BATCHER = "batcher"
     TIER = "tier"
+    # The cheap-LLM judge's call about one tier's answer.
+    JUDGE = "judge"
 
 
 class Outcome(StrEnum):
@@ -85,6 +88,8 @@ class TierAnswer:
     # How the batcher handled the call: USED (joined a shared call), PASSED, or SKIPPED.
     batcher_outcome: Outcome = Outcome.PASSED
     batcher_detail: str = ""
+    # The answer's token logprobs, when the call asked for them and the provider sent them.
+    logprobs: LogprobSummary | None = None
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,17 @@
 
 Optional stages degrade: when the cache or the compressor cannot be reached the request goes on
 without it, and the stage's line in the cost table says it was skipped and why.
+
+The cache Store of an accepted answer is off the request's critical path: it runs in the
+background once the answer is known (BackgroundStores), so the caller does not wait for the
+cache to embed the prompt and write the entry durably.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from opentelemetry import trace
 
@@ -26,12 +30,16 @@ from services.router.model import (
     TierDelta,
 )
 from services.router.ports import CachePort, CompressorPort
+from services.router.stores import BackgroundStores, content_words, store_key
 from shared import telemetry as attrs
 from shared.chat import Finish, Turn
 from shared.pricing import PriceCatalogue, TokenUsage
 from shared.tokens import TokenCounter
 
 LOG = logging.getLogger(__name__)
+# A Store is given this long, from when it starts, whatever deadline its request had: the caller
+# already has its answer, and a tight caller deadline should not cost the next caller a hit.
+STORE_DEADLINE_S = 30.0
 
 
 class Pipeline:
@@ -44,6 +52,7 @@ class Pipeline:
         tokens: TokenCounter,
         ledger: BudgetLedger | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stores: BackgroundStores | None = None,
     ) -> None:
         self._cache = cache
         self._compressor = compressor
@@ -52,6 +61,7 @@ class Pipeline:
         self._tokens = tokens
         self._ledger = ledger
         self._clock = clock
+        self.stores = stores or BackgroundStores()
 
     def _baseline_cost(self, request: ChatRequest, output_tokens: int) -> int:
         """What the baseline model would have charged for the original prompt and this answer."""
@@ -71,6 +81,7 @@ class Pipeline:
                 "temperature > 0 and the tenant's policy does not cache sampled answers",
             )
         started = self._clock()
+        await self.stores.settled(store_key(request), content_words(request))
         try:
             hit = await self._cache.lookup(request, deadline)
         except StageUnavailable as error:
@@ -98,8 +109,13 @@ class Pipeline:
             return request.turns, StageLine(StageName.COMPRESSOR, Outcome.SKIPPED, error.reason)
         elapsed = self._clock() - started
         if not result.compressed:
+            # A summary paid for and then discarded (it saved too little) still cost money.
             return request.turns, StageLine(
-                StageName.COMPRESSOR, Outcome.NOT_APPLICABLE, result.reason, latency_s=elapsed
+                StageName.COMPRESSOR,
+                Outcome.NOT_APPLICABLE,
+                result.reason,
+                cost_nano_usd=result.cost_nano_usd,
+                latency_s=elapsed,
             )
         detail = f"{result.strategy}: {result.original_tokens} -> {result.compressed_tokens} tokens"
         return result.turns, StageLine(
@@ -153,7 +169,7 @@ class Pipeline:
                 outcome = event
         assert outcome is not None, "the cascade always ends with an outcome"
         lines.extend(outcome.lines)
-        await self._store(request, outcome, deadline)
+        self._store(request, outcome)
         answer = outcome.answer
         result = RouteResult(
             request_id=request.request_id,
@@ -172,7 +188,7 @@ class Pipeline:
         self._finish(span, request, result)
         yield result
 
-    async def _store(self, request: ChatRequest, outcome: CascadeOutcome, deadline: float) -> None:
+    def _store(self, request: ChatRequest, outcome: CascadeOutcome) -> None:
         # Only complete answers are worth serving again; a truncated one would fail its gate
         # next time too.
         if (
@@ -181,10 +197,16 @@ class Pipeline:
             or outcome.answer.finish is not Finish.STOP
         ):
             return
-        try:
-            await self._cache.store(request, outcome.answer, deadline)
-        except StageUnavailable as error:
-            LOG.warning("cache store skipped: %s", error.reason)
+        answer = outcome.answer
+
+        def store() -> Awaitable[None]:
+            return self._cache.store(request, answer, self._clock() + STORE_DEADLINE_S)
+
+        self.stores.submit(store, store_key(request), content_words(request))
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Waits for the cache stores still running; called when the router shuts down."""
+        await self.stores.drain(timeout_s)
 
     def _finish(self, span: trace.Span, request: ChatRequest, result: RouteResult) -> None:
         if self._ledger is not None and result.total_cost_nano_usd:

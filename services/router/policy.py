@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from services.router.compression_policy import CompressionPolicy, parse_compression
 from services.router.gates import GATE_NAMES, GateSettings
 from shared.errors import InvalidRequest, Unauthenticated
 from shared.pricing import PriceCatalogue
@@ -35,6 +36,15 @@ class TierSpec:
     gates: tuple[str, ...]
     # Seconds this tier may take before the router gives up on it and escalates; None = no cap.
     latency_budget_s: float | None = None
+    # For the `scorer` gate: the answer must score P(right) >= min_score.
+    min_score: float | None = None
+    # For the `logprob` gate: floors on the answer's mean and lowest token logprob (<= 0).
+    min_mean_logprob: float | None = None
+    min_token_logprob: float | None = None
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return "logprob" in self.gates
 
 
 class OnExhausted(StrEnum):
@@ -62,6 +72,20 @@ class ModelClass:
     gate_settings: GateSettings
     # Temperature of requests that set none; explicit so cache keys and caching rules see it.
     default_temperature: float = 0.0
+    # The start-tier predictor picks where each request enters the cascade.
+    learned_start: bool = False
+    # Short classification-style calls the batcher may pack with others sharing the system
+    # prompt into one upstream call.
+    packable: bool = False
+    # The cheap model the `judge` gate asks whether an answer is correct and complete.
+    judge_model: str = ""
+    # How prompts of this class are compressed (compression_policy.py); None: service defaults.
+    compression: CompressionPolicy | None = None
+
+    @property
+    def uses_learning(self) -> bool:
+        """Needs the scorer's embedding model: a `scorer` gate or the learned start tier."""
+        return self.learned_start or any("scorer" in tier.gates for tier in self.tiers)
 
 
 @dataclass(frozen=True)
@@ -94,6 +118,15 @@ class Policy:
     version: str
     tenants: Mapping[str, TenantPolicy]
 
+    @property
+    def uses_learning(self) -> bool:
+        """Some model class needs the answer scorer and its embedding model."""
+        return any(
+            spec.uses_learning
+            for tenant in self.tenants.values()
+            for spec in tenant.model_classes.values()
+        )
+
     def authenticate(self, api_key: str) -> TenantPolicy:
         """The tenant owning api_key; constant-time comparison of digests."""
         if not api_key:
@@ -113,23 +146,91 @@ def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
     return mapping[key]
 
 
+def _optional_float(tier: Mapping[str, Any], key: str, where: str) -> float | None:
+    value = tier.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PolicyError(f"{where}.{key} must be a number, not {value!r}")
+    return float(value)
+
+
+def _gate_thresholds(tier: Mapping[str, Any], gates: tuple[str, ...], where: str) -> TierSpec:
+    """The learned gates' per-tier thresholds; each gate needs its own, and no stray ones."""
+    min_score = _optional_float(tier, "min_score", where)
+    if ("scorer" in gates) != (min_score is not None):
+        raise PolicyError(
+            f"{where}.min_score: the 'scorer' gate and min_score go together (gate listed: "
+            f"{'scorer' in gates}, min_score set: {min_score is not None})"
+        )
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise PolicyError(f"{where}.min_score must be within [0, 1], not {min_score}")
+    floors = {
+        key: _optional_float(tier, key, where) for key in ("min_mean_logprob", "min_token_logprob")
+    }
+    has_floor = any(v is not None for v in floors.values())
+    if ("logprob" in gates) != has_floor:
+        raise PolicyError(
+            f"{where}: the 'logprob' gate needs min_mean_logprob or min_token_logprob, and "
+            "those need the gate"
+        )
+    for key, value in floors.items():
+        if value is not None and value > 0:
+            raise PolicyError(f"{where}.{key} must be <= 0 (a log probability), not {value}")
+    return TierSpec(
+        0, "", gates, None, min_score, floors["min_mean_logprob"], floors["min_token_logprob"]
+    )
+
+
+def _parse_tier(index: int, tier: Any, where: str, catalogue: PriceCatalogue) -> TierSpec:
+    if not isinstance(tier, Mapping):
+        raise PolicyError(f"{where} must be a mapping")
+    model = str(_require(tier, "model", where))
+    if not catalogue.knows(model):
+        raise PolicyError(f"{where}: model {model!r} is not in the price catalogue")
+    gates = tuple(str(g) for g in tier.get("gates", ()))
+    unknown = sorted(set(gates) - GATE_NAMES)
+    if unknown:
+        raise PolicyError(f"{where}: unknown gates {unknown}; known: {sorted(GATE_NAMES)}")
+    budget_s = tier.get("latency_budget_s")
+    if budget_s is not None and not float(budget_s) > 0:
+        raise PolicyError(f"{where}.latency_budget_s must be positive")
+    thresholds = _gate_thresholds(tier, gates, where)
+    return replace(
+        thresholds,
+        index=index,
+        model=model,
+        latency_budget_s=None if budget_s is None else float(budget_s),
+    )
+
+
+def _flag(raw: Mapping[str, Any], key: str, where: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise PolicyError(f"{where}.{key} must be true or false, not {value!r}")
+    return value
+
+
+def _parse_judge_model(
+    raw: Mapping[str, Any], tiers: list[TierSpec], where: str, catalogue: PriceCatalogue
+) -> str:
+    judge_model = str(raw.get("judge_model") or "")
+    if any("judge" in tier.gates for tier in tiers) and not judge_model:
+        raise PolicyError(f"{where}.judge_model is required when a tier has the 'judge' gate")
+    if judge_model and not catalogue.knows(judge_model):
+        raise PolicyError(
+            f"{where}.judge_model: model {judge_model!r} is not in the price catalogue"
+        )
+    return judge_model
+
+
 def _parse_model_class(
     name: str, raw: Mapping[str, Any], where: str, catalogue: PriceCatalogue
 ) -> ModelClass:
-    tiers = []
-    for index, tier in enumerate(_require(raw, "tiers", where), 1):
-        tier_where = f"{where}.tiers[{index - 1}]"
-        model = str(_require(tier, "model", tier_where))
-        if not catalogue.knows(model):
-            raise PolicyError(f"{tier_where}: model {model!r} is not in the price catalogue")
-        gates = tuple(str(g) for g in tier.get("gates", ()))
-        unknown = sorted(set(gates) - GATE_NAMES)
-        if unknown:
-            raise PolicyError(f"{tier_where}: unknown gates {unknown}; known: {sorted(GATE_NAMES)}")
-        budget_s = tier.get("latency_budget_s")
-        if budget_s is not None and not float(budget_s) > 0:
-            raise PolicyError(f"{tier_where}.latency_budget_s must be positive")
-        tiers.append(TierSpec(index, model, gates, None if budget_s is None else float(budget_s)))
+    tiers = [
+        _parse_tier(index, tier, f"{where}.tiers[{index - 1}]", catalogue)
+        for index, tier in enumerate(_require(raw, "tiers", where), 1)
+    ]
     settings = raw.get("gate_settings") or {}
     try:
         gate_settings = GateSettings.from_mapping(settings)
@@ -141,7 +242,17 @@ def _parse_model_class(
     temperature = float(raw.get("temperature", 0.0))
     if not 0 <= temperature <= 2:
         raise PolicyError(f"{where}.temperature must be within [0, 2]")
-    return ModelClass(name, tuple(tiers), max_tokens, gate_settings, temperature)
+    return ModelClass(
+        name,
+        tuple(tiers),
+        max_tokens,
+        gate_settings,
+        temperature,
+        learned_start=_flag(raw, "learned_start", where),
+        packable=_flag(raw, "packable", where),
+        judge_model=_parse_judge_model(raw, tiers, where, catalogue),
+        compression=parse_compression(raw.get("compression"), f"{where}.compression"),
+    )
 
 
 def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> TenantPolicy:

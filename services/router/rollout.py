@@ -63,6 +63,12 @@ class PolicySelector:
     def primary(self) -> Policy:
         return self._primary
 
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """The live policy, then the candidate if one is rolled out."""
+        rollout = self._rollout
+        return (self._primary,) if rollout is None else (self._primary, rollout.candidate)
+
     def select(self, sticky_parts: Sequence[str]) -> Selection:
         rollout = self._rollout
         if rollout is None:

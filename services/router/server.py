@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from sluice.cache.v1 import cache_service_pb2_grpc as cache_grpc
 from sluice.compressor.v1 import compressor_service_pb2_grpc as compressor_grpc
 from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as dispatcher_grpc
+from sluice.router.v1 import deferred_service_pb2_grpc as deferred_grpc
 from sluice.router.v1 import router_service_pb2 as pb
 from sluice.router.v1 import router_service_pb2_grpc as pb_grpc
 from sluice.router.v1 import spend_service_pb2_grpc as spend_grpc
 
 from services.router.admission import Admission
-from services.router.budgets import InMemoryLedger
+from services.router.budgets import InMemoryLedger, JobLedger, ServedLedger
+from services.router.budgets_redis import RedisLedger
 from services.router.cascade import Cascade
 from services.router.clients import BatcherReplicas, CacheClient, CompressorClient, ModelClient
+from services.router.clients.deferred import DeferredClient
 from services.router.config import Settings
+from services.router.deferred import DeferredWork
+from services.router.deferred_servicer import SERVICE_NAME as DEFERRED_SERVICE_NAME
+from services.router.deferred_servicer import DeferredServicer
 from services.router.http_api import FrontDoor, HttpServer, build_http_app
+from services.router.judge import LlmJudge
+from services.router.learned import LearnedGates
 from services.router.pipeline import Pipeline, prompt_cost_estimator
 from services.router.policy import PolicyError, load_policy
 from services.router.rollout import PolicySelector, Rollout, parse_rollout_spec
 from services.router.servicer import RouterServicer
 from services.router.spend_servicer import SERVICE_NAME as SPEND_SERVICE_NAME
 from services.router.spend_servicer import SpendServicer
+from services.router.tier_gates import TierGates
 from shared.grpc_client import open_channel
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
@@ -33,15 +44,29 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
 
 
 def build_server(
-    settings: Settings, servicer: RouterServicer, spend: SpendServicer, telemetry: Telemetry
+    settings: Settings,
+    servicer: RouterServicer,
+    spend: SpendServicer,
+    deferred: DeferredServicer,
+    telemetry: Telemetry,
 ) -> HostedServer:
     def register(server: grpc.aio.Server) -> None:
         pb_grpc.add_RouterServiceServicer_to_server(servicer, server)
         spend_grpc.add_SpendServiceServicer_to_server(spend, server)
+        deferred_grpc.add_DeferredServiceServicer_to_server(deferred, server)
 
-    return build_grpc_server(
-        settings.listen, [SERVICE_NAME, SPEND_SERVICE_NAME], register, telemetry
-    )
+    names = [SERVICE_NAME, SPEND_SERVICE_NAME, DEFERRED_SERVICE_NAME]
+    return build_grpc_server(settings.listen, names, register, telemetry)
+
+
+def build_ledger(settings: Settings, selector: PolicySelector) -> ServedLedger:
+    """This replica's own ledger, or one shared through Redis that knows every tenant's spend
+    from the start."""
+    if settings.ledger_url == "memory://":
+        return InMemoryLedger()
+    ledger = RedisLedger.from_url(settings.ledger_url)
+    ledger.track(tenant for policy in selector.policies for tenant in policy.tenants)
+    return ledger
 
 
 def build_selector(settings: Settings, catalogue: PriceCatalogue) -> PolicySelector:
@@ -56,6 +81,14 @@ def build_selector(settings: Settings, catalogue: PriceCatalogue) -> PolicySelec
         return PolicySelector(primary)
     candidate = load_policy(settings.candidate_policy_file, catalogue)
     return PolicySelector(primary, Rollout(candidate, spec[0], spec[1]))
+
+
+def load_learning(settings: Settings, selector: PolicySelector) -> LearnedGates | None:
+    """The answer scorer, read now when a policy needs it: a missing or stale file stops the
+    router at start with the file and the reason. None when no policy uses learning."""
+    if not any(policy.uses_learning for policy in selector.policies):
+        return None
+    return LearnedGates.load(settings.learning_dir)
 
 
 def open_peer_channels(settings: Settings, telemetry: Telemetry) -> dict[str, grpc.aio.Channel]:
@@ -75,13 +108,21 @@ def build_pipeline(
     batchers: BatcherReplicas,
     catalogue: PriceCatalogue,
     tokens: TokenCounter,
-    ledger: InMemoryLedger,
+    ledger: JobLedger,
+    learned: LearnedGates | None = None,
 ) -> Pipeline:
     """The request path wired to the other services' stubs."""
     models = ModelClient(
         batchers,
         dispatcher_grpc.RegionalDispatcherServiceStub(channels["dispatcher"]),
         settings.dispatcher_addr,
+    )
+    cascade = Cascade(
+        models,
+        telemetry.tracer("sluice.router"),
+        prompt_cost_estimator(catalogue, tokens),
+        learned,
+        TierGates(LlmJudge(models)),
     )
     return Pipeline(
         CacheClient(
@@ -91,9 +132,7 @@ def build_pipeline(
             compressor_grpc.PromptCompressorServiceStub(channels["compressor"]),
             settings.compressor_timeout_s,
         ),
-        Cascade(
-            models, telemetry.tracer("sluice.router"), prompt_cost_estimator(catalogue, tokens)
-        ),
+        cascade,
         catalogue,
         tokens,
         ledger,
@@ -105,12 +144,16 @@ async def serve(settings: Settings) -> None:
     telemetry = init_telemetry("sluice-router")
     catalogue = load_catalogue(settings.catalogue_file)
     selector = build_selector(settings, catalogue)
-    ledger = InMemoryLedger()
+    # Read before the port opens: a broken scorer file is a config error, not a sick server.
+    learned = await asyncio.to_thread(load_learning, settings, selector)
+    ledger = build_ledger(settings, selector)
     tokens = TokenCounter()
     channels = open_peer_channels(settings, telemetry)
     # Calls are routed to batcher replicas by hash, so identical calls share one flight.
     batchers = BatcherReplicas(settings.batcher_addr, lambda a: open_channel(a, telemetry))
-    pipeline = build_pipeline(settings, telemetry, channels, batchers, catalogue, tokens, ledger)
+    pipeline = build_pipeline(
+        settings, telemetry, channels, batchers, catalogue, tokens, ledger, learned
+    )
     admission = Admission(selector, tokens, settings.max_prompt_tokens, ledger)
     servicer = RouterServicer(admission, pipeline, settings.default_deadline_s)
     http = HttpServer(
@@ -127,6 +170,10 @@ async def serve(settings: Settings) -> None:
     )
 
     async def start() -> None:
+        if learned is not None:
+            # Health turns SERVING only after the embedding model is in memory, off the loop.
+            await asyncio.to_thread(learned.load_embedder)
+        await ledger.start()
         await batchers.start()
         port = await http.start()
         print(f"router OpenAI-compatible endpoint http://127.0.0.1:{port}/v1", flush=True)
@@ -134,9 +181,11 @@ async def serve(settings: Settings) -> None:
     async def close() -> None:
         await http.stop()
         await batchers.close()
+        await ledger.close()
         for channel in channels.values():
             await channel.close()
 
     spend = SpendServicer(selector.primary, ledger)
-    hosted = build_server(settings, servicer, spend, telemetry)
+    deferred = DeferredServicer(DeferredWork(selector.primary, DeferredClient(batchers), ledger))
+    hosted = build_server(settings, servicer, spend, deferred, telemetry)
     await run_until_terminated(hosted, name="router", start=start, stop=close, telemetry=telemetry)

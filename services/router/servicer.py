@@ -40,6 +40,7 @@ _STAGES = {
     StageName.COMPRESSOR: common_pb2.STAGE_COMPRESSOR,
     StageName.BATCHER: common_pb2.STAGE_BATCHER,
     StageName.TIER: common_pb2.STAGE_TIER,
+    StageName.JUDGE: common_pb2.STAGE_JUDGE,
 }
 _OUTCOMES = {
     Outcome.USED: common_pb2.STAGE_OUTCOME_USED,

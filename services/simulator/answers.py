@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from services.simulator.scenario import ModelSpec, Rule
 from shared.tokens import TokenCounter
@@ -56,6 +56,8 @@ class Answer:
     text: str
     finish_reason: str
     completion_tokens: int
+    # A rule marked the answer weak: its token logprobs, when asked for, are low.
+    unsure: bool = False
 
 
 def output_limit(model: ModelSpec | None, max_tokens: int | None) -> int | None:
@@ -116,7 +118,8 @@ class AnswerBook:
         limit = output_limit(model, max_tokens)
         for rule in self._rules:
             if rule.applies(model.name, prompt):
-                return cap_answer(
+                answer = cap_answer(
                     self._tokens, rule.text_for(model.name), limit, rule.finish_reason
                 )
+                return replace(answer, unsure=rule.unsure)
         return cap_answer(self._tokens, synthetic_text(self._tokens, model, prompt), limit)

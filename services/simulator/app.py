@@ -27,6 +27,7 @@ from services.simulator.answers import Answer, AnswerBook, cap_answer
 from services.simulator.batch_api import BatchApi
 from services.simulator.config import Settings
 from services.simulator.faults import FaultKind, FaultModel, Sleep
+from services.simulator.logprobs import logprobs_json, token_logprobs
 from services.simulator.packed import PackedAnswers
 from services.simulator.replay import ReplayBook, load_replay_dir
 from services.simulator.scenario import RegionSpec, Scenario, ScenarioError, load_scenario
@@ -174,8 +175,13 @@ class SimulatorApi:
         slow = self._faults.slow_factor(region.faults)
         if slow > 1.0:
             self._state.slowed(name, admitted.model)
+        logprobs = (
+            token_logprobs(admitted.model, admitted.last_user_text(), answer.text, answer.unsure)
+            if admitted.logprobs
+            else None
+        )
         if admitted.stream:
-            events = self._stream(region, reply, answer, slow)
+            events = self._stream(region, reply, answer, slow, logprobs)
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
         await self._faults.wait(
             slow
@@ -184,7 +190,8 @@ class SimulatorApi:
                 + self._faults.per_token_s(region.latency) * answer.completion_tokens
             )
         )
-        return _json(completion_body(reply, answer.text, answer.finish_reason), **headers)
+        whole = None if logprobs is None else logprobs_json(logprobs)
+        return _json(completion_body(reply, answer.text, answer.finish_reason, whole), **headers)
 
     def _reply(self, chat: ChatRequest, answer: Answer, cost_usd: float | None) -> Reply:
         return Reply(
@@ -234,9 +241,18 @@ class SimulatorApi:
         return packed or self._answers.answer(model, prompt, chat.max_tokens), None
 
     async def _stream(
-        self, region: RegionSpec, reply: Reply, answer: Answer, slow: float = 1.0
+        self,
+        region: RegionSpec,
+        reply: Reply,
+        answer: Answer,
+        slow: float = 1.0,
+        logprobs: list[tuple[str, float]] | None = None,
     ) -> AsyncIterator[bytes]:
         pieces = list(stream_pieces(answer.text)) or [""]
+        # Each piece is three words (stream_pieces), so it carries those words' logprobs.
+        per_piece = [
+            None if logprobs is None else logprobs[i * 3 : i * 3 + 3] for i in range(len(pieces))
+        ]
         per_piece_s = (
             slow * self._faults.per_token_s(region.latency) * answer.completion_tokens / len(pieces)
         )
@@ -245,9 +261,10 @@ class SimulatorApi:
         try:
             await self._faults.wait(slow * self._faults.ttft_s(region.latency))
             yield delta_event(reply, {"role": "assistant", "content": ""})
-            for piece in pieces:
+            for piece, entries in zip(pieces, per_piece, strict=True):
                 await self._faults.wait(per_piece_s)
-                yield delta_event(reply, {"content": piece})
+                piece_logprobs = None if entries is None else logprobs_json(entries)
+                yield delta_event(reply, {"content": piece}, logprobs=piece_logprobs)
                 if cut:
                     self._state.fault(region.name, reply.model, FaultKind.STREAM_CUT)
                     finished = True  # ended by the fault, not by the client

@@ -106,6 +106,8 @@ class Rule:
     models: frozenset[str] | None = None
     finish_reason: str = "stop"
     repeat: int = 1
+    # The model is unsure of this answer: asked for logprobs, it reports low ones.
+    unsure: bool = False
 
     def applies(self, model: str, prompt: str) -> bool:
         in_scope = self.models is None or model in self.models
@@ -239,7 +241,7 @@ def parse_region(name: str, raw: Any) -> RegionSpec:
 
 def parse_rule(index: int, raw: Any, models: Mapping[str, ModelSpec]) -> Rule:
     where = f"rules[{index}]"
-    known = frozenset({"match", "models", "answer", "finish_reason", "repeat"})
+    known = frozenset({"match", "models", "answer", "finish_reason", "repeat", "unsure"})
     spec = _mapping(where, raw, known)
     for key in ("match", "answer"):
         if not isinstance(spec.get(key), str) or not spec[key]:
@@ -265,7 +267,14 @@ def parse_rule(index: int, raw: Any, models: Mapping[str, ModelSpec]) -> Rule:
         models=None if scope is None else frozenset(scope),
         finish_reason=finish,
         repeat=_integer(f"{where}.repeat", spec.get("repeat", 1), minimum=1),
+        unsure=_unsure(where, spec.get("unsure", False)),
     )
+
+
+def _unsure(where: str, raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise ScenarioError(f"{where}.unsure must be true or false")
+    return raw
 
 
 def parse_scenario(document: Any) -> Scenario:

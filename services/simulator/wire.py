@@ -33,6 +33,8 @@ class ChatRequest:
     max_tokens: int | None
     temperature: float | None
     stream: bool
+    # OpenAI `logprobs: true`: each answer token comes with its log probability.
+    logprobs: bool = False
 
     def last_user_text(self) -> str:
         for role, text in reversed(self.messages):
@@ -116,12 +118,16 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, Mapping):
         raise BadRequest("'stream_options' must be an object")
+    logprobs = body.get("logprobs", False)
+    if not isinstance(logprobs, bool):
+        raise BadRequest("'logprobs' must be true or false")
     return ChatRequest(
         model=model,
         messages=_parse_messages(body.get("messages")),
         max_tokens=_max_tokens(body),
         temperature=_temperature(body.get("temperature")),
         stream=stream,
+        logprobs=logprobs,
     )
 
 
@@ -136,7 +142,9 @@ def usage_json(usage: TokenUsage, cost_usd: float | None) -> dict[str, Any]:
     return payload
 
 
-def completion_body(reply: Reply, text: str, finish_reason: str) -> dict[str, Any]:
+def completion_body(
+    reply: Reply, text: str, finish_reason: str, logprobs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "id": reply.completion_id,
         "object": "chat.completion",
@@ -147,7 +155,7 @@ def completion_body(reply: Reply, text: str, finish_reason: str) -> dict[str, An
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
                 "finish_reason": finish_reason,
-                "logprobs": None,
+                "logprobs": logprobs,
             }
         ],
         "usage": usage_json(reply.usage, reply.cost_usd),
@@ -168,8 +176,18 @@ def _chunk(reply: Reply, choices: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def delta_event(reply: Reply, delta: Mapping[str, Any], finish_reason: str | None = None) -> bytes:
-    choice = {"index": 0, "delta": dict(delta), "finish_reason": finish_reason, "logprobs": None}
+def delta_event(
+    reply: Reply,
+    delta: Mapping[str, Any],
+    finish_reason: str | None = None,
+    logprobs: Mapping[str, Any] | None = None,
+) -> bytes:
+    choice = {
+        "index": 0,
+        "delta": dict(delta),
+        "finish_reason": finish_reason,
+        "logprobs": logprobs,
+    }
     return sse_event(_chunk(reply, [choice]))
 
 

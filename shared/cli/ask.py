@@ -16,6 +16,7 @@ _STAGE = {
     common_pb2.STAGE_COMPRESSOR: "compressor",
     common_pb2.STAGE_BATCHER: "batcher",
     common_pb2.STAGE_TIER: "tier",
+    common_pb2.STAGE_JUDGE: "judge",
 }
 _OUTCOME = {
     common_pb2.STAGE_OUTCOME_USED: "used",

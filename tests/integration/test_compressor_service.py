@@ -1,4 +1,5 @@
-"""The compressor as a real process: health, Compress on long and short prompts, SIGTERM drain."""
+"""The compressor as a real process: health, Compress on long and short prompts, SIGTERM drain,
+and the abstractive strategy falling back to extraction when its dispatcher is unreachable."""
 
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def service_env(port: int) -> dict[str, str]:
         "PYTHONPATH": path,
         "SLUICE_COMPRESSOR_LISTEN": f"127.0.0.1:{port}",
         "SLUICE_COMPRESSOR_TARGET_RATIO": "0.25",
+        # Nothing listens there: abstractive requests must fall back to extraction.
+        "SLUICE_COMPRESSOR_DISPATCHER_ADDR": f"127.0.0.1:{free_port()}",
         "SLUICE_LOG_LEVEL": "INFO",
     }
 
@@ -99,6 +102,18 @@ def test_serves_compresses_and_drains(tmp_path: Path) -> None:
             assert ANSWER in compressed.messages[0].content
             assert compressed.messages[0].content.endswith(QUESTION)
             assert "nano-USD at gpt-4o" in compressed.reason
+
+            abstractive = compressor_pb2.CompressRequest(
+                messages=long_request.messages,
+                target_model="gpt-4o",
+                strategy=compressor_pb2.COMPRESSION_STRATEGY_ABSTRACTIVE,
+            )
+            degraded = stub.Compress(abstractive, timeout=60)
+            assert degraded.compressed
+            assert degraded.strategy == "extractive"
+            assert "abstractive failed (dispatcher answered UNAVAILABLE" in degraded.reason
+            assert ANSWER in degraded.messages[0].content
+            assert degraded.cost_nano_usd == 0
 
             short_messages = [common_pb2.ChatMessage(role=user, content=QUESTION)]
             untouched = stub.Compress(

@@ -14,7 +14,7 @@ import pytest
 from sluice.common.v1 import common_pb2
 
 from shared.mesh import Mesh
-from tests.support import DEV_KEY, ask, router_stub, running_mesh, stage_lines
+from tests.support import DEV_KEY, ask, router_stub, running_mesh, stage_lines, with_context
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,8 @@ async def complete(mesh: Mesh, text: str):
 
 
 async def test_degrades_stage_by_stage(doomed_mesh: Mesh) -> None:
-    question = f"What is a write-ahead log? ({uuid.uuid4().hex[:6]})"
+    # Long enough that the router sends it to the compressor.
+    question = with_context(f"What is a write-ahead log? ({uuid.uuid4().hex[:6]})")
     healthy = await complete(doomed_mesh, question)
     assert stage_lines(healthy)["cache"].outcome == common_pb2.STAGE_OUTCOME_PASSED
 

@@ -13,9 +13,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
 from sluice.router.v1 import router_service_pb2 as router_pb
 
+from shared.grpc_client import open_channel
+from shared.grpc_server import build_grpc_server
 from shared.mesh import GRPC_SERVICES, Mesh, free_port, grpc_serving
+from shared.telemetry import Telemetry
 from tests.support import DEV_KEY, ask, patch_region, router_stub
 
 pytestmark = pytest.mark.integration
@@ -148,3 +152,47 @@ async def test_the_router_answers_after_a_drained_peer_restarts(
         timeout=30,
     )
     assert response.content == "The capital of France is Paris."
+
+
+async def _served_by(channel: grpc.aio.Channel, calls: int) -> dict[str, int]:
+    """Sends reflection calls one after another; each replica lists a different service name,
+    so the answer says which replica served the call."""
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    served: dict[str, int] = {}
+    for _ in range(calls):
+        replies = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+        async for reply in replies:
+            for service in reply.list_services_response.service:
+                if service.name.startswith("replica."):
+                    name = service.name.split(".")[1]
+                    served[name] = served.get(name, 0) + 1
+    return served
+
+
+async def test_clients_stop_calling_a_replica_that_announced_not_serving() -> None:
+    """shared.grpc_client's healthCheckConfig: once a replica turns NOT_SERVING (what SIGTERM
+    does first), the channel sends every new call to the replicas still serving."""
+    telemetry = Telemetry(TracerProvider())
+    replicas = {
+        name: build_grpc_server(
+            "127.0.0.1:0", [f"replica.{name}.Service"], lambda _: None, telemetry
+        )
+        for name in ("a", "b")
+    }
+    for hosted in replicas.values():
+        await hosted.server.start()
+        await hosted.set_serving()
+    target = "ipv4:" + ",".join(f"127.0.0.1:{h.port}" for h in replicas.values())
+    channel = open_channel(target, telemetry)
+    try:
+        await asyncio.wait_for(channel.channel_ready(), 10)
+        assert set(await _served_by(channel, 20)) == {"a", "b"}
+        await replicas["a"].health.enter_graceful_shutdown()
+        await asyncio.sleep(0.5)  # the health watch stream brings NOT_SERVING to the client
+        assert await _served_by(channel, 20) == {"b": 20}
+    finally:
+        await channel.close()
+        for hosted in replicas.values():
+            await hosted.server.stop(None)

@@ -20,6 +20,7 @@ INTERNET = {"dispatcher", "batcher"}
 EDGES = {
     "router": {"cache", "compressor", "batcher", "dispatcher"},
     "batcher": {"dispatcher"},
+    "compressor": {"dispatcher"},
 }
 
 
@@ -178,8 +179,12 @@ def test_every_pod_can_resolve_names(prod: list[Manifest]) -> None:
         assert {("UDP", 53), ("TCP", 53)} <= dns_ports, name
 
 
-def test_only_the_cache_talks_to_redis(prod: list[Manifest]) -> None:
+def test_only_the_cache_and_the_router_talk_to_redis(prod: list[Manifest]) -> None:
     labels = pod_labels(prod)
     ingress = policies_for(prod, labels["redis"], "Ingress")
     for name in labels:
-        assert allows(ingress, labels[name], 6379, "from") == (name == "cache"), name
+        allowed = name in ("cache", "router")
+        assert allows(ingress, labels[name], 6379, "from") == allowed, name
+        assert allows(policies_for(prod, labels[name], "Egress"), labels["redis"], 6379, "to") == (
+            allowed
+        ), name

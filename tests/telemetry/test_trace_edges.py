@@ -11,7 +11,7 @@ import pytest
 
 from shared.mesh import Mesh
 from shared.otlp_receiver import OtlpReceiver, SpanRecord
-from tests.support import DEV_KEY, ask, router_stub
+from tests.support import DEV_KEY, ask, router_stub, with_context
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ async def test_every_hop_is_an_edge_of_one_trace(
 ) -> None:
     _, receiver = mesh_and_traces
     response = await router_stub(channel).Complete(
-        ask(f"Explain OTLP ({uuid.uuid4().hex[:6]})"), metadata=DEV_KEY, timeout=30
+        ask(with_context(f"Explain OTLP ({uuid.uuid4().hex[:6]})")), metadata=DEV_KEY, timeout=30
     )
     spans = wait_for_trace(receiver, response.trace_id, expected=14)
     assert {s.trace_id for s in spans} == {response.trace_id}

@@ -97,6 +97,12 @@ class NamespaceCalibrator:
 
     def record(self, namespace: str, score: float, correct: bool) -> None:
         """One labelled outcome: a candidate with this score was (or would have been) right."""
+        self.restore(namespace, score, seen=1, wrong=0 if correct else 1)
+
+    def restore(self, namespace: str, score: float, *, seen: int, wrong: int) -> None:
+        """`seen` outcomes at this score, `wrong` of them wrong (reloading persisted counts)."""
+        if not 0 <= wrong <= seen:
+            raise ValueError(f"need 0 <= wrong <= seen, got wrong={wrong}, seen={seen}")
         feedback = self._namespaces.get(namespace)
         if feedback is None:
             feedback = _Feedback(np.zeros(self.bins), np.zeros(self.bins))
@@ -105,6 +111,6 @@ class NamespaceCalibrator:
                 self._namespaces.popitem(last=False)
         self._namespaces.move_to_end(namespace)
         index = bin_of(score, self.bins)
-        feedback.seen[index] += 1
-        feedback.wrong[index] += 0 if correct else 1
+        feedback.seen[index] += seen
+        feedback.wrong[index] += wrong
         feedback.threshold = None

@@ -1,26 +1,32 @@
-"""The learned verifier: a logistic model over the pair features, loaded from a small JSON file.
+"""The learned verifier (LearnedVerifier) and session 1's logistic model (LogisticModel).
+
+LearnedVerifier serves a candidate when its model's probability reaches the namespace's
+threshold (calibration.py), which starts at the model's own threshold. A candidate that fails
+one of the model's veto checks (negation, numbers, ...) is rejected before it is scored. The
+model is any PairScorer: the pair model (pair_model.py, format /2, what
+`python -m benchmarks.cache_quality --train` writes and the service ships) or the logistic
+model here (format /1):
 
 p(same answer) = sigmoid(intercept + sum_i coef_i * (x_i - mean_i) / scale_i), with x the
-features.FEATURES of (query, candidate, cosine). A candidate that fails one of the model's veto
-checks (negation, numbers, ...) is rejected before it is scored; otherwise it is served when p
-reaches its namespace's threshold (calibration.py), which starts at the model's own threshold,
-fitted on whole lookups of the fit half. `python -m benchmarks.cache_quality --train` writes the
-file; it holds only numbers and names, so loading it runs no code.
+features.FEATURES of (query, candidate, cosine). Both files hold only numbers and names, so
+loading one runs no code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from services.cache.verifiers.calibration import NamespaceCalibrator
 from services.cache.verifiers.features import CHECKS, FEATURES, mismatches, pair_features
 from services.cache.verifiers.signals_cache import SignalsCache
-from services.cache.verify import ACCEPT, Verdict
+from services.cache.verifiers.text import Signals
+from services.cache.verify import ACCEPT, Pair, Verdict
 
 MODEL_FORMAT = "sluice-cache-verifier/1"
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "verifier_model.json"
@@ -59,6 +65,10 @@ class LogisticModel:
             raise ValueError("every scale must be positive")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+
+    def score_pair(self, pair: Pair, query: Signals, candidate: Signals) -> float:
+        """Probability that the candidate's answer serves the query (the vectors are unused)."""
+        return self.score(pair_features(query, candidate, pair.similarity))
 
     def score(self, values: Mapping[str, float]) -> float:
         """Probability in [0, 1] that the candidate's answer serves the query."""
@@ -109,12 +119,29 @@ class LogisticModel:
         path.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
 
 
+class PairScorer(Protocol):
+    """A model file the learned verifier can serve: LogisticModel or PairModel (pair_model.py)."""
+
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def target_wrong_rate(self) -> float: ...
+    @property
+    def min_similarity(self) -> float: ...
+    @property
+    def vetoes(self) -> tuple[str, ...]: ...
+
+    def score_pair(self, pair: Pair, query: Signals, candidate: Signals) -> float: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
 class LearnedVerifier:
     """Serves a candidate when the model's probability reaches its namespace's threshold."""
 
     def __init__(
         self,
-        model: LogisticModel,
+        model: PairScorer,
         *,
         calibrator: NamespaceCalibrator | None = None,
         signals: SignalsCache | None = None,
@@ -124,41 +151,49 @@ class LearnedVerifier:
             model.threshold, target_wrong_rate=model.target_wrong_rate
         )
         self._signals = signals or SignalsCache()
+        # Feedback is recorded as this model's probabilities, which mean nothing to another
+        # model; the digest keeps persisted feedback apart per model file.
+        canonical = json.dumps(model.to_json(), sort_keys=True).encode("utf-8")
+        self.feedback_scale = "learned:" + hashlib.sha256(canonical).hexdigest()[:16]
 
     @property
-    def model(self) -> LogisticModel:
+    def model(self) -> PairScorer:
         return self._model
 
     @property
     def calibrator(self) -> NamespaceCalibrator:
         return self._calibrator
 
-    def score(self, query: str, candidate: str, similarity: float) -> float:
-        values = pair_features(self._signals(query), self._signals(candidate), similarity)
-        return self._model.score(values)
+    def feedback_score(self, pair: Pair) -> float:
+        return self.score(pair)
 
-    def vetoed(self, query: str, candidate: str) -> str:
+    def score(self, pair: Pair) -> float:
+        return self._model.score_pair(
+            pair, self._signals(pair.query), self._signals(pair.candidate)
+        )
+
+    def vetoed(self, pair: Pair) -> str:
         """The first veto check the pair fails, or ""."""
         if not self._model.vetoes:
             return ""
-        found = mismatches(self._signals(query), self._signals(candidate))
+        found = mismatches(self._signals(pair.query), self._signals(pair.candidate))
         return next((check for check in self._model.vetoes if check in found), "")
 
-    def verify(self, query: str, candidate: str, similarity: float, namespace: str) -> Verdict:
-        if query == candidate:
+    def verify(self, pair: Pair) -> Verdict:
+        if pair.query == pair.candidate:
             return ACCEPT
-        veto = self.vetoed(query, candidate)
+        veto = self.vetoed(pair)
         if veto:
             return Verdict(False, veto)
-        if self.score(query, candidate, similarity) >= self._calibrator.threshold(namespace):
+        if self.score(pair) >= self._calibrator.threshold(pair.namespace):
             return ACCEPT
         return Verdict(False, "learned")
 
-    def record_feedback(
-        self, query: str, candidate: str, similarity: float, namespace: str, correct: bool
-    ) -> None:
+    def record_feedback(self, pair: Pair, correct: bool) -> float | None:
         """A labelled outcome for this namespace's threshold (see calibration.py)."""
-        self._calibrator.record(namespace, self.score(query, candidate, similarity), correct)
+        score = self.score(pair)
+        self._calibrator.record(pair.namespace, score, correct)
+        return score
 
 
 def _floats(values: Sequence[Any]) -> tuple[float, ...]:

@@ -1,8 +1,9 @@
 """Replays the cache's semantic lookup loop offline, to evaluate and train verifiers.
 
 `simulate` runs exactly what SemanticCache does for a lookup (exact text first, then the top
-SEARCH_K stored neighbours at or above the threshold, best first, the first candidate the
-verifier accepts served) but on precomputed vectors, so one set of embeddings can score many
+SEARCH_K stored neighbours at or above the threshold, best first, as `Pair`s with both vectors
+and the stored answer, through the cache's own `verify.first_accepted`) but on precomputed
+vectors, so one set of embeddings can score many
 verifier configurations in seconds. The benchmark (benchmarks/cache_quality.py) checks that the
 running service gives the same answers. Pure numpy; no gRPC, no model.
 """
@@ -10,7 +11,7 @@ running service gives the same answers. Pure numpy; no gRPC, no model.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +19,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.cache.verifiers.train import LabelledPair
-from services.cache.verify import HitVerifier, LearnsFromFeedback, Verdict
+from services.cache.verify import (
+    ACCEPT,
+    HitVerifier,
+    LearnsFromFeedback,
+    Pair,
+    Verdict,
+    clamp_similarity,
+    first_accepted,
+)
 
-# Must equal services.cache.cache.SEARCH_K (a unit test checks): neighbours examined per lookup.
+# Neighbours examined per lookup; must equal services.cache.candidates.SEARCH_K (a test checks).
 SEARCH_K = 8
 Vectors = Mapping[str, NDArray[np.float32]]
 
@@ -46,7 +55,7 @@ class Outcome:
     similarity: float = 0.0  # of the served entry; 1 for an exact hit
 
 
-Observer = Callable[[Space, Probe, str, float], None]
+Observer = Callable[[Space, Probe, Pair], None]
 
 
 def simulate(
@@ -90,26 +99,64 @@ def _simulate_space(
         probe = probes[row]
         served = space.entries.get(probe.text)  # exact key: same text, same namespace
         best = 0.0 if served is None else 1.0
-        for j in top[row] if served is None else ():
-            similarity = min(1.0, max(0.0, float(similarities[row, j])))
-            if similarity < min_similarity:
-                break
-            verdict = verifier.verify(probe.text, texts[j], similarity, space.key)
+        if served is None:
+            row_sims, row_top = similarities[row], top[row]
+            pairs = _pairs(space, probe, texts, vectors, row_sims, row_top, min_similarity)
+            judge = verifier
             if observe is not None and probe.fit:
-                observe(space, probe, texts[j], similarity)
-            if verdict.accepted:
-                served, best = space.entries[texts[j]], similarity
-                break
+                judge = _Observed(verifier, space, probe, observe)
+            choice = first_accepted(judge, pairs)
+            if choice.pair is not None:
+                served, best = choice.item, choice.pair.similarity
         outcomes[row] = Outcome(probe, served, best)
     return [o for o in outcomes if o is not None]
+
+
+def _pairs(
+    space: Space,
+    probe: Probe,
+    texts: Sequence[str],
+    vectors: Vectors,
+    similarities: NDArray[np.float32],
+    top: NDArray[np.int64],
+    min_similarity: float,
+) -> Iterator[tuple[str, Pair]]:
+    """The candidates as services.cache.candidates builds them: (answer, pair), best first."""
+    for j in top:
+        if similarities[j] < min_similarity:
+            break
+        text = texts[j]
+        pair = Pair(
+            probe.text,
+            text,
+            clamp_similarity(float(similarities[j])),
+            space.key,
+            vectors[probe.text],
+            vectors[text],
+            space.entries[text],
+        )
+        yield space.entries[text], pair
+
+
+class _Observed:
+    """Reports every pair the verifier is asked about, after asking."""
+
+    def __init__(
+        self, verifier: HitVerifier, space: Space, probe: Probe, observe: Observer
+    ) -> None:
+        self._verifier, self._space, self._probe, self._observe = verifier, space, probe, observe
+
+    def verify(self, pair: Pair) -> Verdict:
+        verdict = self._verifier.verify(pair)
+        self._observe(self._space, self._probe, pair)
+        return verdict
 
 
 def feedback_observer(verifier: LearnsFromFeedback) -> Observer:
     """Reports each fit-split candidate's label to the verifier's per-namespace calibrator."""
 
-    def observe(space: Space, probe: Probe, candidate: str, similarity: float) -> None:
-        right = space.entries[candidate] == probe.expected
-        verifier.record_feedback(probe.text, candidate, similarity, space.key, right)
+    def observe(space: Space, probe: Probe, pair: Pair) -> None:
+        verifier.record_feedback(pair, space.entries[pair.candidate] == probe.expected)
 
     return observe
 
@@ -168,7 +215,7 @@ def score(
 
 
 class _RejectAll:
-    def verify(self, query: str, candidate: str, similarity: float, namespace: str) -> Verdict:
+    def verify(self, pair: Pair) -> Verdict:
         return Verdict(False, "collecting")
 
 
@@ -178,9 +225,8 @@ def labelled_pairs(
     """Every fit-split candidate the verifier would meet (top neighbours at or above floor)."""
     pairs: list[LabelledPair] = []
 
-    def observe(space: Space, probe: Probe, candidate: str, similarity: float) -> None:
-        right = space.entries[candidate] == probe.expected
-        pairs.append(LabelledPair(probe.text, candidate, similarity, right))
+    def observe(space: Space, probe: Probe, pair: Pair) -> None:
+        pairs.append(LabelledPair(pair, space.entries[pair.candidate] == probe.expected))
 
     for spaces in workloads.values():
         simulate(spaces, vectors, _RejectAll(), floor, observe=observe)
@@ -241,7 +287,7 @@ class ScoreThreshold:
 
     def __init__(
         self,
-        scorer: Callable[[str, str, float], float],
+        scorer: Callable[[Pair], float],
         threshold: float,
         memo: dict[tuple[str, str], float],
     ) -> None:
@@ -249,10 +295,10 @@ class ScoreThreshold:
         self._threshold = threshold
         self._memo = memo
 
-    def verify(self, query: str, candidate: str, similarity: float, namespace: str) -> Verdict:
-        if query == candidate:
-            return Verdict(True)
-        key = (query, candidate)
+    def verify(self, pair: Pair) -> Verdict:
+        if pair.query == pair.candidate:
+            return ACCEPT
+        key = (pair.query, pair.candidate)
         if key not in self._memo:
-            self._memo[key] = self._scorer(query, candidate, similarity)
-        return Verdict(True) if self._memo[key] >= self._threshold else Verdict(False, "score")
+            self._memo[key] = self._scorer(pair)
+        return ACCEPT if self._memo[key] >= self._threshold else Verdict(False, "score")

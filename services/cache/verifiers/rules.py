@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from services.cache.verifiers.calibration import NamespaceCalibrator
 from services.cache.verifiers.features import CHECKS, mismatches
 from services.cache.verifiers.signals_cache import SignalsCache
-from services.cache.verify import ACCEPT, Verdict
+from services.cache.verify import ACCEPT, Pair, Verdict
 
 
 class RuleVerifier:
@@ -37,20 +37,31 @@ class RuleVerifier:
         self._calibrator = calibrator
         self._signals = signals or SignalsCache()
 
-    def verify(self, query: str, candidate: str, similarity: float, namespace: str) -> Verdict:
-        if query == candidate:
+    # Feedback is recorded on the cosine, so it stays valid whatever model file is loaded.
+    feedback_scale = "cosine"
+
+    def verify(self, pair: Pair) -> Verdict:
+        if pair.query == pair.candidate:
             return ACCEPT
-        if self._calibrator is not None and similarity < self._calibrator.threshold(namespace):
+        calibrator = self._calibrator
+        if calibrator is not None and pair.similarity < calibrator.threshold(pair.namespace):
             return Verdict(False, "namespace_threshold")
-        found = mismatches(self._signals(query), self._signals(candidate))
+        found = mismatches(self._signals(pair.query), self._signals(pair.candidate))
         for check in self._checks:
             if check in found:
                 return Verdict(False, check)
         return ACCEPT
 
-    def record_feedback(
-        self, query: str, candidate: str, similarity: float, namespace: str, correct: bool
-    ) -> None:
+    @property
+    def calibrator(self) -> NamespaceCalibrator | None:
+        return self._calibrator
+
+    def feedback_score(self, pair: Pair) -> float:
+        return pair.similarity
+
+    def record_feedback(self, pair: Pair, correct: bool) -> float | None:
         """A labelled outcome for this namespace's threshold; a no-op without a calibrator."""
-        if self._calibrator is not None:
-            self._calibrator.record(namespace, similarity, correct)
+        if self._calibrator is None:
+            return None
+        self._calibrator.record(pair.namespace, pair.similarity, correct)
+        return pair.similarity

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from services.cache.verifiers.features import FEATURES, pair_features
 from services.cache.verifiers.learned import LogisticModel
 from services.cache.verifiers.signals_cache import SignalsCache
+from services.cache.verify import Pair
 
 Matrix = NDArray[np.float64]
 # Ridge penalty on the standardised coefficients: the features are correlated (jaccard,
@@ -26,9 +27,7 @@ DEFAULT_L2 = 1.0
 
 @dataclass(frozen=True)
 class LabelledPair:
-    query: str
-    candidate: str
-    similarity: float
+    pair: Pair
     correct: bool
 
 
@@ -36,7 +35,9 @@ def feature_matrix(pairs: Sequence[LabelledPair], features: Sequence[str] = FEAT
     signals = SignalsCache(size=1 << 16)
     rows = []
     for pair in pairs:
-        values = pair_features(signals(pair.query), signals(pair.candidate), pair.similarity)
+        values = pair_features(
+            signals(pair.pair.query), signals(pair.pair.candidate), pair.pair.similarity
+        )
         rows.append([values[name] for name in features])
     return np.asarray(rows, dtype=np.float64).reshape(len(pairs), len(features))
 
@@ -78,7 +79,7 @@ def train_model(
     `--train`), because what the target bounds is wrong answers among *served* hits, not
     among candidate pairs. `features` picks a subset of FEATURES (the ablation's smaller
     models)."""
-    kept = [p for p in pairs if p.similarity >= min_similarity]
+    kept = [p for p in pairs if p.pair.similarity >= min_similarity]
     if len({p.correct for p in kept}) < 2:
         raise ValueError("training needs both correct and wrong pairs above the pre-filter")
     x = feature_matrix(kept, features)

@@ -14,6 +14,8 @@ it can reach a log, a span or a status.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
 import os
 import time
@@ -23,7 +25,7 @@ from typing import Any
 import httpx
 import orjson
 
-from services.dispatcher.calls import Delta, ModelRequest, ProviderAnswer
+from services.dispatcher.calls import Delta, LogprobSummary, ModelRequest, ProviderAnswer
 from services.dispatcher.endpoints import Endpoint
 from shared.chat import Finish, FormatKind
 from shared.pricing import TokenUsage
@@ -31,6 +33,8 @@ from shared.tokens import TokenCounter
 
 # A connection that takes longer than this is broken, whatever time the request has left.
 _CONNECT_TIMEOUT_S = 5.0
+# How long to read on after [DONE] for the end of the body, to keep the connection.
+_DRAIN_AFTER_DONE_S = 1.0
 
 
 class UpstreamError(Exception):
@@ -97,7 +101,30 @@ def request_body(call: ModelRequest, *, stream: bool) -> dict[str, Any]:
         }
     if stream:
         body["stream_options"] = {"include_usage": True}
+    if call.logprobs:
+        body["logprobs"] = True
     return body
+
+
+def token_logprobs(choice: Mapping[str, Any]) -> list[float]:
+    """The token logprobs of one choice (or stream chunk) in OpenAI's shape,
+    `logprobs.content[].logprob`; [] when absent or malformed, since logprobs are optional."""
+    raw = choice.get("logprobs")
+    content = raw.get("content") if isinstance(raw, Mapping) else None
+    if not isinstance(content, list):
+        return []
+    return [
+        float(item["logprob"])
+        for item in content
+        if isinstance(item, Mapping) and isinstance(item.get("logprob"), int | float)
+    ]
+
+
+def summarise_logprobs(call: ModelRequest, values: list[float]) -> LogprobSummary | None:
+    """None when the call did not ask for logprobs or the provider sent none."""
+    if not call.logprobs or not values:
+        return None
+    return LogprobSummary(sum(values) / len(values), min(values), len(values))
 
 
 def _error_message(response_body: bytes) -> str:
@@ -212,6 +239,7 @@ class OpenAICompatibleClient:
         self, endpoint: Endpoint, call: ModelRequest, response: httpx.Response
     ) -> AsyncIterator[Delta | ProviderAnswer]:
         parts: list[str] = []
+        logprobs: list[float] = []
         finish: str | None = None
         usage_raw: Any = None
         model = call.model
@@ -228,6 +256,7 @@ class OpenAICompatibleClient:
             for choice in chunk.get("choices") or ():
                 text = (choice.get("delta") or {}).get("content") or ""
                 finish = choice.get("finish_reason") or finish
+                logprobs.extend(token_logprobs(choice))
                 if text:
                     parts.append(text)
                     yield Delta(text)
@@ -241,6 +270,7 @@ class OpenAICompatibleClient:
             model=model,
             usage=self._usage(call, usage_raw, content),
             reported_cost_usd=_reported_cost(usage_raw),
+            logprobs=summarise_logprobs(call, logprobs),
         )
 
     async def _whole(
@@ -262,17 +292,27 @@ class OpenAICompatibleClient:
             model=str(payload.get("model") or call.model),
             usage=self._usage(call, usage_raw, content),
             reported_cost_usd=_reported_cost(usage_raw),
+            logprobs=summarise_logprobs(call, token_logprobs(choice)),
         )
 
     async def _sse_events(
         self, endpoint: Endpoint, response: httpx.Response
     ) -> AsyncIterator[dict[str, Any] | None]:
         """Parses `data:` lines of a server-sent event stream; None stands for [DONE]."""
-        async for line in response.aiter_lines():
+        lines = response.aiter_lines()
+        async for line in lines:
             if not line.startswith("data:"):
                 continue
             data = line[5:].strip()
             if data == "[DONE]":
+                # Read on to the end of the body (only the chunked terminator is left): a
+                # response closed half-read takes its connection with it, and every call would
+                # then pay a new TCP connection to the provider. A server that keeps the body
+                # open after [DONE] only loses its connection, never the answer.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_DRAIN_AFTER_DONE_S):
+                        async for _ in lines:
+                            pass
                 yield None
                 return
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import grpc
 from sluice.batcher.v1 import batcher_service_pb2 as batcher_pb
@@ -41,8 +42,10 @@ _STATUS = {
     batcher_pb.JOB_STATUS_FAILED: JobStatus.FAILED,
     batcher_pb.JOB_STATUS_CANCELLED: JobStatus.CANCELLED,
 }
-Stub = batcher_grpc.BatcherServiceAsyncStub
-Call = Callable[[Stub, float], Awaitable[batcher_pb.BatchJob]]
+if TYPE_CHECKING:
+    # The async stub type exists only in the generated .pyi stubs.
+    Stub = batcher_grpc.BatcherServiceAsyncStub
+    Call = Callable[[Stub, float], Awaitable[batcher_pb.BatchJob]]
 
 
 def _items(plan: DeferredPlan) -> list[batcher_pb.BatchItem]:

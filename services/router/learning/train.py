@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from services.router.learning.cascade_design import design_cascade, fit_start_prior
 from services.router.learning.data import load_split, models_of
-from services.router.learning.embedding import MemoEmbedder, MiniLmEmbedder
+from services.router.learning.embedding import MemoEmbedder, MiniLm
 from services.router.learning.fit import (
     Standardiser,
     auc,
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = TrainSettings()
     items = [item for rows in load_split(args.data, "train").values() for item in rows]
     models = sorted(models_of({"train": items}))
-    embedder = MemoEmbedder(MiniLmEmbedder(threads=2), args.embedding_cache)
+    embedder = MemoEmbedder(MiniLm(threads=2), args.embedding_cache)
     cases = prepare(items, embedder)
     embedder.save()
     order = cost_order(cases, models)

@@ -6,6 +6,7 @@ import pytest
 
 from services.cache.model import ExactTarget, HitKind, NamespaceTarget, TagTarget, TenantTarget
 from services.cache.store import MemoryStore
+from services.cache.verify import Pair, Verdict
 from shared.chat import Role, Turn
 from shared.errors import InvalidRequest, NotFound
 from tests.unit.cache.fakes import answer, ask, make_cache
@@ -91,10 +92,8 @@ async def test_tags_are_validated_on_store():
 
 async def test_stats_count_hits_misses_and_rejects_per_tenant():
     class RejectFrance:
-        def verify(self, query, candidate, similarity, namespace):
-            from services.cache.verify import Verdict
-
-            return Verdict("france" not in candidate, "entity")
+        def verify(self, pair: Pair) -> Verdict:
+            return Verdict("france" not in pair.candidate, "entity")
 
     cache = await make_cache(min_similarity=0.8)
     cache._verifier = RejectFrance()  # the verifier is a constructor argument; swapped here

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.cache import cache
+from services.cache import candidates
 from services.cache.verifiers.replay import (
     SEARCH_K,
     Outcome,
@@ -15,7 +15,7 @@ from services.cache.verifiers.replay import (
     score,
     simulate,
 )
-from services.cache.verify import ACCEPT, AcceptAll, Verdict
+from services.cache.verify import ACCEPT, AcceptAll, Pair, Verdict
 
 
 def unit(*xs: float) -> np.ndarray:
@@ -39,9 +39,9 @@ class RejectText:
         self.rejected = rejected
         self.asked: list[str] = []
 
-    def verify(self, query, candidate, similarity, namespace):
-        self.asked.append(candidate)
-        return Verdict(False, "test") if candidate == self.rejected else ACCEPT
+    def verify(self, pair: Pair) -> Verdict:
+        self.asked.append(pair.candidate)
+        return Verdict(False, "test") if pair.candidate == self.rejected else ACCEPT
 
 
 def space(*probes: Probe) -> Space:
@@ -49,7 +49,7 @@ def space(*probes: Probe) -> Space:
 
 
 def test_search_k_matches_the_cache():
-    assert SEARCH_K == cache.SEARCH_K
+    assert SEARCH_K == candidates.SEARCH_K
 
 
 def test_best_candidate_first_and_threshold_cuts():
@@ -81,7 +81,7 @@ def test_observed_fit_probes_run_first_but_outcomes_keep_their_order():
         VECTORS,
         RejectText("x"),
         0.0,
-        observe=lambda s, p, c, sim: seen.append(p.text),
+        observe=lambda s, p, pair: seen.append(p.text),
     )
     assert [o.probe for o in outcomes] == probes
     assert set(seen) == {"q"}  # only fit probes are observed
@@ -90,7 +90,11 @@ def test_observed_fit_probes_run_first_but_outcomes_keep_their_order():
 def test_labelled_pairs_cover_every_fit_candidate_above_the_floor():
     probes = [Probe("q", "B", fit=True), Probe("c", "C", fit=False)]
     pairs = labelled_pairs({"d": [space(*probes)]}, VECTORS, 0.7)
-    assert [(p.candidate, p.correct) for p in pairs] == [("a", False), ("b", True)]
+    assert [(p.pair.candidate, p.correct) for p in pairs] == [("a", False), ("b", True)]
+    # The pairs carry both vectors and the stored answer, as the cache passes them.
+    first = pairs[0].pair
+    assert first.query_vector is VECTORS["q"] and first.candidate_vector is VECTORS["a"]
+    assert first.candidate_answer == "A"
 
 
 def test_score_counts_hits_wrong_hits_and_false_hits_per_split():

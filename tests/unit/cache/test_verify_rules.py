@@ -9,7 +9,7 @@ from services.cache.verifiers import VERIFIERS, RuleVerifier, build_verifier
 from services.cache.verifiers.features import CHECKS, mismatches
 from services.cache.verifiers.signals_cache import SignalsCache
 from services.cache.verifiers.text import Signals
-from services.cache.verify import AcceptAll
+from services.cache.verify import AcceptAll, Pair
 
 NS = "namespace"
 # A similarity above every threshold: the rules must decide on the text alone.
@@ -64,27 +64,27 @@ PARAPHRASES = [
 
 @pytest.mark.parametrize(("query", "candidate", "reason"), LOOK_ALIKES)
 def test_each_check_rejects_its_look_alike(query, candidate, reason):
-    verdict = RuleVerifier().verify(query, candidate, HIGH, NS)
+    verdict = RuleVerifier().verify(Pair(query, candidate, HIGH, NS))
     assert not verdict.accepted
     assert verdict.reason == reason
     # Symmetric: the stored and the new question can be either way round.
-    assert RuleVerifier().verify(candidate, query, HIGH, NS).reason == reason
+    assert RuleVerifier().verify(Pair(candidate, query, HIGH, NS)).reason == reason
 
 
 @pytest.mark.parametrize(("query", "candidate"), PARAPHRASES)
 def test_paraphrases_pass(query, candidate):
     assert mismatches(Signals(query), Signals(candidate)) == ()
-    assert RuleVerifier().verify(query, candidate, HIGH, NS).accepted
+    assert RuleVerifier().verify(Pair(query, candidate, HIGH, NS)).accepted
 
 
 def test_identical_text_is_accepted_whatever_the_checks():
-    assert RuleVerifier().verify("Is it not safe?", "Is it not safe?", 1.0, NS).accepted
+    assert RuleVerifier().verify(Pair("Is it not safe?", "Is it not safe?", 1.0, NS)).accepted
 
 
 @pytest.mark.parametrize(("query", "candidate", "reason"), LOOK_ALIKES)
 def test_a_disabled_check_lets_its_case_through(query, candidate, reason):
     others = [check for check in CHECKS if check != reason]
-    assert RuleVerifier(others).verify(query, candidate, HIGH, NS).accepted
+    assert RuleVerifier(others).verify(Pair(query, candidate, HIGH, NS)).accepted
 
 
 def test_unknown_check_is_refused():

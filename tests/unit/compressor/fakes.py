@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from services.compressor.abstractive import Summary, SummaryUnavailable
 from services.compressor.strategies import StrategyResult
 from shared.chat import Turn
 
@@ -50,6 +51,10 @@ class HashingEmbedder:
         self._dim = dim
         self._loaded = loaded
         self.calls: list[list[str]] = []
+
+    @property
+    def dim(self) -> int:
+        return self._dim
 
     @property
     def loaded(self) -> bool:
@@ -96,3 +101,27 @@ class FixedStrategy:
         self.deadlines.append(deadline)
         out = turns if self._turns is None else self._turns
         return StrategyResult(out, "fixed output", self._cost)
+
+
+class FakeSummariser:
+    """A Summariser that returns a preset summary and cost, or fails; records its calls."""
+
+    def __init__(
+        self, text: str = "short summary", cost_nano_usd: int = 1234, fail: str = ""
+    ) -> None:
+        self._text = text
+        self._cost = cost_nano_usd
+        self._fail = fail
+        self.calls: list[tuple[str, str, int]] = []
+
+    @property
+    def model(self) -> str:
+        return "Qwen/Qwen3-8B"
+
+    async def summarise(
+        self, text: str, question: str, max_tokens: int, deadline: float | None
+    ) -> Summary:
+        self.calls.append((text, question, max_tokens))
+        if self._fail:
+            raise SummaryUnavailable(self._fail)
+        return Summary(self._text, self._cost)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.compressor.compressor import CompressionRequest, Compressor, Decision
+from services.compressor.compressor import CompressionRequest, Compressor, Decision, Options
 from services.compressor.strategies import ExtractiveStrategy
 from shared.chat import Role, Turn
 from shared.errors import NotReady
@@ -26,9 +26,8 @@ def counter() -> TokenCounter:
 def make(
     counter: TokenCounter, strategy: FixedStrategy | ExtractiveStrategy, min_tokens: int = 500
 ) -> Compressor:
-    return Compressor(
-        strategy, counter, min_tokens=min_tokens, default_ratio=0.5, catalogue=load_catalogue()
-    )
+    options = Options(min_tokens=min_tokens, default_ratio=0.5, catalogue=load_catalogue())
+    return Compressor(strategy, counter, options)
 
 
 def long_request(**kwargs: object) -> CompressionRequest:
@@ -70,7 +69,10 @@ async def test_compresses_and_prices_the_saving(counter: TokenCounter) -> None:
     assert result.strategy == "fixed"
     assert result.tokens_saved == saved > 0
     assert result.cost_nano_usd == 0
-    assert f"saves {saved * 2500} nano-USD at gpt-4o's input price" in result.reason
+    assert f"saving {saved * 2500} nano-USD at gpt-4o's input price" in result.reason
+    # The local strategy's compute is priced at the default 0.5 nano-USD per prompt token.
+    assert result.actual is not None
+    assert result.actual.cost_nano_usd == round(0.5 * result.original_tokens)
 
 
 async def test_self_hosted_target_skips_compression(counter: TokenCounter) -> None:
@@ -111,7 +113,11 @@ async def test_strategy_that_costs_more_than_it_saves_is_discarded(
     result = await make(counter, FixedStrategy(SHORTER, cost_nano_usd=10**9)).compress(request)
     assert result.decision is Decision.NO_SAVING
     assert result.turns == request.turns
-    assert "costs 1000000000" in result.reason
+    assert "not worth it" in result.reason
+    assert result.actual is not None
+    assert result.actual.cost_nano_usd > 10**9
+    # The strategy's own bill stands even though its output was discarded.
+    assert result.cost_nano_usd == 10**9
 
 
 async def test_ratio_defaults_and_request_overrides(counter: TokenCounter) -> None:
@@ -145,3 +151,36 @@ async def test_deadline_reaches_the_strategy(counter: TokenCounter) -> None:
     strategy = FixedStrategy(SHORTER)
     await make(counter, strategy).compress(long_request(deadline=123.0))
     assert strategy.deadlines == [123.0]
+
+
+async def test_extractive_not_worth_it_when_compute_costs_more_than_it_saves(
+    counter: TokenCounter,
+) -> None:
+    strategy = FixedStrategy(SHORTER)
+    # Qwen3-8B input is 0.06 USD/M = 60 nano-USD a token; compute at 100 a token cannot pay.
+    options = Options(
+        min_tokens=500,
+        default_ratio=0.5,
+        catalogue=load_catalogue(),
+        compute_nano_usd_per_token=100.0,
+    )
+    result = await Compressor(strategy, counter, options).compress(
+        long_request(target_model="Qwen/Qwen3-8B")
+    )
+    assert result.decision is Decision.NOT_WORTH_IT
+    assert strategy.ratios == []  # decided before running anything
+    assert result.expected is not None
+    assert result.expected.cost_nano_usd == 100 * result.original_tokens
+    kept = round(0.5 * result.original_tokens)
+    assert result.expected.saving_nano_usd == (result.original_tokens - kept) * 60
+    assert "fixed not worth it: expected saving" in result.reason
+
+
+async def test_extractive_pays_at_the_default_compute_price(counter: TokenCounter) -> None:
+    result = await make(counter, FixedStrategy(SHORTER)).compress(
+        long_request(target_model="Qwen/Qwen3-8B")
+    )
+    assert result.decision is Decision.COMPRESSED
+    assert result.expected is not None and result.actual is not None
+    assert result.expected.pays and result.actual.pays
+    assert result.actual.cost_nano_usd == round(0.5 * result.original_tokens)

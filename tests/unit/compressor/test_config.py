@@ -8,6 +8,7 @@ import pytest
 
 from services.compressor.config import Settings
 from services.compressor.server import main
+from shared.embedding.onnx import default_model_dir
 from shared.pricing import DEFAULT_CATALOGUE
 from shared.settings import SettingsError
 
@@ -19,7 +20,13 @@ def test_defaults() -> None:
         target_ratio=0.5,
         embed_threads=1,
         embed_cache_size=10_000,
+        embed_backend="onnx",
+        model_dir=default_model_dir({}),
         catalogue_file=DEFAULT_CATALOGUE,
+        dispatcher_addr="",
+        summary_model="Qwen/Qwen3-8B",
+        extractive_nano_usd_per_token=0.5,
+        keep_last_turns=4,
         log_level="INFO",
     )
 
@@ -35,10 +42,30 @@ def test_values_from_env(tmp_path: Path) -> None:
             "SLUICE_COMPRESSOR_EMBED_THREADS": "2",
             "SLUICE_COMPRESSOR_EMBED_CACHE_SIZE": "0",
             "SLUICE_COMPRESSOR_CATALOGUE": str(catalogue),
+            "SLUICE_COMPRESSOR_EMBED_BACKEND": "TORCH",
+            "SLUICE_COMPRESSOR_MODEL_DIR": str(tmp_path / "models"),
+            "SLUICE_COMPRESSOR_DISPATCHER_ADDR": "127.0.0.1:7000",
+            "SLUICE_COMPRESSOR_SUMMARY_MODEL": "gpt-4o",
+            "SLUICE_COMPRESSOR_EXTRACTIVE_NANO_USD_PER_TOKEN": "2",
+            "SLUICE_COMPRESSOR_KEEP_LAST_TURNS": "6",
             "SLUICE_LOG_LEVEL": "debug",
         }
     )
-    assert settings == Settings("0.0.0.0:6000", 0, 1.0, 2, 0, catalogue, "DEBUG")
+    assert settings == Settings(
+        "0.0.0.0:6000",
+        0,
+        1.0,
+        2,
+        0,
+        "torch",
+        tmp_path / "models",
+        catalogue,
+        "127.0.0.1:7000",
+        "gpt-4o",
+        2.0,
+        6,
+        "DEBUG",
+    )
 
 
 @pytest.mark.parametrize(
@@ -55,6 +82,10 @@ def test_values_from_env(tmp_path: Path) -> None:
         ("SLUICE_COMPRESSOR_EMBED_CACHE_SIZE", "-5"),
         ("SLUICE_COMPRESSOR_CATALOGUE", "/no/such/prices.yaml"),
         ("SLUICE_LOG_LEVEL", "chatty"),
+        ("SLUICE_COMPRESSOR_EMBED_BACKEND", "gpu"),
+        ("SLUICE_COMPRESSOR_DISPATCHER_ADDR", "no-port"),
+        ("SLUICE_COMPRESSOR_EXTRACTIVE_NANO_USD_PER_TOKEN", "-1"),
+        ("SLUICE_COMPRESSOR_KEEP_LAST_TURNS", "-2"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

@@ -5,12 +5,15 @@ Loads the packaged model once for the module (~5 s, mostly importing sentence_tr
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from services.compressor.embedder import MiniLmEmbedder
+from services.compressor.embedder import Embedder, build_embedder
 from services.compressor.strategies import ExtractiveStrategy
 from shared.chat import Role, Turn
+from shared.embedding.onnx import default_model_dir
 from shared.tokens import TokenCounter
 
 pytest.importorskip("sentence_transformers")
@@ -77,18 +80,19 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def embedder() -> MiniLmEmbedder:
-    model = MiniLmEmbedder(threads=1)
+def embedder() -> Embedder:
+    # The service's own wiring: ONNX Runtime, falling back to torch when ONNX cannot load.
+    model = build_embedder("onnx", default_model_dir(os.environ), threads=1, cache_size=0)
     model.load()
     return model
 
 
 @pytest.fixture(scope="module")
-def strategy(embedder: MiniLmEmbedder) -> ExtractiveStrategy:
+def strategy(embedder: Embedder) -> ExtractiveStrategy:
     return ExtractiveStrategy(embedder, TokenCounter())
 
 
-def test_vectors_are_normalised_float32(embedder: MiniLmEmbedder) -> None:
+def test_vectors_are_normalised_float32(embedder: Embedder) -> None:
     assert embedder.loaded
     vectors = embedder.embed(["a cat sat on the mat", "stock markets fell"])
     assert vectors.dtype == np.float32

@@ -16,13 +16,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sluice.common.v1 import common_pb2
 
-from services.compressor.compressor import Compressor
 from services.compressor.config import Settings
-from services.compressor.server import build_server
-from services.compressor.strategies import ExtractiveStrategy
+from services.compressor.server import build_compressor, build_server
 from shared.errors import error_origin
 from shared.telemetry import Telemetry
-from shared.tokens import TokenCounter
 
 from .fakes import HashingEmbedder
 
@@ -51,12 +48,17 @@ async def start_server(exporter: InMemorySpanExporter) -> AsyncIterator[StartSer
     telemetry = Telemetry(provider=provider)
     servers: list[grpc.aio.Server] = []
     channels: list[grpc.aio.Channel] = []
-    counter = TokenCounter()
 
     async def start(loaded: bool = True) -> Stub:
-        strategy = ExtractiveStrategy(HashingEmbedder(loaded=loaded), counter)
-        compressor = Compressor(strategy, counter, min_tokens=500, default_ratio=0.3)
-        settings = Settings.from_env({"SLUICE_COMPRESSOR_LISTEN": "127.0.0.1:0"})
+        settings = Settings.from_env(
+            {
+                "SLUICE_COMPRESSOR_LISTEN": "127.0.0.1:0",
+                "SLUICE_COMPRESSOR_MIN_TOKENS": "500",
+                "SLUICE_COMPRESSOR_TARGET_RATIO": "0.3",
+            }
+        )
+        # The service's own wiring (dedup, history, prices), with a bag-of-words embedder.
+        compressor = build_compressor(settings, HashingEmbedder(loaded=loaded))
         hosted = build_server(settings, compressor, telemetry)
         await hosted.server.start()
         servers.append(hosted.server)
@@ -114,7 +116,9 @@ async def test_span_carries_stage_and_decision(
 ) -> None:
     stub = await start_server()
     response = await stub.Compress(
-        compressor_pb2.CompressRequest(messages=[user(f"{LONG}\n\n{QUESTION}")])
+        compressor_pb2.CompressRequest(
+            messages=[user(f"{LONG}\n\n{QUESTION}")], target_model="gpt-4o"
+        )
     )
     for _ in range(100):  # the server span ends just after the response is sent
         spans = [s for s in exporter.get_finished_spans() if s.name.endswith("/Compress")]
@@ -131,6 +135,56 @@ async def test_span_carries_stage_and_decision(
         response.original_tokens - response.compressed_tokens
     )
     assert attributes["sluice.cost.usd"] == 0.0
+    # The pays-for-itself figures: expected before running and real after, both priced.
+    saved = response.original_tokens - response.compressed_tokens
+    assert (
+        attributes["sluice.compressor.saving_nano_usd"] == saved * 2500 == response.saving_nano_usd
+    )
+    assert attributes["sluice.compressor.own_cost_nano_usd"] == round(
+        0.5 * response.original_tokens
+    )
+    expected_saving = attributes["sluice.compressor.expected_saving_nano_usd"]
+    expected_cost = attributes["sluice.compressor.expected_cost_nano_usd"]
+    assert isinstance(expected_saving, int) and isinstance(expected_cost, int)
+    assert 0 < expected_cost < expected_saving
+    assert response.decision == "compressed"
+    assert f"saving {saved * 2500} nano-USD" in response.reason
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("keep_last_turns", -1, "keep_last_turns=-1 must be >= 0"),
+        ("min_tokens", -5, "min_tokens=-5 must be >= 0"),
+        ("strategy", 99, "strategy=99 is not a known CompressionStrategy"),
+    ],
+)
+async def test_bad_policy_fields_are_invalid(
+    start_server: StartServer, field: str, value: int, message: str
+) -> None:
+    stub = await start_server()
+    request = compressor_pb2.CompressRequest(messages=[user(QUESTION)])
+    setattr(request, field, value)
+    error = await rejected(stub, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == message
+
+
+async def test_request_min_tokens_and_dedup_strategy_are_used(start_server: StartServer) -> None:
+    stub = await start_server()
+    repeated = "The depot on the north quay holds the spare anchor chains."
+    text = f"{repeated}\n\n{repeated}\n\nWhere are the chains?"
+    response = await stub.Compress(
+        compressor_pb2.CompressRequest(
+            messages=[user(text)],
+            min_tokens=1,
+            strategy=compressor_pb2.COMPRESSION_STRATEGY_DEDUP,
+        )
+    )
+    assert response.compressed
+    assert response.strategy == "dedup"
+    assert response.messages[0].content == f"{repeated}\n\nWhere are the chains?"
+    assert not response.HasField("saving_nano_usd")  # no target model, so no price
 
 
 async def test_no_messages_is_invalid(start_server: StartServer) -> None:

@@ -1,6 +1,7 @@
 """The OpenAI-compatible client: request bodies, Retry-After forms, JSON answers to a stream
 request, error objects inside a stream."""
 
+import asyncio
 import email.utils
 
 import httpx
@@ -125,3 +126,44 @@ async def test_a_stream_that_stops_without_finishing_is_a_cut() -> None:
     )
     events = [e async for e in client(handler).stream(ENDPOINT, CALL, 5)]
     assert isinstance(events[-1], ProviderAnswer) and events[-1].content == "half"
+
+
+async def test_the_body_is_read_to_its_end_after_done_so_the_connection_is_kept() -> None:
+    """httpx closes a connection whose response was left half-read; reading on past [DONE]
+    (here: to a trailing comment line) returns it to the pool instead."""
+    read_to_end: list[bool] = []
+
+    async def body():
+        yield chunk({"choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}]})
+        yield b"data: [DONE]\n\n"
+        yield b": the end\n\n"
+        read_to_end.append(True)
+
+    handler = lambda r: httpx.Response(  # noqa: E731
+        200, content=body(), headers={"content-type": "text/event-stream"}
+    )
+    events = [e async for e in client(handler).stream(ENDPOINT, CALL, 5)]
+    assert isinstance(events[-1], ProviderAnswer) and events[-1].content == "hi"
+    assert read_to_end == [True]
+
+
+async def test_a_body_left_open_after_done_costs_the_connection_not_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("services.dispatcher.providers.openai._DRAIN_AFTER_DONE_S", 0.05)
+
+    async def body():
+        yield chunk({"choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}]})
+        yield b"data: [DONE]\n\n"
+        await asyncio.sleep(30)  # never ends the body
+
+    handler = lambda r: httpx.Response(  # noqa: E731
+        200, content=body(), headers={"content-type": "text/event-stream"}
+    )
+    stream = client(handler).stream(ENDPOINT, CALL, 5)
+    events = await asyncio.wait_for(_collect(stream), timeout=5)
+    assert isinstance(events[-1], ProviderAnswer) and events[-1].content == "hi"
+
+
+async def _collect(stream):
+    return [e async for e in stream]

@@ -101,3 +101,30 @@ def test_format_gate_matches_the_whole_answer() -> None:
     assert not failed.passed and failed.gate == "format"
     with pytest.raises(ValueError, match="bad regular expression"):
         GateSettings.from_mapping({"expected_format": "[A-"})
+
+
+def test_learned_gates_are_skipped_by_the_rule_evaluation() -> None:
+    from services.router.gates import GATE_NAMES, LEARNED_GATES
+
+    assert LEARNED_GATES <= GATE_NAMES
+    assert evaluate(("scorer", "logprob", "judge"), GateInput("", Finish.STOP), SETTINGS).passed
+
+
+@pytest.mark.parametrize(
+    ("summary", "floors", "passed", "skipped", "reason"),
+    [
+        ((-0.1, -0.9, 5), (-0.5, None), True, False, "mean token logprob -0.100"),
+        ((-0.8, -0.9, 5), (-0.5, None), False, False, "-0.800 < -0.500"),
+        ((-0.1, -3.0, 5), (None, -2.0), False, False, "lowest token logprob -3.000 < -2.000"),
+        ((-0.1, -1.0, 5), (-0.5, -2.0), True, False, "lowest -1.000"),
+        (None, (-0.5, None), True, True, "returned no logprobs"),
+        ((0.0, 0.0, 0), (-0.5, None), True, True, "returned no logprobs"),
+    ],
+)
+def test_logprob_gate(summary, floors, passed, skipped, reason) -> None:
+    from services.router.gates import LogprobSummary, logprob_gate
+
+    logprobs = None if summary is None else LogprobSummary(*summary)
+    result = logprob_gate(GateInput("B", Finish.STOP, logprobs=logprobs), *floors)
+    assert (result.passed, result.skipped, result.gate) == (passed, skipped, "logprob")
+    assert reason in result.reason

@@ -1,5 +1,6 @@
 """The request path: cache, compression, cascade, store, and degradation of optional stages."""
 
+import asyncio
 import time
 from dataclasses import replace
 
@@ -7,8 +8,15 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from services.router.admission import Admission
 from services.router.cascade import Cascade
-from services.router.model import CachedAnswer, CacheMode, Compression, Outcome, StageName
+from services.router.model import (
+    CachedAnswer,
+    CacheMode,
+    Compression,
+    Outcome,
+    StageName,
+)
 from services.router.pipeline import Pipeline, complete
+from services.router.stores import BackgroundStores
 from shared.chat import Finish, Role, Sampling, Turn
 from shared.pricing import TokenUsage
 from shared.tokens import TokenCounter
@@ -41,7 +49,10 @@ async def ask(pipeline, cache_mode=None, text="What is the capital of France?"):
         cache_mode=cache_mode,
         max_cost_nano_usd=0,
     )
-    return await complete(pipeline, chat, time.monotonic() + 5)
+    result = await complete(pipeline, chat, time.monotonic() + 5)
+    # Stores run in the background; wait for them so that assertions on what was stored hold.
+    await pipeline.drain()
+    return result
 
 
 def line(result, stage):
@@ -125,6 +136,7 @@ async def test_sampled_requests_skip_the_cache_unless_the_policy_allows() -> Non
         max_cost_nano_usd=0,
     )
     result = await complete(pipeline, chat, time.monotonic() + 5)
+    await pipeline.drain()
     assert result.content == "fresh" and cache.stored == []
     assert "temperature > 0" in line(result, StageName.CACHE).detail
     allowed = replace(chat, tenant=replace(chat.tenant, cache_sampled=True))
@@ -142,3 +154,114 @@ async def test_unset_temperature_takes_the_model_class_default() -> None:
         max_cost_nano_usd=0,
     )
     assert chat.sampling.temperature == 0.0
+
+
+class GatedCache(FakeCache):
+    """A cache whose Store blocks until released, like one busy embedding and writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def store(self, request, answer, deadline):
+        await self.release.wait()
+        await super().store(request, answer, deadline)
+
+
+async def test_the_answer_returns_before_the_cache_store_finishes() -> None:
+    cache = GatedCache()
+    pipeline, _ = build(FakeModels({"cheap": answer("Paris.", "cheap")}), cache)
+    chat = Admission(policy(), TokenCounter(), 10_000).admit(
+        "acme-key",
+        request_id="r1",
+        model_class="",
+        turns=(Turn(Role.USER, "What is the capital of France?"),),
+        sampling=Sampling(),
+        cache_mode=None,
+        max_cost_nano_usd=0,
+    )
+    result = await asyncio.wait_for(complete(pipeline, chat, time.monotonic() + 5), timeout=2)
+    assert result.content == "Paris." and cache.stored == []
+    assert pipeline.stores.pending == 1
+    cache.release.set()
+    await pipeline.drain()
+    assert [a.content for a in cache.stored] == ["Paris."]
+    assert (pipeline.stores.stored, pipeline.stores.pending) == (1, 0)
+
+
+class RememberingCache(GatedCache):
+    """Serves an exact hit for what it has stored."""
+
+    async def lookup(self, request, deadline):
+        if self.stored:
+            answer = self.stored[-1]
+            return CachedAnswer(
+                "exact", answer.content, answer.model, answer.usage, 1.0, answer.finish
+            )
+        return None
+
+
+async def test_a_repeat_waits_for_the_pending_store_of_the_same_request() -> None:
+    cache = RememberingCache()
+    models = FakeModels({"cheap": answer("Paris.", "cheap")})
+    pipeline, _ = build(models, cache)
+    first = await asyncio.wait_for(ask_unwaited(pipeline), timeout=2)
+    repeat = asyncio.ensure_future(ask_unwaited(pipeline))
+    await asyncio.sleep(0.05)
+    assert not repeat.done()  # its store is still running, so the repeat waits for it
+    cache.release.set()
+    second = await asyncio.wait_for(repeat, timeout=2)
+    assert not first.cache_hit and second.cache_hit and second.content == "Paris."
+    await pipeline.drain()
+
+
+async def test_requests_in_another_namespace_do_not_wait_for_pending_stores() -> None:
+    cache = RememberingCache()
+    pipeline, _ = build(FakeModels({"cheap": answer("Paris.", "cheap")}), cache)
+    pipeline.stores = BackgroundStores(visibility_s=30)
+    await asyncio.wait_for(ask_unwaited(pipeline), timeout=2)
+    # A system prompt puts it in another namespace: no answer stored there can serve it.
+    other = await asyncio.wait_for(ask_unwaited(pipeline, system="Be brief."), timeout=2)
+    assert not other.cache_hit and pipeline.stores.pending == 2
+    cache.release.set()
+    await pipeline.drain()
+    assert len(cache.stored) == 2
+
+
+async def test_unrelated_questions_do_not_wait_for_pending_stores() -> None:
+    cache = RememberingCache()
+    pipeline, _ = build(FakeModels({"cheap": answer("Paris.", "cheap")}), cache)
+    pipeline.stores = BackgroundStores(visibility_s=30)
+    await asyncio.wait_for(ask_unwaited(pipeline), timeout=2)
+    # Same namespace, but no content word in common: no stored answer could serve it.
+    other = await asyncio.wait_for(ask_unwaited(pipeline, text="Who wrote Hamlet?"), timeout=2)
+    assert not other.cache_hit and pipeline.stores.pending == 2
+    cache.release.set()
+    await pipeline.drain()
+
+
+async def test_the_wait_for_pending_stores_is_bounded() -> None:
+    cache = RememberingCache()
+    pipeline, _ = build(FakeModels({"cheap": answer("Paris.", "cheap")}), cache)
+    pipeline.stores = BackgroundStores(visibility_s=0.05)
+    await asyncio.wait_for(ask_unwaited(pipeline), timeout=2)
+    # Same namespace, but the store is stuck: the lookup goes ahead after visibility_s.
+    paraphrase = ask_unwaited(pipeline, text="What's the capital city of France?")
+    other = await asyncio.wait_for(paraphrase, timeout=2)
+    assert not other.cache_hit
+    cache.release.set()
+    await pipeline.drain()
+
+
+async def ask_unwaited(pipeline, text="What is the capital of France?", system=""):
+    turns = ((Turn(Role.SYSTEM, system),) if system else ()) + (Turn(Role.USER, text),)
+    chat = Admission(policy(), TokenCounter(), 10_000).admit(
+        "acme-key",
+        request_id="r1",
+        model_class="",
+        turns=turns,
+        sampling=Sampling(),
+        cache_mode=None,
+        max_cost_nano_usd=0,
+    )
+    return await complete(pipeline, chat, time.monotonic() + 5)

@@ -116,3 +116,18 @@ def test_the_shipped_prior_matches_the_shipped_cascade() -> None:
     estimate = predictor.acceptance(vector)
     assert estimate.shape == (len(design.tiers),)
     assert np.all((estimate > 0) & (estimate <= 1))
+
+
+def test_a_decision_says_why_and_whether_it_explored() -> None:
+    predictor = StartTierPredictor(3, StartTierSettings(exploration=1.0), rng=random.Random(3))
+    for _ in range(30):
+        predictor.observe(unit(0), [(0, False), (1, False), (2, True)])
+    decided = predictor.decide(unit(0), COSTS)
+    # With exploration certain, a tier below the cheapest expected start (tier 3) is taken.
+    assert decided.explored and decided.tier < 2
+    assert decided.reason.startswith("exploring below the cheapest expected start (tier 3)")
+    assert "tier 1 P(accept)=" in decided.reason and "E[cost]=" in decided.reason
+    calm = StartTierPredictor(3, StartTierSettings(exploration=0.0))
+    chosen = calm.decide(unit(0), COSTS)
+    assert (chosen.tier, chosen.explored) == (0, False)
+    assert chosen.reason.startswith("lowest expected cost; tier 1 P(accept)=0.50")

@@ -47,6 +47,30 @@ HIT_KIND_SEMANTIC: HitKind.ValueType  # 3
 """A semantically similar request matched above the similarity threshold."""
 Global___HitKind: _TypeAlias = HitKind  # noqa: Y015
 
+class _HitVerdict:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HitVerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HitVerdict.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HIT_VERDICT_UNSPECIFIED: _HitVerdict.ValueType  # 0
+    """Not set; refused with INVALID_ARGUMENT."""
+    HIT_VERDICT_WRONG: _HitVerdict.ValueType  # 1
+    """The served answer was wrong for the request (a user flag, the router's quality gate)."""
+    HIT_VERDICT_RIGHT: _HitVerdict.ValueType  # 2
+    """The served answer was right for the request."""
+
+class HitVerdict(_HitVerdict, metaclass=_HitVerdictEnumTypeWrapper):
+    """A caller's verdict on a served hit."""
+
+HIT_VERDICT_UNSPECIFIED: HitVerdict.ValueType  # 0
+"""Not set; refused with INVALID_ARGUMENT."""
+HIT_VERDICT_WRONG: HitVerdict.ValueType  # 1
+"""The served answer was wrong for the request (a user flag, the router's quality gate)."""
+HIT_VERDICT_RIGHT: HitVerdict.ValueType  # 2
+"""The served answer was right for the request."""
+Global___HitVerdict: _TypeAlias = HitVerdict  # noqa: Y015
+
 @_typing.final
 class LookupRequest(_message.Message):
     """A request to look up."""
@@ -425,6 +449,7 @@ class StatsResponse(_message.Message):
     EXPIRATIONS_FIELD_NUMBER: _builtins.int
     INVALIDATIONS_FIELD_NUMBER: _builtins.int
     SKIPPED_BAD_VECTORS_FIELD_NUMBER: _builtins.int
+    VERIFICATION_FAILURES_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """Tenant the figures are for; empty for totals."""
     exact_hits: _builtins.int
@@ -449,6 +474,10 @@ class StatsResponse(_message.Message):
     """Entries removed by Invalidate."""
     skipped_bad_vectors: _builtins.int
     """Stored entries skipped while loading because their vector had the wrong dimension."""
+    verification_failures: _builtins.int
+    """Served hits that callers reported wrong with ReportHit: answers verification let through
+    that it should have turned down.
+    """
     def __init__(
         self,
         *,
@@ -463,11 +492,107 @@ class StatsResponse(_message.Message):
         expirations: _builtins.int = ...,
         invalidations: _builtins.int = ...,
         skipped_bad_vectors: _builtins.int = ...,
+        verification_failures: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "evictions", b"evictions", "exact_hits", b"exact_hits", "expirations", b"expirations", "invalidations", b"invalidations", "misses", b"misses", "semantic_hits", b"semantic_hits", "skipped_bad_vectors", b"skipped_bad_vectors", "tenant_id", b"tenant_id", "verification_rejects", b"verification_rejects"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "evictions", b"evictions", "exact_hits", b"exact_hits", "expirations", b"expirations", "invalidations", b"invalidations", "misses", b"misses", "semantic_hits", b"semantic_hits", "skipped_bad_vectors", b"skipped_bad_vectors", "tenant_id", b"tenant_id", "verification_failures", b"verification_failures", "verification_rejects", b"verification_rejects"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StatsResponse: _TypeAlias = StatsResponse  # noqa: Y015
+
+@_typing.final
+class ReportHitRequest(_message.Message):
+    """Which served hit the verdict is about: the request it was served to and the entry served."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    MODEL_CLASS_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    SAMPLING_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
+    model_class: _builtins.str
+    """Model class of the request that was served."""
+    entry_id: _builtins.str
+    """LookupResponse.entry_id of the hit; required. An entry that is no longer in the request's
+    namespace (removed, expired, reported already) gives NOT_FOUND.
+    """
+    verdict: Global___HitVerdict.ValueType
+    """The verdict; required."""
+    @_builtins.property
+    def context(self) -> _common_pb2.RequestContext:
+        """Tenant of the request; required."""
+
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]:
+        """The conversation of the request that was served, as its Lookup sent it."""
+
+    @_builtins.property
+    def sampling(self) -> _common_pb2.SamplingParams:
+        """Sampling parameters of the request that was served."""
+
+    @_builtins.property
+    def response_format(self) -> _common_pb2.ResponseFormat:
+        """Required answer format of the request that was served."""
+
+    def __init__(
+        self,
+        *,
+        context: _common_pb2.RequestContext | None = ...,
+        model_class: _builtins.str = ...,
+        messages: _abc.Iterable[_common_pb2.ChatMessage] | None = ...,
+        sampling: _common_pb2.SamplingParams | None = ...,
+        response_format: _common_pb2.ResponseFormat | None = ...,
+        entry_id: _builtins.str = ...,
+        verdict: Global___HitVerdict.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "entry_id", b"entry_id", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportHitRequest: _TypeAlias = ReportHitRequest  # noqa: Y015
+
+@_typing.final
+class ReportHitResponse(_message.Message):
+    """What the report changed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_KEY_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    CALIBRATED_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    namespace_key: _builtins.str
+    """Namespace key of the request (64 hex digits)."""
+    removed: _builtins.bool
+    """True when the entry was removed (a wrong verdict)."""
+    calibrated: _builtins.bool
+    """True when the verdict was recorded for the namespace's verification threshold: false for
+    an exact hit (no semantic match to learn from) or a verifier without calibration.
+    """
+    threshold: _builtins.float
+    """The namespace's minimum verification score after the report, in [0, 1] (a probability
+    for the learned verifier, a cosine similarity for the rule verifier); 0 when not
+    calibrated.
+    """
+    def __init__(
+        self,
+        *,
+        namespace_key: _builtins.str = ...,
+        removed: _builtins.bool = ...,
+        calibrated: _builtins.bool = ...,
+        threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calibrated", b"calibrated", "namespace_key", b"namespace_key", "removed", b"removed", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportHitResponse: _TypeAlias = ReportHitResponse  # noqa: Y015

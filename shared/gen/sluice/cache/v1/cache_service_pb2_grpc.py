@@ -57,6 +57,11 @@ class SemanticCacheServiceStub:
                 request_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsRequest.SerializeToString,
                 response_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.ReportHit = channel.unary_unary(
+                '/sluice.cache.v1.SemanticCacheService/ReportHit',
+                request_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitRequest.SerializeToString,
+                response_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitResponse.FromString,
+                _registered_method=True)
 
 
 class SemanticCacheServiceServicer:
@@ -96,6 +101,17 @@ class SemanticCacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportHit(self, request, context):
+        """Reports whether a hit that Lookup served was the right answer for the request it was
+        served to. A wrong hit is removed (from the entry store first, then from memory) and
+        counted in Stats.verification_failures; a semantic hit, wrong or right, also becomes a
+        labelled outcome for the namespace's calibrated verification threshold, which is kept in
+        the entry store and survives a restart.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SemanticCacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -118,6 +134,11 @@ def add_SemanticCacheServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsRequest.FromString,
                     response_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsResponse.SerializeToString,
+            ),
+            'ReportHit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportHit,
+                    request_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitRequest.FromString,
+                    response_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -231,6 +252,33 @@ class SemanticCacheService:
             '/sluice.cache.v1.SemanticCacheService/Stats',
             sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsRequest.SerializeToString,
             sluice_dot_cache_dot_v1_dot_cache__service__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportHit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.cache.v1.SemanticCacheService/ReportHit',
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitRequest.SerializeToString,
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,13 @@ class SemanticCacheServiceStub:
     """Reports hit, miss and verification counters and the size of the cache, for one tenant or
     for all of them.
     """
+    ReportHit: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.ReportHitRequest, _cache_service_pb2.ReportHitResponse]
+    """Reports whether a hit that Lookup served was the right answer for the request it was
+    served to. A wrong hit is removed (from the entry store first, then from memory) and
+    counted in Stats.verification_failures; a semantic hit, wrong or right, also becomes a
+    labelled outcome for the namespace's calibrated verification threshold, which is kept in
+    the entry store and survives a restart.
+    """
 
 @_typing.type_check_only
 class SemanticCacheServiceAsyncStub(SemanticCacheServiceStub):
@@ -72,6 +79,13 @@ class SemanticCacheServiceAsyncStub(SemanticCacheServiceStub):
     Stats: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.StatsRequest, _cache_service_pb2.StatsResponse]  # type: ignore[assignment]
     """Reports hit, miss and verification counters and the size of the cache, for one tenant or
     for all of them.
+    """
+    ReportHit: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.ReportHitRequest, _cache_service_pb2.ReportHitResponse]  # type: ignore[assignment]
+    """Reports whether a hit that Lookup served was the right answer for the request it was
+    served to. A wrong hit is removed (from the entry store first, then from memory) and
+    counted in Stats.verification_failures; a semantic hit, wrong or right, also becomes a
+    labelled outcome for the namespace's calibrated verification threshold, which is kept in
+    the entry store and survives a restart.
     """
 
 class SemanticCacheServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +130,19 @@ class SemanticCacheServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cache_service_pb2.StatsResponse, _abc.Awaitable[_cache_service_pb2.StatsResponse]]:
         """Reports hit, miss and verification counters and the size of the cache, for one tenant or
         for all of them.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportHit(
+        self,
+        request: _cache_service_pb2.ReportHitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_service_pb2.ReportHitResponse, _abc.Awaitable[_cache_service_pb2.ReportHitResponse]]:
+        """Reports whether a hit that Lookup served was the right answer for the request it was
+        served to. A wrong hit is removed (from the entry store first, then from memory) and
+        counted in Stats.verification_failures; a semantic hit, wrong or right, also becomes a
+        labelled outcome for the namespace's calibrated verification threshold, which is kept in
+        the entry store and survives a restart.
         """
 
 def add_SemanticCacheServiceServicer_to_server(servicer: SemanticCacheServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -84,6 +84,8 @@ class _StageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Stage.ValueType
     STAGE_BATCHER: _Stage.ValueType  # 3
     STAGE_TIER: _Stage.ValueType  # 4
     """A model call of one cascade tier."""
+    STAGE_JUDGE: _Stage.ValueType  # 5
+    """The cheap-LLM judge's call about one tier's answer (the `judge` gate)."""
 
 class Stage(_Stage, metaclass=_StageEnumTypeWrapper):
     """The request path stage a cost line belongs to."""
@@ -94,6 +96,8 @@ STAGE_COMPRESSOR: Stage.ValueType  # 2
 STAGE_BATCHER: Stage.ValueType  # 3
 STAGE_TIER: Stage.ValueType  # 4
 """A model call of one cascade tier."""
+STAGE_JUDGE: Stage.ValueType  # 5
+"""The cheap-LLM judge's call about one tier's answer (the `judge` gate)."""
 Global___Stage: _TypeAlias = Stage  # noqa: Y015
 
 class _StageOutcome:
@@ -431,12 +435,17 @@ class ModelCall(_message.Message):
     PREFERRED_REGION_FIELD_NUMBER: _builtins.int
     TIER_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    LOGPROBS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Concrete model name as listed in the price catalogue, e.g. "deepseek-v4-flash"."""
     preferred_region: _builtins.str
     """Region to try first; empty means the dispatcher's local region."""
     tier: _builtins.int
     """Cascade tier index starting at 1, recorded on spans; 0 when not part of a cascade."""
+    logprobs: _builtins.bool
+    """Ask the provider for the answer's token log probabilities (OpenAI `logprobs: true`);
+    the Completion then carries their summary when the provider returns them.
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
         """The conversation to send."""
@@ -458,10 +467,11 @@ class ModelCall(_message.Message):
         preferred_region: _builtins.str = ...,
         tier: _builtins.int = ...,
         response_format: Global___ResponseFormat | None = ...,
+        logprobs: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model", b"model", "preferred_region", b"preferred_region", "response_format", b"response_format", "sampling", b"sampling", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logprobs", b"logprobs", "messages", b"messages", "model", b"model", "preferred_region", b"preferred_region", "response_format", b"response_format", "sampling", b"sampling", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -486,6 +496,10 @@ class Completion(_message.Message):
     HEDGE_WON_FIELD_NUMBER: _builtins.int
     CANCELLED_COST_NANO_USD_FIELD_NUMBER: _builtins.int
     TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _builtins.int
+    LOGPROBS_PRESENT_FIELD_NUMBER: _builtins.int
+    MEAN_TOKEN_LOGPROB_FIELD_NUMBER: _builtins.int
+    MIN_TOKEN_LOGPROB_FIELD_NUMBER: _builtins.int
+    LOGPROB_TOKENS_FIELD_NUMBER: _builtins.int
     content: _builtins.str
     """The answer text."""
     finish_reason: Global___FinishReason.ValueType
@@ -513,6 +527,16 @@ class Completion(_message.Message):
     tokens plus the tokens they had streamed, at the endpoint's price. Included in
     cost_nano_usd, since providers bill for work that was started.
     """
+    logprobs_present: _builtins.bool
+    """True when the call asked for logprobs and the provider returned them; the three fields
+    below are meaningful only then.
+    """
+    mean_token_logprob: _builtins.float
+    """Mean natural-log probability of the answer's tokens, <= 0 (0 = fully certain)."""
+    min_token_logprob: _builtins.float
+    """Lowest natural-log probability of any answer token, <= 0."""
+    logprob_tokens: _builtins.int
+    """Number of answer tokens the provider returned logprobs for."""
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Billed tokens."""
@@ -541,10 +565,14 @@ class Completion(_message.Message):
         hedge_won: _builtins.bool = ...,
         cancelled_cost_nano_usd: _builtins.int = ...,
         time_to_first_token: _duration_pb2.Duration | None = ...,
+        logprobs_present: _builtins.bool = ...,
+        mean_token_logprob: _builtins.float = ...,
+        min_token_logprob: _builtins.float = ...,
+        logprob_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time_to_first_token", b"time_to_first_token", "upstream_latency", b"upstream_latency", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cancelled_cost_nano_usd", b"cancelled_cost_nano_usd", "content", b"content", "cost_nano_usd", b"cost_nano_usd", "endpoint", b"endpoint", "finish_reason", b"finish_reason", "hedge_won", b"hedge_won", "hedged", b"hedged", "model", b"model", "region", b"region", "time_to_first_token", b"time_to_first_token", "upstream_latency", b"upstream_latency", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cancelled_cost_nano_usd", b"cancelled_cost_nano_usd", "content", b"content", "cost_nano_usd", b"cost_nano_usd", "endpoint", b"endpoint", "finish_reason", b"finish_reason", "hedge_won", b"hedge_won", "hedged", b"hedged", "logprob_tokens", b"logprob_tokens", "logprobs_present", b"logprobs_present", "mean_token_logprob", b"mean_token_logprob", "min_token_logprob", b"min_token_logprob", "model", b"model", "region", b"region", "time_to_first_token", b"time_to_first_token", "upstream_latency", b"upstream_latency", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

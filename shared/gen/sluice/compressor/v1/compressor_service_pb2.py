@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from sluice.common.v1 import common_pb2 as sluice_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-sluice/compressor/v1/compressor_service.proto\x12\x14sluice.compressor.v1\x1a\x1dsluice/common/v1/common.proto\"\xa1\x01\n\x0f\x43ompressRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12/\n\x08messages\x18\x02 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x14\n\x0ctarget_ratio\x18\x03 \x01(\x01\x12\x14\n\x0ctarget_model\x18\x04 \x01(\t\"\xc4\x01\n\x10\x43ompressResponse\x12/\n\x08messages\x18\x01 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x12\n\ncompressed\x18\x02 \x01(\x08\x12\x17\n\x0foriginal_tokens\x18\x03 \x01(\x03\x12\x19\n\x11\x63ompressed_tokens\x18\x04 \x01(\x03\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x15\n\rcost_nano_usd\x18\x07 \x01(\x03\x32t\n\x17PromptCompressorService\x12Y\n\x08\x43ompress\x12%.sluice.compressor.v1.CompressRequest\x1a&.sluice.compressor.v1.CompressResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-sluice/compressor/v1/compressor_service.proto\x12\x14sluice.compressor.v1\x1a\x1dsluice/common/v1/common.proto\"\x8b\x02\n\x0f\x43ompressRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12/\n\x08messages\x18\x02 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x14\n\x0ctarget_ratio\x18\x03 \x01(\x01\x12\x14\n\x0ctarget_model\x18\x04 \x01(\t\x12;\n\x08strategy\x18\x05 \x01(\x0e\x32).sluice.compressor.v1.CompressionStrategy\x12\x17\n\x0fkeep_last_turns\x18\x06 \x01(\x05\x12\x12\n\nmin_tokens\x18\x07 \x01(\x03\"\x88\x02\n\x10\x43ompressResponse\x12/\n\x08messages\x18\x01 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x12\n\ncompressed\x18\x02 \x01(\x08\x12\x17\n\x0foriginal_tokens\x18\x03 \x01(\x03\x12\x19\n\x11\x63ompressed_tokens\x18\x04 \x01(\x03\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x15\n\rcost_nano_usd\x18\x07 \x01(\x03\x12\x1c\n\x0fsaving_nano_usd\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08\x64\x65\x63ision\x18\t \x01(\tB\x12\n\x10_saving_nano_usd*\xc8\x01\n\x13\x43ompressionStrategy\x12$\n COMPRESSION_STRATEGY_UNSPECIFIED\x10\x00\x12#\n\x1f\x43OMPRESSION_STRATEGY_EXTRACTIVE\x10\x01\x12\x1e\n\x1a\x43OMPRESSION_STRATEGY_DEDUP\x10\x02\x12$\n COMPRESSION_STRATEGY_ABSTRACTIVE\x10\x03\x12 \n\x1c\x43OMPRESSION_STRATEGY_HISTORY\x10\x04\x32t\n\x17PromptCompressorService\x12Y\n\x08\x43ompress\x12%.sluice.compressor.v1.CompressRequest\x1a&.sluice.compressor.v1.CompressResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.compressor.v1.compressor_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_COMPRESSIONSTRATEGY']._serialized_start=640
+  _globals['_COMPRESSIONSTRATEGY']._serialized_end=840
   _globals['_COMPRESSREQUEST']._serialized_start=103
-  _globals['_COMPRESSREQUEST']._serialized_end=264
-  _globals['_COMPRESSRESPONSE']._serialized_start=267
-  _globals['_COMPRESSRESPONSE']._serialized_end=463
-  _globals['_PROMPTCOMPRESSORSERVICE']._serialized_start=465
-  _globals['_PROMPTCOMPRESSORSERVICE']._serialized_end=581
+  _globals['_COMPRESSREQUEST']._serialized_end=370
+  _globals['_COMPRESSRESPONSE']._serialized_start=373
+  _globals['_COMPRESSRESPONSE']._serialized_end=637
+  _globals['_PROMPTCOMPRESSORSERVICE']._serialized_start=842
+  _globals['_PROMPTCOMPRESSORSERVICE']._serialized_end=958
 # @@protoc_insertion_point(module_scope)

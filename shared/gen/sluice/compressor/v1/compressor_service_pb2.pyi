@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from sluice.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,50 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _CompressionStrategy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CompressionStrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CompressionStrategy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMPRESSION_STRATEGY_UNSPECIFIED: _CompressionStrategy.ValueType  # 0
+    """The service default: query-aware extraction."""
+    COMPRESSION_STRATEGY_EXTRACTIVE: _CompressionStrategy.ValueType  # 1
+    """Duplicate and boilerplate removal, then keep the context chunks most relevant to the
+    question, in their original order, with code blocks, tables and list items kept whole.
+    """
+    COMPRESSION_STRATEGY_DEDUP: _CompressionStrategy.ValueType  # 2
+    """Only duplicate and boilerplate removal and whitespace normalisation: cheap and lossless
+    for the question.
+    """
+    COMPRESSION_STRATEGY_ABSTRACTIVE: _CompressionStrategy.ValueType  # 3
+    """A cheap model summarises the context through the dispatcher; its cost is counted. Falls
+    back to extraction when the summary cannot be had.
+    """
+    COMPRESSION_STRATEGY_HISTORY: _CompressionStrategy.ValueType  # 4
+    """Keep the system prompt and the last keep_last_turns turns; summarise the older turns."""
+
+class CompressionStrategy(_CompressionStrategy, metaclass=_CompressionStrategyEnumTypeWrapper):
+    """How to compress, chosen by the caller's policy."""
+
+COMPRESSION_STRATEGY_UNSPECIFIED: CompressionStrategy.ValueType  # 0
+"""The service default: query-aware extraction."""
+COMPRESSION_STRATEGY_EXTRACTIVE: CompressionStrategy.ValueType  # 1
+"""Duplicate and boilerplate removal, then keep the context chunks most relevant to the
+question, in their original order, with code blocks, tables and list items kept whole.
+"""
+COMPRESSION_STRATEGY_DEDUP: CompressionStrategy.ValueType  # 2
+"""Only duplicate and boilerplate removal and whitespace normalisation: cheap and lossless
+for the question.
+"""
+COMPRESSION_STRATEGY_ABSTRACTIVE: CompressionStrategy.ValueType  # 3
+"""A cheap model summarises the context through the dispatcher; its cost is counted. Falls
+back to extraction when the summary cannot be had.
+"""
+COMPRESSION_STRATEGY_HISTORY: CompressionStrategy.ValueType  # 4
+"""Keep the system prompt and the last keep_last_turns turns; summarise the older turns."""
+Global___CompressionStrategy: _TypeAlias = CompressionStrategy  # noqa: Y015
+
 @_typing.final
 class CompressRequest(_message.Message):
     """A conversation to compress."""
@@ -29,10 +74,21 @@ class CompressRequest(_message.Message):
     MESSAGES_FIELD_NUMBER: _builtins.int
     TARGET_RATIO_FIELD_NUMBER: _builtins.int
     TARGET_MODEL_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    KEEP_LAST_TURNS_FIELD_NUMBER: _builtins.int
+    MIN_TOKENS_FIELD_NUMBER: _builtins.int
     target_ratio: _builtins.float
     """Fraction of the prompt's tokens to keep, in (0, 1]; 0 means the service default."""
     target_model: _builtins.str
     """Model the compressed prompt will be sent to, used to price the saving."""
+    strategy: Global___CompressionStrategy.ValueType
+    """Strategy to run; unspecified means the service default (extractive)."""
+    keep_last_turns: _builtins.int
+    """Turns kept verbatim by the history strategy, counted from the end; 0 means the service
+    default.
+    """
+    min_tokens: _builtins.int
+    """Prompts with fewer tokens pass through untouched; 0 means the service default."""
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext:
         """Tenant and request id."""
@@ -48,10 +104,13 @@ class CompressRequest(_message.Message):
         messages: _abc.Iterable[_common_pb2.ChatMessage] | None = ...,
         target_ratio: _builtins.float = ...,
         target_model: _builtins.str = ...,
+        strategy: Global___CompressionStrategy.ValueType = ...,
+        keep_last_turns: _builtins.int = ...,
+        min_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "messages", b"messages", "target_model", b"target_model", "target_ratio", b"target_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "keep_last_turns", b"keep_last_turns", "messages", b"messages", "min_tokens", b"min_tokens", "strategy", b"strategy", "target_model", b"target_model", "target_ratio", b"target_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -70,6 +129,8 @@ class CompressResponse(_message.Message):
     STRATEGY_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    SAVING_NANO_USD_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
     compressed: _builtins.bool
     """True when the messages were changed."""
     original_tokens: _builtins.int
@@ -82,6 +143,14 @@ class CompressResponse(_message.Message):
     """Why compression ran or was skipped."""
     cost_nano_usd: _builtins.int
     """What compression itself cost, in nano-USD (0 for local strategies)."""
+    saving_nano_usd: _builtins.int
+    """Input cost avoided at the target model's input price, in nano-USD; unset when the target
+    model is not in the price catalogue or no strategy ran.
+    """
+    decision: _builtins.str
+    """Why, in one word: "compressed", "below_threshold", "free_target_model", "not_worth_it",
+    "no_saving" or "failed".
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]:
         """The conversation to send on: compressed, or the original when compression was skipped."""
@@ -96,11 +165,15 @@ class CompressResponse(_message.Message):
         strategy: _builtins.str = ...,
         reason: _builtins.str = ...,
         cost_nano_usd: _builtins.int = ...,
+        saving_nano_usd: _builtins.int | None = ...,
+        decision: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_saving_nano_usd", b"_saving_nano_usd", "saving_nano_usd", b"saving_nano_usd"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compressed", b"compressed", "compressed_tokens", b"compressed_tokens", "cost_nano_usd", b"cost_nano_usd", "messages", b"messages", "original_tokens", b"original_tokens", "reason", b"reason", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_saving_nano_usd", b"_saving_nano_usd", "compressed", b"compressed", "compressed_tokens", b"compressed_tokens", "cost_nano_usd", b"cost_nano_usd", "decision", b"decision", "messages", b"messages", "original_tokens", b"original_tokens", "reason", b"reason", "saving_nano_usd", b"saving_nano_usd", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__saving_nano_usd: _TypeAlias = _typing.Literal["saving_nano_usd"]  # noqa: Y015
+    _WhichOneofArgType__saving_nano_usd: _TypeAlias = _typing.Literal["_saving_nano_usd", b"_saving_nano_usd"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__saving_nano_usd) -> _WhichOneofReturnType__saving_nano_usd | None: ...
 
 Global___CompressResponse: _TypeAlias = CompressResponse  # noqa: Y015

@@ -1,0 +1,115 @@
+"""Callers' verdicts on served hits (the ReportHit RPC), kept for per-namespace calibration.
+
+A served semantic hit that a user or the router's quality gate reports wrong (or confirms)
+is a labelled outcome at the score the verifier gave it; NamespaceCalibrator turns enough of
+them into the namespace's own threshold (verifiers/calibration.py). The outcomes are counted
+in the entry store before memory, so a namespace's threshold survives a restart, and they are
+filed under the verifier's `feedback_scale` (its kind and model digest): a probability from one
+model file says nothing about another's, so counts from an older model are not reloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.cache.entries import Entry, EntryTable
+from services.cache.keys import RequestKeys
+from services.cache.store import FEEDBACK_BINS, EntryStore, StoreUnavailable
+from services.cache.verifiers.calibration import NamespaceCalibrator, bin_of
+from services.cache.verify import HitVerifier, Pair, clamp_similarity
+from shared.errors import InvalidRequest, NotFound, Unavailable
+
+
+@runtime_checkable
+class Calibrated(Protocol):
+    """A verifier with per-namespace thresholds that feedback can move."""
+
+    feedback_scale: str
+
+    @property
+    def calibrator(self) -> NamespaceCalibrator | None: ...
+
+    def feedback_score(self, pair: Pair) -> float:
+        """The score (in [0, 1]) the namespace's threshold is compared with for this pair."""
+        ...
+
+
+@dataclass(frozen=True)
+class HitReport:
+    namespace: str
+    removed: bool
+    calibrated: bool
+    threshold: float  # the namespace's threshold after the report; 0 when not calibrated
+
+
+def reported_entry(table: EntryTable, tenant_id: str, keys: RequestKeys, entry_id: str) -> Entry:
+    """The served entry a report names, checked against the request it was served to."""
+    if not entry_id:
+        raise InvalidRequest("entry_id is required: the LookupResponse.entry_id of the hit")
+    namespace = table.namespaces.get(keys.namespace)
+    if namespace is None or namespace.tenant_id != tenant_id:
+        raise NotFound(
+            f"namespace {keys.namespace} of this request holds no entries of tenant {tenant_id!r}"
+        )
+    entry = table.by_id.get(entry_id)
+    if entry is None or entry.namespace != keys.namespace:
+        raise NotFound(
+            f"entry {entry_id!r} is not in namespace {keys.namespace} (removed, expired, "
+            "already reported wrong, or served for another request)"
+        )
+    return entry
+
+
+def served_pair(
+    keys: RequestKeys, entry: Entry, vector: NDArray[np.float32], stored: NDArray[np.float32]
+) -> Pair:
+    """The pair verification judged when it served `entry` for the request with `keys`."""
+    similarity = clamp_similarity(float(vector @ stored))
+    query, answer = keys.query or "", entry.answer.content
+    return Pair(query, entry.query or "", similarity, keys.namespace, vector, stored, answer)
+
+
+class FeedbackBook:
+    """Feeds reports to the verifier's calibrator, persisting each before applying it."""
+
+    def __init__(self, verifier: HitVerifier, store: EntryStore) -> None:
+        calibrated = isinstance(verifier, Calibrated) and verifier.calibrator is not None
+        self._verifier: Calibrated | None = verifier if calibrated else None  # type: ignore[assignment]
+        self._store = store
+
+    async def restore(self) -> int:
+        """Reloads the stored counts of this verifier's scale; returns the outcomes loaded."""
+        calibrator = self._calibrator()
+        if self._verifier is None or calibrator is None:
+            return 0
+        loaded = 0
+        for count in await self._store.load_feedback(self._verifier.feedback_scale):
+            score = (count.bin + 0.5) / FEEDBACK_BINS
+            calibrator.restore(count.namespace, score, seen=count.seen, wrong=count.wrong)
+            loaded += count.seen
+        return loaded
+
+    async def record(self, pair: Pair, correct: bool) -> bool:
+        """Counts one outcome, durably first; False when the verifier keeps no calibration."""
+        calibrator = self._calibrator()
+        if self._verifier is None or calibrator is None:
+            return False
+        score = self._verifier.feedback_score(pair)
+        scale, score_bin = self._verifier.feedback_scale, bin_of(score, FEEDBACK_BINS)
+        try:
+            await self._store.add_feedback(scale, pair.namespace, score_bin, not correct)
+        except StoreUnavailable as error:
+            raise Unavailable(f"the entry store failed: {error}") from None
+        calibrator.record(pair.namespace, score, correct)
+        return True
+
+    def threshold(self, namespace: str) -> float:
+        calibrator = self._calibrator()
+        return 0.0 if calibrator is None else calibrator.threshold(namespace)
+
+    def _calibrator(self) -> NamespaceCalibrator | None:
+        return None if self._verifier is None else self._verifier.calibrator

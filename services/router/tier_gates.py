@@ -1,0 +1,171 @@
+"""One tier's quality check: the rule gates, then the gates that need more than the text.
+
+Rule gates (gates.py) are cheap and run first; an answer they reject is not worth scoring.
+Then, in the order the policy lists them: `logprob` (the provider's token logprobs), `scorer`
+(the learned answer scorer, off the event loop) and `judge` (a cheap LLM, billed). A learned
+gate that cannot judge (no logprobs, a scoring error, a judge that failed or gave no verdict)
+is skipped with the reason; it never fails the answer and never crashes the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from opentelemetry import trace
+
+from services.router.gates import GateInput, Verdict, evaluate, logprob_gate
+from services.router.judge import LlmJudge
+from services.router.learned import prompt_of
+from services.router.learning.runtime import RoutingSession
+from services.router.model import ChatRequest, StageLine, TierAnswer
+from services.router.policy import TierSpec
+from shared import telemetry as attrs
+
+LOG = logging.getLogger(__name__)
+
+# Span attributes of the learned gates (the router's own; shared/telemetry holds the
+# cross-service names).
+SCORER_SCORE = "sluice.gate.scorer.score"
+SCORER_MIN_SCORE = "sluice.gate.scorer.min_score"
+LOGPROB_MEAN = "sluice.gate.logprob.mean"
+LOGPROB_MIN = "sluice.gate.logprob.min"
+JUDGE_VERDICT = "sluice.gate.judge.verdict"
+JUDGE_COST_USD = "sluice.gate.judge.cost.usd"
+GATES_SKIPPED = "sluice.gate.skipped"
+
+
+@dataclass(frozen=True)
+class TierVerdict:
+    verdict: Verdict
+    # What the learned gates found, for the cost-table line ("scorer 0.812 >= 0.650").
+    notes: tuple[str, ...] = ()
+    # Extra billed lines, e.g. the judge's call.
+    lines: tuple[StageLine, ...] = ()
+
+
+class TierGates:
+    def __init__(self, judge: LlmJudge | None = None) -> None:
+        self._judge = judge
+
+    async def check(
+        self,
+        request: ChatRequest,
+        tier: TierSpec,
+        answer: TierAnswer,
+        session: RoutingSession | None,
+        deadline: float,
+        span: trace.Span,
+        last: bool = False,
+    ) -> TierVerdict:
+        ruled = evaluate(
+            tier.gates,
+            GateInput(answer.content, answer.finish, request.response_format, answer.logprobs),
+            request.model_class.gate_settings,
+        )
+        run = _Run(request, tier, answer, session, span)
+        if ruled.passed:
+            for name in tier.gates:
+                if name == "logprob":
+                    run.add(_logprob(tier, answer, span))
+                elif name == "scorer":
+                    run.add(await run.score())
+                elif name == "judge" and last:
+                    # Its verdict could change nothing, so its call is not worth paying for.
+                    run.add(
+                        Verdict(True, "judge", "the last tier is accepted anyway", skipped=True)
+                    )
+                elif name == "judge":
+                    run.add(await self._judge_gate(run, deadline))
+                if run.failed is not None:
+                    break
+        else:
+            run.failed = ruled
+        await run.finish()
+        return TierVerdict(run.failed or Verdict(True), tuple(run.notes), tuple(run.lines))
+
+    async def _judge_gate(self, run: _Run, deadline: float) -> Verdict:
+        if self._judge is None:
+            return Verdict(True, "judge", "no judge is configured", skipped=True)
+        question = prompt_of(run.request)
+        result = await self._judge.check(
+            run.request, run.tier, question, run.answer.content, deadline
+        )
+        run.lines.append(result.line)
+        run.span.set_attribute(JUDGE_COST_USD, attrs.usd(result.line.cost_nano_usd))
+        if result.passed is None:
+            return Verdict(True, "judge", result.reason, skipped=True)
+        run.span.set_attribute(JUDGE_VERDICT, "yes" if result.passed else "no")
+        return Verdict(result.passed, "judge", result.reason)
+
+
+def _logprob(tier: TierSpec, answer: TierAnswer, span: trace.Span) -> Verdict:
+    if answer.logprobs is not None:
+        span.set_attributes({LOGPROB_MEAN: answer.logprobs.mean, LOGPROB_MIN: answer.logprobs.min})
+    return logprob_gate(
+        GateInput(answer.content, answer.finish, logprobs=answer.logprobs),
+        tier.min_mean_logprob,
+        tier.min_token_logprob,
+    )
+
+
+class _Run:
+    """The state of one tier's check: the first failure, notes, extra lines, the session."""
+
+    def __init__(
+        self,
+        request: ChatRequest,
+        tier: TierSpec,
+        answer: TierAnswer,
+        session: RoutingSession | None,
+        span: trace.Span,
+    ) -> None:
+        self.request = request
+        self.tier = tier
+        self.answer = answer
+        self.session = session
+        self.span = span
+        self.failed: Verdict | None = None
+        self.notes: list[str] = []
+        self.lines: list[StageLine] = []
+        self.scored = False
+        self.skipped: list[str] = []
+
+    def add(self, verdict: Verdict) -> None:
+        if verdict.skipped:
+            self.skipped.append(verdict.gate)
+            self.notes.append(f"gate {verdict.gate} skipped: {verdict.reason}")
+        elif not verdict.passed:
+            self.failed = verdict
+        elif verdict.reason:
+            self.notes.append(verdict.reason)
+
+    async def score(self) -> Verdict:
+        min_score = self.tier.min_score if self.tier.min_score is not None else 0.0
+        if self.session is None:
+            return Verdict(True, "scorer", "the answer scorer is not loaded", skipped=True)
+        try:
+            score = await self.session.score(self.answer.model, self.answer.content)
+        except Exception as error:  # a scoring fault must degrade, never fail the request
+            LOG.warning("scorer failed on tier %d: %s", self.tier.index, error, exc_info=True)
+            return Verdict(True, "scorer", f"scoring failed: {error}", skipped=True)
+        self.scored = True
+        self.span.set_attributes({SCORER_SCORE: score, SCORER_MIN_SCORE: min_score})
+        if score < min_score:
+            return Verdict(False, "scorer", f"scorer {score:.3f} < min_score {min_score:.3f}")
+        return Verdict(True, "scorer", f"scorer {score:.3f} >= min_score {min_score:.3f}")
+
+    async def finish(self) -> None:
+        """Tells the session how the tier ended, keeping its answer for later tiers."""
+        if self.skipped:
+            self.span.set_attribute(GATES_SKIPPED, self.skipped)
+        if self.session is None:
+            return
+        wants_answers = any("scorer" in t.gates for t in self.request.model_class.tiers)
+        if not self.scored and wants_answers:
+            try:
+                await self.session.keep(self.answer.content)
+            except Exception as error:  # later tiers then score without this answer
+                LOG.warning("could not keep tier %d's answer: %s", self.tier.index, error)
+                return
+        self.session.outcome(self.tier.index - 1, self.failed is None)

@@ -1,0 +1,89 @@
+"""ReportHit against the real process and model: a wrong hit is removed and counted, and the
+namespace's calibrated threshold, fed by reports, is still there after a restart."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+from sluice.cache.v1 import cache_service_pb2 as pb
+from sluice.cache.v1 import cache_service_pb2_grpc as pb_grpc
+
+from tests.integration.test_cache_durability import CONTEXT, SAMPLING, conversation, lookup, store
+from tests.integration.test_cache_service import free_port, start, wait_serving
+
+pytestmark = pytest.mark.integration
+
+STORED = "What is the capital of France?"
+ASKED = "What's the capital city of France?"  # MiniLM cosine 0.957: a semantic hit at 0.90
+# NamespaceCalibrator's DEFAULT_MIN_FEEDBACK: outcomes before a namespace gets its own bar.
+ENOUGH = 200
+
+
+def report(entry_id: str, verdict: int) -> pb.ReportHitRequest:
+    return pb.ReportHitRequest(
+        context=CONTEXT,
+        model_class="small",
+        messages=conversation(ASKED),
+        sampling=SAMPLING,
+        entry_id=entry_id,
+        verdict=verdict,  # type: ignore[arg-type]
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+
+
+def test_reports_remove_count_and_calibrate_across_a_restart(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")  # SQLite, the default store
+    port = free_port()
+    first = start(tmp_path / "first.log", port, SLUICE_CACHE_DATA_DIR=data)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            wait_serving(channel, first, tmp_path / "first.log")
+            stub = pb_grpc.SemanticCacheServiceStub(channel)
+            entry_id = store(stub, STORED, "Paris.")
+            hit = lookup(stub, ASKED)
+            assert (hit.kind, hit.entry_id) == (pb.HIT_KIND_SEMANTIC, entry_id)
+            for _ in range(ENOUGH):
+                confirmed = stub.ReportHit(report(entry_id, pb.HIT_VERDICT_RIGHT), timeout=30)
+            # The rule verifier calibrates on the cosine: 200 clean outcomes at 0.957 put the
+            # namespace's bar at that bin's lower edge.
+            assert (confirmed.calibrated, confirmed.removed) == (True, False)
+            assert confirmed.threshold == pytest.approx(0.95, abs=1e-6)
+            stop(first)
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+    port = free_port()
+    second = start(tmp_path / "second.log", port, SLUICE_CACHE_DATA_DIR=data)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            wait_serving(channel, second, tmp_path / "second.log")
+            stub = pb_grpc.SemanticCacheServiceStub(channel)
+            wrong = stub.ReportHit(report(entry_id, pb.HIT_VERDICT_WRONG), timeout=30)
+            # The restarted process reloaded the 200 outcomes: one wrong among 201 is within
+            # 1%, so the bar stays at 0.95 instead of falling back to the shared default.
+            assert (wrong.calibrated, wrong.removed) == (True, True)
+            assert wrong.threshold == pytest.approx(0.95, abs=1e-6)
+            assert lookup(stub, ASKED).kind == pb.HIT_KIND_MISS
+            stats = stub.Stats(pb.StatsRequest(context=CONTEXT), timeout=30)
+            assert (stats.verification_failures, stats.entries) == (1, 0)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.ReportHit(report(entry_id, pb.HIT_VERDICT_WRONG), timeout=30)
+            assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+            missing = report("", pb.HIT_VERDICT_WRONG)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.ReportHit(missing, timeout=30)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "entry_id is required" in (raised.value.details() or "")
+            stop(second)
+    finally:
+        if second.poll() is None:
+            second.kill()
