@@ -3,21 +3,19 @@ and an Invalidate on one removes the entry on the other. Starts its own redis-se
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-import redis
 from sluice.cache.v1 import cache_service_pb2 as pb
 from sluice.cache.v1 import cache_service_pb2_grpc as pb_grpc
 
 from tests.integration.test_cache_durability import CONTEXT, lookup, store
 from tests.integration.test_cache_service import free_port, start, wait_serving
+from tests.support import running_redis
 
 pytestmark = pytest.mark.integration
 
@@ -26,44 +24,8 @@ PROPAGATION_S = 1.0
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not Path(binary).exists():
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    with (tmp_path / "redis.log").open("wb") as log:
-        server = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(
-                        f"redis-server did not start:\n{(tmp_path / 'redis.log').read_text()}"
-                    )
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        client.close()
-        server.terminate()
-        server.wait(timeout=10)
+    with running_redis(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
