@@ -102,12 +102,17 @@ def running_service(
         _wait_serving(process, address, log_path)
         yield address
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within timeout_s."""
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_serving(process: subprocess.Popen[bytes], address: str, log_path: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import REPO
+from benchmarks.common import REPO, stop_process
 from shared.mesh import free_port
 
 DEFAULT_VENV = REPO / ".sluice" / "bench" / "litellm-venv"
@@ -110,12 +110,7 @@ def running_litellm(
         _wait_ready(process, base, log_path)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], base: str, log_path: Path) -> None:
