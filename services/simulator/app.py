@@ -23,12 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from services.simulator.answers import Answer, AnswerBook, cap_answer
+from services.simulator.answers import Answer
 from services.simulator.batch_api import BatchApi
+from services.simulator.composer import Composer
 from services.simulator.config import Settings
 from services.simulator.faults import FaultKind, FaultModel, Sleep
 from services.simulator.logprobs import logprobs_json, token_logprobs
-from services.simulator.packed import PackedAnswers
 from services.simulator.replay import ReplayBook, load_replay_dir
 from services.simulator.scenario import RegionSpec, Scenario, ScenarioError, load_scenario
 from services.simulator.state import SimulatorState
@@ -124,16 +124,13 @@ class SimulatorApi:
         state: SimulatorState,
         faults: FaultModel,
         tokens: TokenCounter,
+        composer: Composer,
     ) -> None:
         self._simulation = simulation
-        self._scenario = simulation.scenario
-        self._replay = simulation.replay
         self._state = state
         self._faults = faults
         self._tokens = tokens
-        self._answers = AnswerBook(simulation.scenario.rules, tokens)
-        # The batcher's packed prompts get a JSON array of answers (simulator/packed.py).
-        self._packed = PackedAnswers(self._answers, tokens)
+        self._composer = composer
 
     async def models(self, request: Request) -> Response:
         if request.path_params["region"] not in self._state.regions:
@@ -163,7 +160,7 @@ class SimulatorApi:
             if fault is FaultKind.TIMEOUT:
                 await self._faults.wait(region.faults.timeout_hang_s)
             return _fault_response(fault, region)
-        found = self._compose(admitted)
+        found = self._composer.compose(admitted)
         if found is None:
             self._state.rejected(name, admitted.model)
             message = f"no recorded answer of {admitted.model!r} for this prompt"
@@ -225,20 +222,6 @@ class SimulatorApi:
             message = f"the model {chat.model!r} does not exist; GET models lists the served ones"
             return _error(404, message, "model_not_found", "invalid_request_error")
         return chat
-
-    def _compose(self, chat: ChatRequest) -> tuple[Answer, float | None] | None:
-        """The answer and its recorded USD cost (replay only); None when nothing is recorded."""
-        prompt = chat.last_user_text()
-        if self._replay is not None and self._replay.serves(chat.model):
-            recording = self._replay.lookup(prompt, chat.model)
-            if recording is None:
-                return None
-            # A cut recording keeps its recorded cost: the data has no input/output split.
-            answer = cap_answer(self._tokens, recording.response, chat.max_tokens)
-            return answer, recording.cost_usd
-        model = self._scenario.models[chat.model]
-        packed = self._packed.answer(model, prompt, chat.max_tokens)
-        return packed or self._answers.answer(model, prompt, chat.max_tokens), None
 
     async def _stream(
         self,
@@ -352,10 +335,11 @@ def build_app(
     faults = FaultModel(rng or random.Random(settings.seed), sleep, scale)
     tokens = tokens or TokenCounter()
     state = SimulatorState(simulation.scenario.regions, simulation.model_names())
-    api = SimulatorApi(simulation, state, faults, tokens)
+    composer = Composer(simulation.scenario, simulation.replay, tokens)
+    api = SimulatorApi(simulation, state, faults, tokens, composer)
     admin = AdminApi(state)
     catalogue = load_catalogue(settings.catalogue_file)
-    batches = BatchApi(simulation.scenario, simulation.replay, state, tokens, catalogue)
+    batches = BatchApi(simulation.scenario, composer, simulation.serves, state, tokens, catalogue)
     routes = [
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/admin/stats", admin.stats, methods=["GET"]),

@@ -21,7 +21,7 @@ library's email parser, so the simulator needs no multipart package.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -31,7 +31,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.simulator.answers import Answer, AnswerBook, cap_answer
 from services.simulator.batch_work import (
     CHAT_URL,
     BatchRunner,
@@ -43,11 +42,10 @@ from services.simulator.batch_work import (
     now_s,
     validate_input,
 )
-from services.simulator.packed import PackedAnswers
-from services.simulator.replay import ReplayBook
+from services.simulator.composer import Composer
 from services.simulator.scenario import Scenario
 from services.simulator.state import SimulatorState
-from services.simulator.wire import BadRequest, ChatRequest, error_body
+from services.simulator.wire import BadRequest, error_body
 from shared.pricing import PriceCatalogue
 from shared.tokens import TokenCounter
 
@@ -84,18 +82,14 @@ class BatchApi:
     def __init__(
         self,
         scenario: Scenario,
-        replay: ReplayBook | None,
+        composer: Composer,
+        serves: Callable[[str], bool],
         state: SimulatorState,
         tokens: TokenCounter,
         catalogue: PriceCatalogue,
     ) -> None:
-        self._scenario = scenario
-        self._replay = replay
         self._state = state
-        self._tokens = tokens
-        self._book = AnswerBook(scenario.rules, tokens)
-        self._packed = PackedAnswers(self._book, tokens)
-        self._runner = BatchRunner(self._compose, self._serves, tokens, catalogue)
+        self._runner = BatchRunner(composer.compose, serves, tokens, catalogue)
         self._regions = {name: RegionBatches() for name in scenario.regions}
         self.stats = BatchStats()
         self.completion_delay_s = DEFAULT_COMPLETION_DELAY_S
@@ -113,23 +107,6 @@ class BatchApi:
             Route("/{region}/v1/batches/{batch_id}", self.get, methods=["GET"]),
             Route("/{region}/v1/batches/{batch_id}/cancel", self.cancel, methods=["POST"]),
         ]
-
-    def _serves(self, model: str) -> bool:
-        return model in self._scenario.models or bool(self._replay and self._replay.serves(model))
-
-    def _compose(self, chat: ChatRequest) -> tuple[Answer, float | None] | None:
-        """As the chat endpoint answers: a recording for replay models, else packed, rule or
-        synthetic answers."""
-        prompt = chat.last_user_text()
-        if self._replay is not None and self._replay.serves(chat.model):
-            recording = self._replay.lookup(prompt, chat.model)
-            if recording is None:
-                return None
-            answer = cap_answer(self._tokens, recording.response, chat.max_tokens)
-            return answer, recording.cost_usd
-        model = self._scenario.models[chat.model]
-        packed = self._packed.answer(model, prompt, chat.max_tokens)
-        return packed or self._book.answer(model, prompt, chat.max_tokens), None
 
     def _region(self, request: Request) -> RegionBatches | Response:
         name = request.path_params["region"]
