@@ -57,6 +57,8 @@ class InMemoryLedger:
         self._totals: dict[tuple[str, str], int] = {}
         self._counts: dict[tuple[str, str], int] = {}
         self._charged: dict[str, None] = {}
+        # The day the entries were last pruned for; pruning runs once a day, not per request.
+        self._pruned_for = ""
 
     def _periods(self) -> tuple[str, str]:
         now = self._clock()
@@ -74,9 +76,11 @@ class InMemoryLedger:
 
     def record(self, tenant_id: str, cost_nano_usd: int) -> None:
         day, month = self._periods()
-        # Periods that have passed are dropped, so the ledger stays two entries per tenant.
-        self._totals = {k: v for k, v in self._totals.items() if k[1] in (day, month)}
-        self._counts = {k: v for k, v in self._counts.items() if k[1] == day}
+        if day != self._pruned_for:
+            # Periods that have passed are dropped, so the ledger stays two entries per tenant.
+            self._totals = {k: v for k, v in self._totals.items() if k[1] in (day, month)}
+            self._counts = {k: v for k, v in self._counts.items() if k[1] == day}
+            self._pruned_for = day
         for period in (day, month):
             self._totals[(tenant_id, period)] = (
                 self._totals.get((tenant_id, period), 0) + cost_nano_usd
