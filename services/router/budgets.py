@@ -47,6 +47,11 @@ class ServedLedger(JobLedger, Protocol):
     async def close(self) -> None: ...
 
 
+def periods(now: datetime) -> tuple[str, str]:
+    """The UTC day and month a charge at `now` counts in, e.g. ("2026-11-27", "2026-11")."""
+    return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+
+
 # Charge ids remembered by one in-memory ledger; the oldest are forgotten first.
 MAX_CHARGE_IDS = 100_000
 
@@ -60,12 +65,8 @@ class InMemoryLedger:
         # The day the entries were last pruned for; pruning runs once a day, not per request.
         self._pruned_for = ""
 
-    def _periods(self) -> tuple[str, str]:
-        now = self._clock()
-        return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
-
     def spent(self, tenant_id: str) -> Spend:
-        day, month = self._periods()
+        day, month = periods(self._clock())
         return Spend(
             self._totals.get((tenant_id, day), 0),
             self._totals.get((tenant_id, month), 0),
@@ -75,7 +76,7 @@ class InMemoryLedger:
         )
 
     def record(self, tenant_id: str, cost_nano_usd: int) -> None:
-        day, month = self._periods()
+        day, month = periods(self._clock())
         if day != self._pruned_for:
             # Periods that have passed are dropped, so the ledger stays two entries per tenant.
             self._totals = {k: v for k, v in self._totals.items() if k[1] in (day, month)}

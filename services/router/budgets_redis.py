@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from services.router.budgets import Spend
+from services.router.budgets import Spend, periods
 
 LOG = logging.getLogger(__name__)
 PREFIX = "sluice:ledger:"
@@ -91,10 +91,6 @@ class RedisLedger:
     ) -> RedisLedger:
         return cls(aioredis.Redis.from_url(url, socket_timeout=2.0), sync_s, clock)
 
-    def _periods(self) -> tuple[str, str]:
-        now = self._clock()
-        return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
-
     def track(self, tenant_ids: Iterable[str]) -> None:
         """Reads these tenants' totals from every sync on, before this replica serves them (the
         router tracks every tenant of its policies, so a new replica starts with their spend)."""
@@ -105,20 +101,20 @@ class RedisLedger:
 
     def spent(self, tenant_id: str) -> Spend:
         self._tenants.add(tenant_id)
-        day, month = self._periods()
+        day, month = periods(self._clock())
         day_key, month_key, count_key = _keys(tenant_id, day, month)
         return Spend(self._view(day_key), self._view(month_key), self._view(count_key), day, month)
 
     def record(self, tenant_id: str, cost_nano_usd: int) -> None:
         self._tenants.add(tenant_id)
-        day_key, month_key, count_key = _keys(tenant_id, *self._periods())
+        day_key, month_key, count_key = _keys(tenant_id, *periods(self._clock()))
         self._pending.update({day_key: cost_nano_usd, month_key: cost_nano_usd, count_key: 1})
 
     def charge_once(self, tenant_id: str, charge_id: str, cost_nano_usd: int) -> None:
         """Queued for the next sync, which applies it unless another replica already did; until
         then it does not show in spent(), like another replica's spend."""
         self._tenants.add(tenant_id)
-        self._charges.append((charge_id, tenant_id, cost_nano_usd, *self._periods()))
+        self._charges.append((charge_id, tenant_id, cost_nano_usd, *periods(self._clock())))
 
     async def _send_charges(self) -> None:
         while self._charges:
@@ -147,7 +143,7 @@ class RedisLedger:
             self._pending.update(sending)  # kept, to be sent by the next sync
             self._degraded(error)
             return
-        day, month = self._periods()
+        day, month = periods(self._clock())
         keys = [key for tenant in sorted(self._tenants) for key in _keys(tenant, day, month)]
         try:
             values = await self._client.mget(keys) if keys else []
