@@ -7,14 +7,47 @@ import hashlib
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 from sluice.batcher.v1 import batcher_service_pb2_grpc as batcher_grpc
 from sluice.common.v1 import common_pb2
 
+from services.router.clients.common import unreachable
 from services.router.model import ChatRequest
+from shared.errors import from_status
+
+if TYPE_CHECKING:
+    # The async stub type exists only in the generated .pyi stubs.
+    Stub = batcher_grpc.BatcherServiceAsyncStub
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
+Answer = TypeVar("Answer")
+
+
+def _never(error: grpc.aio.AioRpcError) -> bool:
+    return False
+
+
+async def ask_in_turn(
+    ranked: Iterable[tuple[str, Stub]],
+    call: Callable[[Stub], Awaitable[Answer]],
+    pass_on: Callable[[grpc.aio.AioRpcError], bool] = _never,
+) -> tuple[Answer | None, list[str]]:
+    """Calls the replicas in ranking order until one answers. An unreachable replica, or one
+    whose status `pass_on` accepts (e.g. NOT_FOUND for a job another replica holds), hands over
+    to the next; any other status is raised as the Sluice error it carries. Returns the answer,
+    or None with why each unreachable replica was passed over."""
+    down: list[str] = []
+    for address, stub in ranked:
+        try:
+            return await call(stub), down
+        except grpc.aio.AioRpcError as error:
+            if unreachable(error):
+                down.append(f"{address}: {error.details()}")
+            elif not pass_on(error):
+                raise from_status(error) from None
+    return None, down
 
 
 async def resolve_ipv4(host: str, port: int) -> list[str]:

@@ -17,8 +17,8 @@ from sluice.batcher.v1 import batcher_service_pb2 as batcher_pb
 from sluice.batcher.v1 import batcher_service_pb2_grpc as batcher_grpc
 from sluice.common.v1 import common_pb2
 
-from services.router.clients.batchers import BatcherReplicas
-from services.router.clients.common import Clock, stage_timeout, unreachable
+from services.router.clients.batchers import BatcherReplicas, ask_in_turn
+from services.router.clients.common import Clock, stage_timeout
 from services.router.deferred import (
     DeferredAnswer,
     DeferredPlan,
@@ -32,7 +32,7 @@ from shared.convert import (
     turns_to_proto,
     usage_from_proto,
 )
-from shared.errors import NotFound, Unavailable, from_status
+from shared.errors import NotFound, Unavailable
 
 _STATUS = {
     batcher_pb.JOB_STATUS_QUEUED: JobStatus.QUEUED,
@@ -105,19 +105,16 @@ class DeferredClient:
             ),
             items=_items(plan),
         )
-        down = []
-        for address, batcher in self._batchers.ranked(key.encode())[:2]:
-            try:
-                response = await batcher.Submit(
-                    submit, timeout=stage_timeout(deadline, None, self._clock)
-                )
-            except grpc.aio.AioRpcError as error:
-                if not unreachable(error):
-                    raise from_status(error) from None
-                down.append(f"{address}: {error.details()}")
-                continue
-            return report_from_proto(response.job, response.existing)
-        raise Unavailable(f"no batcher replica reachable for deferred work ({'; '.join(down)})")
+        response, down = await ask_in_turn(
+            self._batchers.ranked(key.encode())[:2],
+            lambda batcher: batcher.Submit(
+                submit, timeout=stage_timeout(deadline, None, self._clock)
+            ),
+        )
+        if response is None:
+            reasons = "; ".join(down)
+            raise Unavailable(f"no batcher replica reachable for deferred work ({reasons})")
+        return report_from_proto(response.job, response.existing)
 
     async def get(self, key: str, tenant_id: str, job_id: str, deadline: float) -> JobReport:
         request = batcher_pb.GetRequest(
@@ -145,16 +142,13 @@ class DeferredClient:
         self, key: str, job_id: str, deadline: float, call: Call
     ) -> batcher_pb.BatchJob:
         """Asks the replicas in ranking order until one has the job."""
-        down = []
-        for address, batcher in self._batchers.ranked(key.encode()):
-            try:
-                return await call(batcher, stage_timeout(deadline, None, self._clock))
-            except grpc.aio.AioRpcError as error:
-                if error.code() == grpc.StatusCode.NOT_FOUND and not unreachable(error):
-                    continue
-                if not unreachable(error):
-                    raise from_status(error) from None
-                down.append(f"{address}: {error.details()}")
+        job, down = await ask_in_turn(
+            self._batchers.ranked(key.encode()),
+            lambda batcher: call(batcher, stage_timeout(deadline, None, self._clock)),
+            pass_on=lambda error: error.code() == grpc.StatusCode.NOT_FOUND,
+        )
+        if job is not None:
+            return job
         if down:
             raise Unavailable(
                 f"batcher job {job_id} is on none of the reachable batcher replicas; "

@@ -11,7 +11,7 @@ from sluice.common.v1 import common_pb2
 from sluice.dispatcher.v1 import dispatcher_service_pb2 as dispatcher_pb
 from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as dispatcher_grpc
 
-from services.router.clients.batchers import BatcherReplicas, batcher_key
+from services.router.clients.batchers import BatcherReplicas, ask_in_turn, batcher_key
 from services.router.clients.common import Clock, request_context, stage_timeout, unreachable
 from services.router.gates import LogprobSummary
 from services.router.model import ChatRequest, DispatcherDown, Outcome, TierAnswer
@@ -103,18 +103,14 @@ class ModelClient:
             # Packed calls share one upstream answer, which has no per-request logprobs.
             packable=request.model_class.packable and not call.logprobs,
         )
-        down: list[str] = []
         # The replica the call hashes to, then the next in its ranking if that one is down.
-        for address, batcher in self._batchers.ranked(batcher_key(request, call))[:2]:
-            try:
-                executed = await batcher.Execute(
-                    execute, timeout=stage_timeout(deadline, None, self._clock)
-                )
-            except grpc.aio.AioRpcError as error:
-                if not unreachable(error):
-                    raise from_status(error) from None
-                down.append(f"{address}: {error.details()}")
-                continue
+        executed, down = await ask_in_turn(
+            self._batchers.ranked(batcher_key(request, call))[:2],
+            lambda batcher: batcher.Execute(
+                execute, timeout=stage_timeout(deadline, None, self._clock)
+            ),
+        )
+        if executed is not None:
             return self._batched(executed)
         skipped = f"batcher unreachable ({'; '.join(down)}); called the dispatcher directly"
         return await self._direct(request, call, deadline, skipped)
