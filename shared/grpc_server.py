@@ -12,8 +12,10 @@ import gc
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -42,6 +44,12 @@ SERVER_OPTIONS = (
     ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
     ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
 )
+
+
+def caller_deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+    """The caller's gRPC deadline as a time.monotonic() instant; None when it set none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
 
 
 @dataclass

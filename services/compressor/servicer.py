@@ -6,7 +6,6 @@ shared.errors, and records the decision on the current span. No compression logi
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import grpc
@@ -22,6 +21,7 @@ from services.compressor.compressor import (
 )
 from shared.convert import turns_from_proto, turns_to_proto
 from shared.errors import InvalidRequest, SluiceError, abort_with
+from shared.grpc_server import caller_deadline
 from shared.telemetry import COMPRESSOR_TOKENS_SAVED, COST_USD, STAGE, usd
 
 ORIGIN = "compressor"
@@ -59,8 +59,7 @@ class PromptCompressorServicer(compressor_grpc.PromptCompressorServiceServicer):
         span = trace.get_current_span()
         span.set_attribute(STAGE, ORIGIN)
         try:
-            remaining = context.time_remaining()
-            deadline = None if remaining is None else time.monotonic() + remaining
+            deadline = caller_deadline(context)
             result = await self._compressor.compress(request_from_proto(request, deadline))
         except SluiceError as error:
             await abort_with(context, ORIGIN, error)

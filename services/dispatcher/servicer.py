@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +25,7 @@ from shared.convert import (
     usage_to_proto,
 )
 from shared.errors import InvalidRequest, SluiceError, abort_with
+from shared.grpc_server import caller_deadline
 
 ORIGIN = "dispatcher"
 Context = grpc.aio.ServicerContext[object, object]
@@ -87,13 +87,6 @@ def _logprob_fields(answer: ProviderAnswer) -> dict[str, Any]:
     }
 
 
-def _deadline(context: Context) -> float | None:
-    """The caller's gRPC deadline as a time.monotonic() instant; the dispatcher bounds every
-    wait and every upstream timeout by it."""
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
-
-
 def _annotate(result: DispatchResult) -> None:
     trace.get_current_span().set_attributes(spans.result_attributes(result))
 
@@ -105,7 +98,7 @@ class DispatcherServicer(pb_grpc.RegionalDispatcherServiceServicer):
     async def Dispatch(self, request: pb.DispatchRequest, context: Context) -> pb.DispatchResponse:
         try:
             call = model_request(request.context, request.call)
-            result = await self._dispatcher.dispatch(call, _deadline(context))
+            result = await self._dispatcher.dispatch(call, caller_deadline(context))
         except SluiceError as error:
             await abort_with(context, ORIGIN, error)
         _annotate(result)
@@ -116,7 +109,7 @@ class DispatcherServicer(pb_grpc.RegionalDispatcherServiceServicer):
     ) -> AsyncIterator[pb.DispatchStreamResponse]:
         try:
             call = model_request(request.context, request.call)
-            async for event in self._dispatcher.dispatch_stream(call, _deadline(context)):
+            async for event in self._dispatcher.dispatch_stream(call, caller_deadline(context)):
                 if isinstance(event, Delta):
                     yield pb.DispatchStreamResponse(content_delta=event.text)
                 else:

@@ -18,6 +18,7 @@ from shared.convert import (
     usage_to_proto,
 )
 from shared.errors import SluiceError, abort_with
+from shared.grpc_server import caller_deadline
 
 ORIGIN = "router"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DeferredService"].full_name
@@ -83,8 +84,8 @@ class DeferredServicer(pb_grpc.DeferredServiceServicer):
 
     @staticmethod
     def _deadline(context: Context) -> float:
-        remaining = context.time_remaining()
-        return time.monotonic() + (DEFAULT_DEADLINE_S if remaining is None else remaining)
+        deadline = caller_deadline(context)
+        return time.monotonic() + DEFAULT_DEADLINE_S if deadline is None else deadline
 
     async def SubmitDeferred(  # noqa: N802 - named by the proto
         self, request: pb.SubmitDeferredRequest, context: Context

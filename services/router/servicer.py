@@ -24,6 +24,7 @@ from shared.convert import (
     usage_to_proto,
 )
 from shared.errors import SluiceError, abort_with
+from shared.grpc_server import caller_deadline
 from shared.telemetry import current_trace_id, with_request_baggage
 
 ORIGIN = "router"
@@ -126,8 +127,8 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         )
 
     def _deadline(self, context: Context) -> float:
-        remaining = context.time_remaining()
-        return time.monotonic() + (self._default_deadline_s if remaining is None else remaining)
+        deadline = caller_deadline(context)
+        return time.monotonic() + self._default_deadline_s if deadline is None else deadline
 
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
         try:
