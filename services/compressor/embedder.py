@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from shared.embedding.minilm import Embedder, MiniLmEmbedder, Vectors
+from shared.embedding.minilm import Embedder, MiniLmEmbedder, Vectors, embed_in_length_runs
 from shared.embedding.onnx import FallbackEmbedder, OnnxMiniLmEmbedder
 
 __all__ = ["CachedEmbedder", "Embedder", "build_embedder"]
@@ -74,30 +74,19 @@ class CachedEmbedder:
                     found[key] = self._vectors[key]
         missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
         if missing:
-            fresh = self._embed_sorted(list(missing.values()))
+            # Sorting by length cut a 32k-token page's embedding time several times over.
+            fresh = embed_in_length_runs(
+                self._embed_locked, list(missing.values()), SORTED_BATCH, self.dim
+            )
             found.update(zip(missing, fresh, strict=True))
             self._remember(zip(missing, fresh, strict=True))
         if not keys:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([found[key] for key in keys])
 
-    def _embed_sorted(self, texts: list[str]) -> list[Vectors]:
-        """Embeds in batches of similar length, as sentence-transformers does.
-
-        The ONNX backend pads a batch to its longest text, and a model call's cost grows with
-        the padded length: one 1,000-character window in a batch of short sentences would make
-        every sentence cost as much as it. Sorting first cut a 32k-token page's embedding time
-        several times over.
-        """
-        order = sorted(range(len(texts)), key=lambda n: len(texts[n]))
-        rows: list[Vectors] = [np.zeros(0, dtype=np.float32)] * len(texts)
-        for start in range(0, len(order), SORTED_BATCH):
-            batch = order[start : start + SORTED_BATCH]
-            with self._model_lock:
-                vectors = self._inner.embed([texts[n] for n in batch])
-            for n, vector in zip(batch, vectors, strict=True):
-                rows[n] = vector
-        return rows
+    def _embed_locked(self, texts: list[str]) -> Vectors:
+        with self._model_lock:
+            return self._inner.embed(texts)
 
     def _remember(self, items: Iterable[tuple[bytes, Vectors]]) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -107,6 +107,23 @@ class MiniLmEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def embed_in_length_runs(
+    embed: Callable[[list[str]], Vectors], texts: list[str], run: int, dim: int
+) -> Vectors:
+    """Embeds texts of similar length together, `run` at a time, with rows in input order.
+
+    The model pads every text of a call to the longest one and its cost grows with the padded
+    length, so one long text in a call of short ones makes each of them cost as much as it."""
+    if len(texts) <= run:
+        return embed(texts) if texts else np.empty((0, dim), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    vectors = np.empty((len(texts), dim), dtype=np.float32)
+    for start in range(0, len(order), run):
+        rows = order[start : start + run]
+        vectors[rows] = embed([texts[i] for i in rows])
+    return vectors
+
+
 class EmbeddingBatcher:
     """Coalesces concurrent embed requests into one model call, run in a worker thread.
 
@@ -172,15 +189,7 @@ class EmbeddingBatcher:
             await asyncio.wait([self._running])
 
     def _embed_sorted(self, texts: list[str]) -> Vectors:
-        """Embeds texts of similar length together, a few at a time; rows in input order."""
-        if len(texts) <= self._run_size:
-            return self._embedder.embed(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors = np.empty((len(texts), self._embedder.dim), dtype=np.float32)
-        for start in range(0, len(order), self._run_size):
-            rows = order[start : start + self._run_size]
-            vectors[rows] = self._embedder.embed([texts[i] for i in rows])
-        return vectors
+        return embed_in_length_runs(self._embedder.embed, texts, self._run_size, self._embedder.dim)
 
     def _keep(self, text: str, vector: Vectors) -> None:
         if self._kept_max <= 0:
