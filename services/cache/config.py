@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from services.cache.store_sqlite import SyncMode
 from services.cache.verifiers.learned import DEFAULT_MODEL_PATH
-from shared.embedding.onnx import default_model_dir
+from shared.embedding.onnx import Backend, default_model_dir
 from shared.settings import SettingsError, env_address, env_float, env_int, env_path, env_str
 
 # Calibrated on the real all-MiniLM-L6-v2 vectors (see README.md, "Calibration"): paraphrases
@@ -37,7 +37,6 @@ _SYNC_MODES = ("normal", "full")
 _VERIFIERS = ("rules", "none", "learned")
 
 StoreKind = Literal["sqlite", "memory", "redis"]
-EmbedBackend = Literal["onnx", "torch"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class Settings:
     # Intra-op threads for the embedding model; 1 because two threads collapse when the
     # other core of a 2-core node is busy (DESIGN.md, measured on this machine kind).
     embed_threads: int
-    embed_backend: EmbedBackend
+    embed_backend: Backend
     # Where the ONNX export of the model is cached between starts.
     model_dir: Path
     store: StoreSpec
@@ -90,7 +89,7 @@ class Settings:
                 env, "SLUICE_CACHE_ANN_THRESHOLD", DEFAULT_ANN_THRESHOLD, minimum=2
             ),
             embed_threads=env_int(env, "SLUICE_CACHE_EMBED_THREADS", 1, minimum=1),
-            embed_backend=cast(EmbedBackend, _choice(env, "SLUICE_CACHE_EMBED_BACKEND", _BACKENDS)),
+            embed_backend=cast(Backend, _choice(env, "SLUICE_CACHE_EMBED_BACKEND", _BACKENDS)),
             model_dir=env_path(
                 env, "SLUICE_CACHE_MODEL_DIR", default_model_dir(env), must_exist=False
             ),

@@ -18,8 +18,8 @@ from services.cache.store_redis import RedisStore
 from services.cache.store_sqlite import SqliteStore
 from services.cache.verifiers import build_verifier
 from services.cache.verify import HitVerifier
-from shared.embedding.minilm import Embedder, EmbeddingBatcher, MiniLmEmbedder
-from shared.embedding.onnx import FallbackEmbedder, OnnxMiniLmEmbedder
+from shared.embedding.minilm import Embedder, EmbeddingBatcher
+from shared.embedding.onnx import build_minilm
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
 from shared.settings import SettingsError
@@ -47,11 +47,7 @@ def build_store(settings: Settings) -> EntryStore:
 
 
 def build_embedder(settings: Settings) -> Embedder:
-    torch_embedder = MiniLmEmbedder(threads=settings.embed_threads)
-    if settings.embed_backend == "torch":
-        return torch_embedder
-    onnx = OnnxMiniLmEmbedder(settings.model_dir, threads=settings.embed_threads)
-    return FallbackEmbedder(onnx, torch_embedder)
+    return build_minilm(settings.embed_backend, settings.model_dir, threads=settings.embed_threads)
 
 
 def build_cache(

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from services.compressor.embedder import Backend
-from shared.embedding.onnx import default_model_dir
+from shared.embedding.onnx import Backend, default_model_dir
 from shared.pricing import DEFAULT_CATALOGUE
 from shared.settings import SettingsError, env_address, env_float, env_int, env_path, env_str
 

@@ -14,16 +14,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from shared.embedding.minilm import Embedder, MiniLmEmbedder, Vectors, embed_in_length_runs
-from shared.embedding.onnx import FallbackEmbedder, OnnxMiniLmEmbedder
+from shared.embedding.minilm import Embedder, Vectors, embed_in_length_runs
+from shared.embedding.onnx import Backend, build_minilm
 
 __all__ = ["CachedEmbedder", "Embedder", "build_embedder"]
 
-Backend = Literal["onnx", "torch"]
 # Texts per model call once sorted by length: big enough to amortise a call's overhead, small
 # enough that lengths within a batch stay close.
 SORTED_BATCH = 32
@@ -31,11 +29,7 @@ SORTED_BATCH = 32
 
 def build_embedder(backend: Backend, model_dir: Path, *, threads: int, cache_size: int) -> Embedder:
     """ONNX Runtime with torch as its fallback (or torch alone), wrapped in the vector LRU."""
-    torch_embedder = MiniLmEmbedder(threads=threads)
-    model: Embedder = torch_embedder
-    if backend == "onnx":
-        model = FallbackEmbedder(OnnxMiniLmEmbedder(model_dir, threads=threads), torch_embedder)
-    return CachedEmbedder(model, cache_size)
+    return CachedEmbedder(build_minilm(backend, model_dir, threads=threads), cache_size)
 
 
 class CachedEmbedder:

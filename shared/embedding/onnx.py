@@ -22,11 +22,13 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from shared.embedding.minilm import MINILM_DIM, Embedder, Vectors
+from shared.embedding.minilm import MINILM_DIM, Embedder, MiniLmEmbedder, Vectors
+
+Backend = Literal["onnx", "torch"]
 
 LOG = logging.getLogger(__name__)
 # Bumped when the exported graph changes (inputs, pooling), so old exports are not reused.
@@ -172,3 +174,11 @@ class FallbackEmbedder:
         if self._active is None:
             raise RuntimeError("FallbackEmbedder.embed called before load()")
         return self._active.embed(texts)
+
+
+def build_minilm(backend: Backend, model_dir: Path, *, threads: int) -> Embedder:
+    """all-MiniLM-L6-v2 on ONNX Runtime with torch as its fallback, or on torch alone."""
+    torch_embedder = MiniLmEmbedder(threads=threads)
+    if backend == "torch":
+        return torch_embedder
+    return FallbackEmbedder(OnnxMiniLmEmbedder(model_dir, threads=threads), torch_embedder)

@@ -17,8 +17,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.embedding.minilm import MINILM_DIM, MiniLmEmbedder
-from shared.embedding.onnx import FallbackEmbedder, OnnxMiniLmEmbedder, default_model_dir
+from shared.embedding.minilm import MINILM_DIM
+from shared.embedding.onnx import build_minilm, default_model_dir
 
 Vectors = NDArray[np.float32]
 
@@ -38,9 +38,8 @@ class MiniLm:
         self, *, threads: int = 1, batch_size: int = 64, model_dir: Path | None = None
     ) -> None:
         self._batch_size = batch_size
-        self._inner = FallbackEmbedder(
-            OnnxMiniLmEmbedder(model_dir or default_model_dir(os.environ), threads=threads),
-            MiniLmEmbedder(threads=threads),
+        self._inner = build_minilm(
+            "onnx", model_dir or default_model_dir(os.environ), threads=threads
         )
         # Requests embed from worker threads; only one of them may load the model.
         self._loading = threading.Lock()
