@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import grpc
 from sluice.batcher.v1 import batcher_service_pb2 as batcher_pb
-from sluice.batcher.v1 import batcher_service_pb2_grpc as batcher_grpc
 from sluice.common.v1 import common_pb2
 
 from services.router.clients.batchers import BatcherReplicas, ask_in_turn
@@ -43,8 +42,8 @@ _STATUS = {
     batcher_pb.JOB_STATUS_CANCELLED: JobStatus.CANCELLED,
 }
 if TYPE_CHECKING:
-    # The async stub type exists only in the generated .pyi stubs.
-    Stub = batcher_grpc.BatcherServiceAsyncStub
+    from services.router.clients.batchers import Stub
+
     Call = Callable[[Stub, float], Awaitable[batcher_pb.BatchJob]]
 
 
