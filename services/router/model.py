@@ -100,6 +100,8 @@ class CachedAnswer:
     usage: TokenUsage
     similarity: float
     finish: Finish
+    # The cache's id of the entry served; ReportHit names the entry by it.
+    entry_id: str = ""
 
 
 @dataclass(frozen=True)

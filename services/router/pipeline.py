@@ -6,6 +6,9 @@ without it, and the stage's line in the cost table says it was skipped and why.
 The cache Store of an accepted answer is off the request's critical path: it runs in the
 background once the answer is known (BackgroundStores), so the caller does not wait for the
 cache to embed the prompt and write the entry durably.
+
+A cache hit is served only if its answer passes the first tier's rule gates; sampled semantic
+hits are audited in the background (cache_audit.py), so the cache learns which hits were right.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from opentelemetry import trace
 
 from services.router.budgets import BudgetLedger
+from services.router.cache_audit import CacheAudit, recheck
 from services.router.cascade import Cascade, CascadeOutcome, PromptCost
 from services.router.model import (
     CachedAnswer,
@@ -53,6 +57,7 @@ class Pipeline:
         ledger: BudgetLedger | None = None,
         clock: Callable[[], float] = time.monotonic,
         stores: BackgroundStores | None = None,
+        audit: CacheAudit | None = None,
     ) -> None:
         self._cache = cache
         self._compressor = compressor
@@ -62,6 +67,9 @@ class Pipeline:
         self._ledger = ledger
         self._clock = clock
         self.stores = stores or BackgroundStores()
+        self.audit = audit or CacheAudit(
+            cache, cascade, trace.get_tracer("sluice.router"), ledger, clock=clock
+        )
 
     def _baseline_cost(self, request: ChatRequest, output_tokens: int) -> int:
         """What the baseline model would have charged for the original prompt and this answer."""
@@ -93,6 +101,21 @@ class Pipeline:
         detail = f"{hit.kind} hit" + (
             f" (similarity {hit.similarity:.3f})" if hit.kind == "semantic" else ""
         )
+        failed = recheck(request, hit)
+        if not failed.passed:
+            if hit.kind == "semantic":
+                # The match served an answer this request's gates turn down: the cache learns
+                # that the match was wrong.
+                self.audit.report_wrong(request, hit)
+            # An exact hit failing a gate is not reported: the request is the very one the
+            # answer was stored for, so the policy changed since, not the matching.
+            return None, StageLine(
+                StageName.CACHE,
+                Outcome.REJECTED,
+                f"{detail} failed gate {failed.gate}: {failed.reason}; treated as a miss",
+                model=hit.model,
+                latency_s=elapsed,
+            )
         return hit, StageLine(
             StageName.CACHE, Outcome.USED, detail, model=hit.model, latency_s=elapsed
         )
@@ -157,6 +180,9 @@ class Pipeline:
             if stream:
                 yield TierDelta(1, 0, hit.content)
             self._finish(span, request, result)
+            # A sampled semantic hit is checked in the background; submitted before the yield,
+            # since a unary caller stops reading at the result.
+            self.audit.consider(request, hit)
             yield result
             return
         turns, compress_line = await self._compress(request, deadline)
@@ -205,8 +231,12 @@ class Pipeline:
         self.stores.submit(store, store_key(request), content_words(request))
 
     async def drain(self, timeout_s: float | None = None) -> None:
-        """Waits for the cache stores still running; called when the router shuts down."""
+        """Waits for the cache stores, then the audits and hit reports, still running; called
+        when the router shuts down."""
+        started = time.monotonic()
         await self.stores.drain(timeout_s)
+        left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started))
+        await self.audit.drain(left)
 
     def _finish(self, span: trace.Span, request: ChatRequest, result: RouteResult) -> None:
         if self._ledger is not None and result.total_cost_nano_usd:

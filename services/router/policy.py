@@ -98,6 +98,9 @@ class TenantPolicy:
     # Sampled answers (temperature > 0) differ run to run; serving one from the cache is a
     # choice the tenant makes, not a default.
     cache_sampled: bool = False
+    # Share of semantic cache hits audited in [0, 1]: asked again through the cascade in the
+    # background (billed to the tenant) and reported right or wrong to the cache.
+    cache_audit_rate: float = 0.0
     # Cap on one request's total cost when the caller sets none; 0 means no cap.
     max_cost_nano_usd: int = 0
     budget: Budget = Budget()
@@ -273,8 +276,10 @@ def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> Tenant
     if default not in classes:
         raise PolicyError(f"{where}.default_model_class {default!r} is not a model class")
     cache = raw.get("cache") or {}
-    if not isinstance(cache, Mapping) or set(cache) - {"sampled"}:
-        raise PolicyError(f"{where}.cache accepts only 'sampled: true|false'")
+    if not isinstance(cache, Mapping) or set(cache) - {"sampled", "audit_rate"}:
+        raise PolicyError(
+            f"{where}.cache accepts only 'sampled: true|false' and 'audit_rate: <0..1>'"
+        )
     return TenantPolicy(
         tenant_id,
         digests,
@@ -282,9 +287,19 @@ def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> Tenant
         default,
         classes,
         bool(cache.get("sampled")),
+        cache_audit_rate=_audit_rate(cache, f"{where}.cache"),
         max_cost_nano_usd=usd_to_nano(raw.get("max_cost_usd", 0), f"{where}.max_cost_usd"),
         budget=_parse_budget(raw.get("budget") or {}, f"{where}.budget"),
     )
+
+
+def _audit_rate(cache: Mapping[str, Any], where: str) -> float:
+    rate = _optional_float(cache, "audit_rate", where)
+    if rate is None:
+        return 0.0
+    if not 0.0 <= rate <= 1.0:
+        raise PolicyError(f"{where}.audit_rate must be within [0, 1], not {rate}")
+    return rate
 
 
 def usd_to_nano(value: Any, where: str) -> int:

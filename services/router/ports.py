@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from services.router.audit_compare import HitVerdict
 from services.router.model import CachedAnswer, ChatRequest, Compression, TierAnswer
 from services.router.policy import TierSpec
 from shared.chat import Turn
@@ -18,6 +19,12 @@ class CachePort(Protocol):
     async def lookup(self, request: ChatRequest, deadline: float) -> CachedAnswer | None: ...
 
     async def store(self, request: ChatRequest, answer: TierAnswer, deadline: float) -> None: ...
+
+    async def report_hit(
+        self, request: ChatRequest, entry_id: str, verdict: HitVerdict, deadline: float
+    ) -> None:
+        """Tells the cache whether the entry it served to this request was right; raises
+        StageUnavailable when the cache did not take the report."""
 
 
 class CompressorPort(Protocol):

@@ -16,6 +16,7 @@ from sluice.router.v1 import spend_service_pb2_grpc as spend_grpc
 from services.router.admission import Admission
 from services.router.budgets import InMemoryLedger, JobLedger, ServedLedger
 from services.router.budgets_redis import RedisLedger
+from services.router.cache_audit import CacheAudit
 from services.router.cascade import Cascade
 from services.router.clients import BatcherReplicas, CacheClient, CompressorClient, ModelClient
 from services.router.clients.deferred import DeferredClient
@@ -124,10 +125,11 @@ def build_pipeline(
         learned,
         TierGates(LlmJudge(models)),
     )
+    cache = CacheClient(
+        cache_grpc.SemanticCacheServiceStub(channels["cache"]), settings.cache_timeout_s
+    )
     return Pipeline(
-        CacheClient(
-            cache_grpc.SemanticCacheServiceStub(channels["cache"]), settings.cache_timeout_s
-        ),
+        cache,
         CompressorClient(
             compressor_grpc.PromptCompressorServiceStub(channels["compressor"]),
             settings.compressor_timeout_s,
@@ -136,6 +138,7 @@ def build_pipeline(
         catalogue,
         tokens,
         ledger,
+        audit=CacheAudit(cache, cascade, telemetry.tracer("sluice.router"), ledger),
     )
 
 

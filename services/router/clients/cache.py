@@ -8,6 +8,7 @@ import grpc
 from sluice.cache.v1 import cache_service_pb2 as cache_pb
 from sluice.cache.v1 import cache_service_pb2_grpc as cache_grpc
 
+from services.router.audit_compare import HitVerdict
 from services.router.clients.common import Clock, request_context, stage_down, stage_timeout
 from services.router.model import CachedAnswer, ChatRequest, StageName, TierAnswer
 from shared.convert import (
@@ -58,6 +59,7 @@ class CacheClient:
             usage=usage_from_proto(found.usage),
             similarity=found.similarity,
             finish=finish_from_proto(found.finish_reason),
+            entry_id=found.entry_id,
         )
 
     async def store(self, request: ChatRequest, answer: TierAnswer, deadline: float) -> None:
@@ -78,3 +80,29 @@ class CacheClient:
             )
         except grpc.aio.AioRpcError as error:
             raise stage_down(StageName.CACHE, error) from None
+
+    async def report_hit(
+        self, request: ChatRequest, entry_id: str, verdict: HitVerdict, deadline: float
+    ) -> None:
+        report = cache_pb.ReportHitRequest(
+            # The same request fields its Lookup sent: the cache finds the namespace by them.
+            context=request_context(request),
+            model_class=request.model_class.name,
+            messages=turns_to_proto(request.turns),
+            sampling=sampling_to_proto(request.sampling),
+            response_format=response_format_to_proto(request.response_format),
+            entry_id=entry_id,
+            verdict=_VERDICTS[verdict],
+        )
+        try:
+            await self._stub.ReportHit(
+                report, timeout=stage_timeout(deadline, self._timeout_s, self._clock)
+            )
+        except grpc.aio.AioRpcError as error:
+            raise stage_down(StageName.CACHE, error) from None
+
+
+_VERDICTS = {
+    HitVerdict.RIGHT: cache_pb.HIT_VERDICT_RIGHT,
+    HitVerdict.WRONG: cache_pb.HIT_VERDICT_WRONG,
+}

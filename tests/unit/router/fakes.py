@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from services.router.audit_compare import HitVerdict
 from services.router.model import (
     CachedAnswer,
     ChatRequest,
@@ -60,6 +61,7 @@ class FakeCache:
     hit: CachedAnswer | None = None
     down: bool = False
     stored: list[TierAnswer] = field(default_factory=list)
+    reports: list[tuple[str, HitVerdict]] = field(default_factory=list)
 
     async def lookup(self, request: ChatRequest, deadline: float) -> CachedAnswer | None:
         if self.down:
@@ -70,6 +72,13 @@ class FakeCache:
         if self.down:
             raise StageUnavailable(StageName.CACHE, "UNAVAILABLE: connection refused")
         self.stored.append(answer)
+
+    async def report_hit(
+        self, request: ChatRequest, entry_id: str, verdict: HitVerdict, deadline: float
+    ) -> None:
+        if self.down:
+            raise StageUnavailable(StageName.CACHE, "UNAVAILABLE: connection refused")
+        self.reports.append((entry_id, verdict))
 
 
 @dataclass

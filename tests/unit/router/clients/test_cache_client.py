@@ -1,0 +1,94 @@
+"""The cache client's hit feedback: the entry id a hit carries, the ReportHit request it sends,
+and a failing cache as StageUnavailable."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+import grpc
+import pytest
+from sluice.cache.v1 import cache_service_pb2 as cache_pb
+
+from services.router.admission import Admission
+from services.router.audit_compare import HitVerdict
+from services.router.clients.cache import CacheClient
+from services.router.model import ChatRequest, StageUnavailable
+from shared.chat import Role, Sampling, Turn
+from shared.tokens import TokenCounter
+from tests.unit.router.fixtures import policy
+
+
+class Stub:
+    """Records ReportHit requests and their timeouts; raises `error` when set."""
+
+    def __init__(self, error: grpc.aio.AioRpcError | None = None) -> None:
+        self.error = error
+        self.sent: list[tuple[cache_pb.ReportHitRequest, float]] = []
+
+    async def ReportHit(  # noqa: N802 - named by the proto
+        self, request: cache_pb.ReportHitRequest, **options: float
+    ) -> cache_pb.ReportHitResponse:
+        self.sent.append((request, options["timeout"]))
+        if self.error is not None:
+            raise self.error
+        return cache_pb.ReportHitResponse(removed=True)
+
+    async def Lookup(
+        self, request: cache_pb.LookupRequest, **options: float
+    ) -> cache_pb.LookupResponse:
+        return cache_pb.LookupResponse(
+            kind=cache_pb.HIT_KIND_SEMANTIC, content="Paris.", similarity=0.93, entry_id="e-42"
+        )
+
+
+def chat() -> ChatRequest:
+    return Admission(policy(), TokenCounter(), 10_000).admit(
+        "acme-key",
+        request_id="r9",
+        model_class="",
+        turns=(Turn(Role.SYSTEM, "Be brief."), Turn(Role.USER, "Capital of France?")),
+        sampling=Sampling(),
+        cache_mode=None,
+        max_cost_nano_usd=0,
+    )
+
+
+def client(stub: Stub) -> CacheClient:
+    return CacheClient(cast(Any, stub), timeout_s=2.0)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "sent"),
+    [
+        (HitVerdict.WRONG, cache_pb.HIT_VERDICT_WRONG),
+        (HitVerdict.RIGHT, cache_pb.HIT_VERDICT_RIGHT),
+    ],
+)
+async def test_report_names_the_request_as_its_lookup_did_and_the_entry(
+    verdict: HitVerdict, sent: int
+) -> None:
+    stub = Stub()
+    await client(stub).report_hit(chat(), "entry-7", verdict, time.monotonic() + 30)
+    [(request, timeout)] = stub.sent
+    assert (request.entry_id, request.verdict) == ("entry-7", sent)
+    assert (request.context.tenant_id, request.context.request_id) == ("acme", "r9")
+    assert request.model_class == "chat"
+    assert [m.content for m in request.messages] == ["Be brief.", "Capital of France?"]
+    assert request.sampling.HasField("temperature") and request.sampling.temperature == 0.0
+    assert timeout == 2.0, "capped at the cache timeout, not the report's deadline"
+
+
+async def test_a_failed_report_is_a_stage_unavailable() -> None:
+    error = grpc.aio.AioRpcError(
+        grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(), "no such entry"
+    )
+    with pytest.raises(StageUnavailable, match="NOT_FOUND: no such entry"):
+        await client(Stub(error)).report_hit(
+            chat(), "gone", HitVerdict.WRONG, time.monotonic() + 30
+        )
+
+
+async def test_a_hit_carries_the_id_of_the_entry_served() -> None:
+    hit = await client(Stub()).lookup(chat(), time.monotonic() + 30)
+    assert hit is not None and (hit.kind, hit.entry_id) == ("semantic", "e-42")
