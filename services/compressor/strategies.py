@@ -16,24 +16,16 @@ small LM's perplexity. What counts as the question, and what is protected:
   opening is the question ("Answer using the text below: who ...?" followed by the text).
 * The question is never dropped. Turns shorter than KEEP_WHOLE_BELOW_TOKENS are kept verbatim:
   a short system prompt is instructions, and a short turn is not worth cutting.
-* Everything else, from turns of any role, is context: it is chunked (chunking.py), scored by
-  cosine similarity to the question, plus a bonus for sharing the question's content words
-  (weighted by IDF over this prompt's chunks, as in BM25, so a name that appears twice counts
-  more than the document's topic word), plus a bonus for sitting next to a good chunk (an
-  answer sentence often starts "It ..." and needs its neighbour). The best chunks are kept until
-  target_ratio * context tokens is spent and emitted in their original order. Every compressed
-  turn keeps at least one chunk.
-
-The weights were set on L-Eval's NaturalQuestions and CUAD subsets at ratio 0.25: the answer
-survived in 92 of 105 NQ questions with similarity alone plus small bonuses, and in 95 with the
-IDF weighting and neighbour smoothing below.
+* Everything else, from turns of any role, is context: it is chunked (chunking.py) and each
+  chunk is scored for relevance to the question by hybrid retrieval, dense MiniLM similarity
+  and BM25 fused by their ranks, plus a share of its best neighbour's score (relevance.py).
+  The best chunks are kept until target_ratio * context tokens is spent and emitted in their
+  original order. Every compressed turn keeps at least one chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +35,8 @@ import numpy as np
 import numpy.typing as npt
 
 from services.compressor.chunking import Chunk, join_chunks, split_chunks
+from services.compressor.relevance import bm25, content_words, fused, neighbour_bonus
+from services.compressor.relevance import windows as text_windows
 from shared.chat import Role, Turn
 from shared.embedding.minilm import Embedder
 from shared.errors import DeadlineExceeded
@@ -53,38 +47,8 @@ QUESTION_MAX_TOKENS = 256
 # A question tail with fewer content words than this ("Answer:") does not yet say what is
 # asked, so the search for the question goes on into the paragraph before it.
 QUESTION_MIN_WORDS = 3
-# Weights on top of cosine similarity (in [-1, 1]; MiniLM puts related sentences near 0.4-0.7
-# and unrelated ones near 0-0.2), so each bonus can lift a chunk past a few close competitors
-# but never past a clearly better match.
-LEXICAL_WEIGHT = 0.3
-# A chunk gains NEIGHBOUR_WEIGHT x its best adjacent chunk's score, or NEIGHBOUR_TOP_WEIGHT x
-# when that neighbour is one of the NEIGHBOUR_TOP_K best chunks of the prompt.
-NEIGHBOUR_WEIGHT = 0.2
-NEIGHBOUR_TOP_WEIGHT = 0.3
-NEIGHBOUR_TOP_K = 3
-# MiniLM reads at most 256 word pieces (~1,000 characters of English); longer chunks are
-# embedded in windows and score as their best window.
-EMBED_WINDOW_CHARS = 1000
 # Texts embedded between deadline checks: ~0.5 s of model time on one core.
 EMBED_SLICE = 128
-
-_WORD = re.compile(r"[a-z0-9]+(?:['\u2019][a-z]+)?")
-# Function words, and prompt boilerplate that says nothing about what is asked.
-_STOPWORDS = frozenset(
-    {
-        "a", "an", "the", "and", "or", "but", "if", "then", "else", "of", "to", "in", "on", "at",
-        "by", "for", "with", "from", "into", "onto", "over", "under", "about", "as", "is", "are",
-        "was", "were", "be", "been", "being", "am", "do", "does", "did", "done", "have", "has",
-        "had", "having", "it", "its", "this", "that", "these", "those", "there", "here", "what",
-        "which", "who", "whom", "whose", "when", "where", "why", "how", "i", "me", "my", "we",
-        "our", "you", "your", "he", "him", "his", "she", "her", "they", "them", "their", "not",
-        "no", "nor", "so", "than", "too", "very", "can", "could", "will", "would", "shall",
-        "should", "may", "might", "must", "also", "just", "only", "any", "all", "some", "each",
-        "such", "more", "most", "other", "own", "same", "up", "down", "out", "off", "again",
-        "further", "once", "answer", "question", "please", "tell", "give", "using", "use", "based",
-        "text", "above", "below", "following"
-    }
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -211,15 +175,15 @@ class ExtractiveStrategy:
         texts = [question]
         owners: list[int] = []
         for n, candidate in enumerate(candidates):
-            windows = _windows(plans[candidate.turn].chunks[candidate.position].text)
+            windows = text_windows(plans[candidate.turn].chunks[candidate.position].text)
             texts.extend(windows)
             owners.extend([n] * len(windows))
         vectors = self._embed(texts, deadline)
         similarity = np.full(len(candidates), -1.0)
         np.maximum.at(similarity, owners, vectors[1:] @ vectors[0])
-        chunk_words = [_content_words(plans[c.turn].chunks[c.position].text) for c in candidates]
-        base = similarity + LEXICAL_WEIGHT * _lexical(_content_words(question), chunk_words)
-        return base + _neighbour_bonus(base, candidates)
+        chunk_texts = [plans[c.turn].chunks[c.position].text for c in candidates]
+        scores = fused(similarity, bm25(question, chunk_texts))
+        return scores + neighbour_bonus(scores, [(c.turn, c.position) for c in candidates])
 
     def _embed(self, texts: Sequence[str], deadline: float | None) -> npt.NDArray[np.float32]:
         """Embeds in slices, giving up once the caller's deadline has passed.
@@ -253,7 +217,7 @@ def _question_part(chunks: Sequence[Chunk], tokens: Sequence[int]) -> set[int]:
     for i in range(len(chunks) - 1, -1, -1):
         if not pinned and tokens[i] > QUESTION_MAX_TOKENS:
             continue  # a long trailing code block or table is material, not the question
-        said = len(_content_words(" ".join(chunks[p].text for p in pinned)))
+        said = len(content_words(" ".join(chunks[p].text for p in pinned)))
         new_block = bool(pinned) and chunks[i].block != chunks[pinned[-1]].block
         if (new_block and said >= QUESTION_MIN_WORDS) or total + tokens[i] > QUESTION_MAX_TOKENS:
             break
@@ -279,65 +243,6 @@ def _question_text(plan: _Plan) -> str:
     if plan.verbatim:
         return plan.turn.content
     return " ".join(plan.chunks[p].text for p in sorted(plan.pinned))
-
-
-def _content_words(text: str) -> frozenset[str]:
-    return frozenset(w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS)
-
-
-def _lexical(
-    question_words: frozenset[str], chunk_words: Sequence[frozenset[str]]
-) -> npt.NDArray[np.float64]:
-    """IDF-weighted share of the question's content words that each chunk contains, in [0, 1].
-
-    Document frequencies come from this prompt's chunks (Robertson-Sparck Jones IDF, smoothed),
-    so a word in every chunk, such as the document's subject, weighs almost nothing.
-    """
-    if not question_words:
-        return np.zeros(len(chunk_words))
-    frequency = dict.fromkeys(question_words, 0)
-    for words in chunk_words:
-        for word in words & question_words:
-            frequency[word] += 1
-    weight = {w: math.log((len(chunk_words) + 1) / (f + 0.5)) for w, f in frequency.items()}
-    total = sum(weight.values())
-    return (
-        np.array([sum(weight[w] for w in words & question_words) for words in chunk_words]) / total
-    )
-
-
-def _windows(text: str) -> list[str]:
-    """Splits a long chunk at line breaks into pieces of at most EMBED_WINDOW_CHARS."""
-    if len(text) <= EMBED_WINDOW_CHARS:
-        return [text]
-    pieces: list[str] = []
-    for line in text.splitlines(keepends=True):
-        pieces.extend(
-            line[k : k + EMBED_WINDOW_CHARS] for k in range(0, len(line), EMBED_WINDOW_CHARS)
-        )
-    windows = [""]
-    for piece in pieces:
-        if len(windows[-1]) + len(piece) > EMBED_WINDOW_CHARS:
-            windows.append("")
-        windows[-1] += piece
-    return [w for w in windows if w.strip()] or [text[:EMBED_WINDOW_CHARS]]
-
-
-def _neighbour_bonus(
-    base: npt.NDArray[np.float64], candidates: Sequence[_Candidate]
-) -> npt.NDArray[np.float64]:
-    """Lifts each chunk by a share of its best adjacent chunk's score (see the weights)."""
-    bonus = np.zeros(len(candidates))
-    where = {(c.turn, c.position): n for n, c in enumerate(candidates)}
-    top = {int(n) for n in np.argsort(-base, kind="stable")[:NEIGHBOUR_TOP_K]}
-    for n, candidate in enumerate(candidates):
-        for step in (-1, 1):
-            neighbour = where.get((candidate.turn, candidate.position + step))
-            if neighbour is None:
-                continue
-            weight = NEIGHBOUR_TOP_WEIGHT if neighbour in top else NEIGHBOUR_WEIGHT
-            bonus[n] = max(bonus[n], weight * max(float(base[neighbour]), 0.0))
-    return bonus
 
 
 def _select(
