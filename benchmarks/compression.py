@@ -155,20 +155,23 @@ def whole_documents(cases: Sequence[Case], limit: int) -> list[Case]:
     return chosen
 
 
-def compress(stub: pb_grpc.PromptCompressorServiceStub, case: Case, ratio: float) -> Any:
+def request_for(case: Case, ratio: float) -> pb.CompressRequest:
     messages = [
         common_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, content=SYSTEM),
         common_pb2.ChatMessage(
             role=common_pb2.ROLE_USER, content=f"{case.context}\n\nQuestion: {case.question}"
         ),
     ]
-    request = pb.CompressRequest(
+    return pb.CompressRequest(
         messages=messages,
         target_ratio=ratio,
         target_model=TARGET_MODEL,
         strategy=pb.COMPRESSION_STRATEGY_EXTRACTIVE,
     )
-    return stub.Compress(request, timeout=CALL_TIMEOUT_S)
+
+
+def compress(stub: pb_grpc.PromptCompressorServiceStub, case: Case, ratio: float) -> Any:
+    return stub.Compress(request_for(case, ratio), timeout=CALL_TIMEOUT_S)
 
 
 def run(stub: pb_grpc.PromptCompressorServiceStub, cases: Sequence[Case]) -> dict[str, Any]:

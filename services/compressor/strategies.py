@@ -47,8 +47,17 @@ QUESTION_MAX_TOKENS = 256
 # A question tail with fewer content words than this ("Answer:") does not yet say what is
 # asked, so the search for the question goes on into the paragraph before it.
 QUESTION_MIN_WORDS = 3
-# Texts embedded between deadline checks: ~0.5 s of model time on one core.
-EMBED_SLICE = 128
+# Characters in the first slice embedded under a deadline (~1,000 tokens, ~0.5 s of model time
+# on one core); later slices double while the pace says they end in time. Counted in
+# characters, not texts, as the model's time grows with the tokens.
+EMBED_SLICE_CHARS = 4000
+# Share of the time left at the start that is kept for selecting, rebuilding and answering
+# when embedding is cut short by the caller's deadline, and its floor in seconds.
+DEADLINE_MARGIN = 0.1
+MIN_MARGIN_S = 0.1
+# A slice's time is predicted from the pace so far times this: texts differ in how much the
+# model pads them, and an overrun costs the whole compression.
+PACE_SAFETY = 1.5
 
 
 @dataclass(frozen=True)
@@ -138,13 +147,20 @@ class ExtractiveStrategy:
             return StrategyResult(turns, "nothing to drop: every turn is short or the question")
         context_tokens = sum(c.tokens for c in candidates)
         budget = int(target_ratio * context_tokens)
-        scores = self._score(_question_text(plans[question_at]), plans, candidates, deadline)
+        question = _question_text(plans[question_at])
+        scores, dense = self._score(question, plans, candidates, deadline)
         kept = _select(plans, candidates, scores, budget)
         kept_tokens = sum(candidates[n].tokens for n in kept)
+        cut_short = (
+            ""
+            if dense == len(candidates)
+            else f"; embedded {dense} of {len(candidates)} chunks before the deadline, "
+            "the rest ranked by BM25 alone"
+        )
         return StrategyResult(
             _rebuild(plans, candidates, kept),
             f"kept {kept_tokens} of {context_tokens} context tokens "
-            f"({len(kept)} of {len(candidates)} chunks)",
+            f"({len(kept)} of {len(candidates)} chunks){cut_short}",
         )
 
     def split_question(self, turn: Turn) -> tuple[str, str]:
@@ -171,32 +187,69 @@ class ExtractiveStrategy:
         plans: Sequence[_Plan],
         candidates: Sequence[_Candidate],
         deadline: float | None,
-    ) -> npt.NDArray[np.float64]:
+    ) -> tuple[npt.NDArray[np.float64], int]:
+        """Each candidate's relevance, and how many candidates got a dense (vector) score."""
+        chunk_texts = [plans[c.turn].chunks[c.position].text for c in candidates]
+        lexical = bm25(question, chunk_texts)
+        # Chunks are embedded best-lexical first: when the deadline cuts embedding short, the
+        # chunks left without a vector are those the question's words point to least.
         texts = [question]
         owners: list[int] = []
-        for n, candidate in enumerate(candidates):
-            windows = text_windows(plans[candidate.turn].chunks[candidate.position].text)
+        for n in np.argsort(-lexical, kind="stable"):
+            windows = text_windows(chunk_texts[n])
             texts.extend(windows)
-            owners.extend([n] * len(windows))
+            owners.extend([int(n)] * len(windows))
         vectors = self._embed(texts, deadline)
-        similarity = np.full(len(candidates), -1.0)
-        np.maximum.at(similarity, owners, vectors[1:] @ vectors[0])
-        chunk_texts = [plans[c.turn].chunks[c.position].text for c in candidates]
-        scores = fused(similarity, bm25(question, chunk_texts))
-        return scores + neighbour_bonus(scores, [(c.turn, c.position) for c in candidates])
+        done = len(vectors) - 1
+        # Below any cosine: chunks without a vector tie for the last dense rank.
+        similarity = np.full(len(candidates), -2.0)
+        np.maximum.at(similarity, owners[:done], vectors[1:] @ vectors[0])
+        scores = fused(similarity, lexical)
+        bonus = neighbour_bonus(scores, [(c.turn, c.position) for c in candidates])
+        return scores + bonus, int(np.count_nonzero(similarity > -2.0))
 
     def _embed(self, texts: Sequence[str], deadline: float | None) -> npt.NDArray[np.float32]:
-        """Embeds in slices, giving up once the caller's deadline has passed.
+        """Embeds the texts, or as many leading ones as the caller's deadline allows (the
+        question's at least).
 
-        A caller that timed out has gone, but the worker thread would otherwise keep the model
-        (one at a time, see MiniLmEmbedder) busy for seconds while other requests queue.
+        Without a deadline, one call: the embedder sorts the texts by length, so few are padded.
+        With one, in slices of growing size, each no bigger than what the pace of the slices
+        before it says will end before the margin kept for selecting and answering: a cold 30k
+        token document takes longer to embed than the router waits, and a compression on the
+        vectors there are beats none. A caller whose deadline has passed before the question
+        is embedded has gone, and gets DeadlineExceeded rather than keeping the model busy.
         """
-        parts = []
-        for start in range(0, len(texts), EMBED_SLICE):
-            if deadline is not None and time.monotonic() > deadline:
+        if deadline is None:
+            return self._embedder.embed(texts)
+        started = time.monotonic()
+        finish_by = deadline - max(MIN_MARGIN_S, DEADLINE_MARGIN * (deadline - started))
+        parts: list[npt.NDArray[np.float32]] = []
+        spent_s, done_chars, limit, start = 0.0, 0, float(EMBED_SLICE_CHARS), 0
+        while start < len(texts):
+            now = time.monotonic()
+            if parts:
+                pace = PACE_SAFETY * max(spent_s, 1e-6) / done_chars
+                affordable = (finish_by - now) / pace
+                limit = min(2 * limit, affordable)
+                if limit < len(texts[start]):
+                    break
+            elif now > deadline:
                 raise DeadlineExceeded("compression ran past the request's deadline")
-            parts.append(self._embedder.embed(texts[start : start + EMBED_SLICE]))
+            end = _slice_end(texts, start, limit)
+            parts.append(self._embedder.embed(texts[start:end]))
+            spent_s += time.monotonic() - now
+            done_chars += sum(len(text) for text in texts[start:end])
+            start = end
         return np.concatenate(parts)
+
+
+def _slice_end(texts: Sequence[str], start: int, max_chars: float) -> int:
+    """End of the run of texts from `start` within max_chars characters (one text at least)."""
+    end, chars = start + 1, len(texts[start])
+    while end < len(texts) and chars + len(texts[end]) <= max_chars:
+        chars += len(texts[end])
+        end += 1
+    return end
 
 
 def last_user_index(turns: Sequence[Turn]) -> int | None:

@@ -11,7 +11,7 @@ the namespace's verification threshold):
   fresh answer is compared with the served one (audit_compare.py) and the verdict reported.
   The audit's model calls are billed to the tenant like any other call.
 
-Reports and audits run in the background on bounded runners (audit_jobs.py); a cache that
+Reports and audits run in the background on bounded runners (background.py); a cache that
 cannot take a report costs the report, never the request.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import replace
 from opentelemetry import trace
 
 from services.router.audit_compare import Comparison, HitVerdict, compare
-from services.router.audit_jobs import BackgroundJobs
+from services.router.background import BackgroundJobs
 from services.router.budgets import BudgetLedger, exhausted_reason
 from services.router.cascade import Cascade, CascadeOutcome
 from services.router.gates import GateInput, Verdict, evaluate

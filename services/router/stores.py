@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable, Hashable
 
+from services.router.background import BackgroundJobs
 from services.router.model import ChatRequest, StageUnavailable
 from shared.errors import SluiceError
 
@@ -24,7 +24,7 @@ class BackgroundStores:
     At most `concurrency` stores talk to the cache at once; up to `backlog` more wait for a
     slot. Beyond that, under sustained overload, a store is dropped rather than piling up
     memory. Nothing is lost silently: failures and drops are counted and logged, and `drain`
-    (called at shutdown) waits for every pending store.
+    (called at shutdown) waits for every pending store (background.BackgroundJobs).
 
     A lookup waits (up to `visibility_s`) for the stores still running in its namespace whose
     question shares most of its content words, so that an answer returned before a request
@@ -36,18 +36,27 @@ class BackgroundStores:
     def __init__(
         self, concurrency: int = 16, backlog: int = 1024, visibility_s: float = 0.25
     ) -> None:
-        self._slots = asyncio.Semaphore(concurrency)
-        self._limit = concurrency + backlog
+        self._jobs = BackgroundJobs(
+            "cache store", concurrency, backlog, expected=(StageUnavailable, SluiceError)
+        )
         self._visibility_s = visibility_s
-        self._tasks: set[asyncio.Task[None]] = set()
         self._by_key: dict[Hashable, dict[asyncio.Task[None], frozenset[str]]] = {}
-        self.stored = 0
-        self.failed = 0
-        self.dropped = 0
 
     @property
     def pending(self) -> int:
-        return len(self._tasks)
+        return self._jobs.pending
+
+    @property
+    def stored(self) -> int:
+        return self._jobs.done
+
+    @property
+    def failed(self) -> int:
+        return self._jobs.failed
+
+    @property
+    def dropped(self) -> int:
+        return self._jobs.dropped
 
     def submit(
         self,
@@ -55,14 +64,8 @@ class BackgroundStores:
         key: Hashable = None,
         words: frozenset[str] = frozenset(),
     ) -> None:
-        if len(self._tasks) >= self._limit:
-            self.dropped += 1
-            LOG.warning("cache store dropped: %d stores already pending", len(self._tasks))
-            return
-        task = asyncio.get_running_loop().create_task(self._run(store))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        if key is not None:
+        task = self._jobs.start(store)
+        if task is not None and key is not None:
             self._by_key.setdefault(key, {})[task] = words
             task.add_done_callback(lambda done: self._forget(key, done))
 
@@ -83,30 +86,9 @@ class BackgroundStores:
         if related:
             await asyncio.wait(related, timeout=self._visibility_s)
 
-    async def _run(self, store: Callable[[], Awaitable[object]]) -> None:
-        async with self._slots:
-            try:
-                await store()
-            except (StageUnavailable, SluiceError) as error:
-                self.failed += 1
-                LOG.warning("cache store failed: %s", getattr(error, "reason", error))
-            except Exception:
-                # Nobody awaits this task, so an unexpected error must be logged here or it
-                # would only surface as "exception never retrieved" at exit.
-                self.failed += 1
-                LOG.exception("cache store failed unexpectedly")
-            else:
-                self.stored += 1
-
     async def drain(self, timeout_s: float | None = None) -> None:
         """Waits for every pending store (or until timeout_s); stores submitted meanwhile too."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self._tasks:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                LOG.warning("shutdown with %d cache stores still pending", len(self._tasks))
-                return
-            await asyncio.wait(set(self._tasks), timeout=left)
+        await self._jobs.drain(timeout_s)
 
 
 def store_key(request: ChatRequest) -> Hashable:

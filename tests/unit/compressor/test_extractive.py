@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from services.compressor.strategies import (
@@ -188,3 +191,38 @@ def test_gives_up_once_the_deadline_has_passed(strategy: ExtractiveStrategy) -> 
     with pytest.raises(DeadlineExceeded):
         strategy.compress_blocking(turns, 0.3, deadline=time.monotonic() - 1)
     assert ANSWER in strategy.compress_blocking(turns, 0.3, time.monotonic() + 60).turns[0].content
+
+
+class SlowEmbedder(HashingEmbedder):
+    """Takes `per_text_s` of wall time per text, like a cold model on a long document."""
+
+    def __init__(self, per_text_s: float) -> None:
+        super().__init__()
+        self._per_text_s = per_text_s
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        time.sleep(self._per_text_s * len(texts))
+        return super().embed(texts)
+
+
+def test_a_deadline_shorter_than_the_embedding_gives_a_partial_but_useful_compression(
+    counter: TokenCounter,
+) -> None:
+    embedder = SlowEmbedder(per_text_s=0.005)
+    strategy = ExtractiveStrategy(embedder, counter)
+    filler = [f"{FILLER[i % len(FILLER)]} Note {i}." for i in range(600)]
+    context = " ".join([*filler[:450], ANSWER, *filler[450:]])
+    turns = (Turn(Role.USER, f"{context}\n\n{QUESTION}"),)
+    started = time.monotonic()
+
+    result = strategy.compress_blocking(turns, 0.1, deadline=started + 0.5)
+
+    elapsed = time.monotonic() - started
+    embedded = sum(len(call) for call in embedder.calls)
+    # Embedding everything takes ~3 s at this pace; it stopped after a few slices.
+    assert embedded < 300
+    assert elapsed < 2.0
+    assert "before the deadline" in result.detail
+    # The answer shares the question's rare words, so BM25 put it in the first slice.
+    assert ANSWER in result.turns[0].content
+    assert QUESTION in result.turns[0].content

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
+from services.router.admission import Admission
+from services.router.model import ChatRequest
 from services.router.policy import Policy, parse_policy
+from shared.chat import Role, Sampling, Turn
 from shared.pricing import PriceCatalogue, parse_catalogue
+from shared.tokens import TokenCounter
 
 CATALOGUE_DOC = {
     "models": {
@@ -49,3 +54,16 @@ def policy_doc() -> dict:
 
 def policy() -> Policy:
     return parse_policy(policy_doc(), catalogue())
+
+
+def admit_acme(doc: dict[str, Any], question: str) -> ChatRequest:
+    """One request of tenant acme (key "acme-key") under the policy `doc`, asking `question`."""
+    return Admission(parse_policy(doc, catalogue()), TokenCounter(), 10_000).admit(
+        "acme-key",
+        request_id="r1",
+        model_class="",
+        turns=(Turn(Role.USER, question),),
+        sampling=Sampling(),
+        cache_mode=None,
+        max_cost_nano_usd=0,
+    )

@@ -12,18 +12,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.router.admission import Admission
 from services.router.cascade import Cascade, CascadeOutcome
 from services.router.learned import LearnedGates
 from services.router.learning.embedding import TextEmbedder
 from services.router.learning.scorer import MODELS_DIR
 from services.router.learning.start_tier import StartTierSettings
 from services.router.model import ChatRequest
-from services.router.policy import parse_policy
 from services.router.tier_gates import TierGates
-from shared.chat import Role, Sampling, Turn
-from shared.tokens import TokenCounter
-from tests.unit.router.fixtures import catalogue, policy_doc
+from tests.unit.router.fixtures import admit_acme, policy_doc
 
 PROMPT = "Which planet is closest to the Sun?\nA) Venus\nB) Mercury\nAnswer:"
 # What each tier's prompt costs in the tests: the start-tier predictor weighs these.
@@ -36,15 +32,7 @@ def chat_request(class_changes: dict[str, Any], tier_changes: dict[int, dict[str
     chat.update(class_changes)
     for index, changes in tier_changes.items():
         chat["tiers"][index].update(changes)
-    return Admission(parse_policy(doc, catalogue()), TokenCounter(), 10_000).admit(
-        "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=(Turn(Role.USER, PROMPT),),
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=0,
-    )
+    return admit_acme(doc, PROMPT)
 
 
 def learned_gates(embedder: TextEmbedder, tmp_path: Path | None = None) -> LearnedGates:

@@ -9,19 +9,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.router.admission import Admission
 from services.router.audit_compare import HitVerdict
 from services.router.budgets import InMemoryLedger
 from services.router.cache_audit import AUDIT_VERDICT, AuditSampler, CacheAudit, recheck
 from services.router.cascade import Cascade
 from services.router.model import CachedAnswer, ChatRequest
-from services.router.policy import parse_policy
-from shared.chat import Finish, FormatKind, ResponseFormat, Role, Sampling, Turn
+from shared.chat import Finish, FormatKind, ResponseFormat
 from shared.errors import Unavailable
 from shared.pricing import TokenUsage
-from shared.tokens import TokenCounter
 from tests.unit.router.fakes import FakeCache, FakeModels, answer
-from tests.unit.router.fixtures import catalogue, policy_doc
+from tests.unit.router.fixtures import admit_acme, policy_doc
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -37,15 +34,7 @@ def request(rate: float = 1.0, daily_usd: float = 0, **chat_class: object) -> Ch
     if daily_usd:
         acme["budget"] = {"daily_usd": daily_usd}
     acme["model_classes"]["chat"].update(chat_class)
-    return Admission(parse_policy(doc, catalogue()), TokenCounter(), 10_000).admit(
-        "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=(Turn(Role.USER, "What's the capital city of France?"),),
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=0,
-    )
+    return admit_acme(doc, "What's the capital city of France?")
 
 
 class Rig:

@@ -7,19 +7,17 @@ from datetime import UTC, datetime
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from services.router.admission import Admission
 from services.router.audit_compare import HitVerdict
 from services.router.budgets import InMemoryLedger
 from services.router.cache_audit import AuditSampler, CacheAudit
 from services.router.cascade import Cascade
 from services.router.model import CachedAnswer, ChatRequest, Outcome, RouteResult, StageName
 from services.router.pipeline import Pipeline, complete
-from services.router.policy import parse_policy
-from shared.chat import Finish, Role, Sampling, Turn
+from shared.chat import Finish
 from shared.pricing import TokenUsage
 from shared.tokens import TokenCounter
 from tests.unit.router.fakes import FakeCache, FakeCompressor, FakeModels, answer
-from tests.unit.router.fixtures import catalogue, policy_doc
+from tests.unit.router.fixtures import admit_acme, catalogue, policy_doc
 
 TRACER = TracerProvider().get_tracer("test")
 REFUSAL = "I'm sorry, but I can't help with that."
@@ -43,15 +41,7 @@ def build(
 def admit(audit_rate: float = 0.0) -> ChatRequest:
     doc = policy_doc()
     doc["tenants"]["acme"]["cache"] = {"audit_rate": audit_rate}
-    return Admission(parse_policy(doc, catalogue()), TokenCounter(), 10_000).admit(
-        "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=(Turn(Role.USER, "What's the capital city of France?"),),
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=0,
-    )
+    return admit_acme(doc, "What's the capital city of France?")
 
 
 def cache_line(result: RouteResult):

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from services.router.audit_jobs import BackgroundJobs
+from services.router.background import BackgroundJobs
 
 
 async def test_runs_at_most_concurrency_jobs_at_once_and_drops_beyond_the_backlog(

@@ -1,9 +1,9 @@
-"""Bounded background work of the cache audits: hit reports and audit cascades.
+"""Bounded background work: cache stores, hit reports and audit cascades.
 
-Like the cache stores (stores.py), this work runs after the caller has its answer, so it must
-never pile up without bound nor fail silently: at most `concurrency` jobs run at once and up
-to `backlog` more wait for a slot; beyond that a job is dropped, counted and logged. `drain`
-(called at shutdown, beside the stores' drain) waits for what is pending.
+This work runs after the caller has its answer, so it must never pile up without bound nor
+fail silently: at most `concurrency` jobs run at once and up to `backlog` more wait for a slot;
+beyond that a job is dropped, counted and logged. `drain` (called at shutdown) waits for what
+is pending.
 """
 
 from __future__ import annotations
@@ -17,11 +17,20 @@ LOG = logging.getLogger(__name__)
 
 
 class BackgroundJobs:
-    def __init__(self, name: str, concurrency: int, backlog: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        concurrency: int,
+        backlog: int,
+        expected: tuple[type[Exception], ...] = (),
+    ) -> None:
         if concurrency < 1 or backlog < 0:
             raise ValueError("concurrency must be at least 1 and backlog not negative")
         # The name says which work was dropped or failed in the logs ("cache audit").
         self._name = name
+        # Failures that are part of normal operation (a peer that is down): one warning line,
+        # not a stack trace.
+        self._expected = expected
         self._slots = asyncio.Semaphore(concurrency)
         self._limit = concurrency + backlog
         self._tasks: set[asyncio.Task[None]] = set()
@@ -36,19 +45,26 @@ class BackgroundJobs:
     def submit(self, job: Callable[[], Awaitable[object]]) -> bool:
         """Starts the job in the background; False when it was dropped (the backlog is full).
         The job is a factory so that a dropped job never creates a coroutine left unawaited."""
+        return self.start(job) is not None
+
+    def start(self, job: Callable[[], Awaitable[object]]) -> asyncio.Task[None] | None:
+        """As submit, returning the job's task to wait on (never to cancel), or None."""
         if len(self._tasks) >= self._limit:
             self.dropped += 1
             LOG.warning("%s dropped: %d already pending", self._name, len(self._tasks))
-            return False
+            return None
         task = asyncio.get_running_loop().create_task(self._run(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return True
+        return task
 
     async def _run(self, job: Callable[[], Awaitable[object]]) -> None:
         async with self._slots:
             try:
                 await job()
+            except self._expected as error:
+                self.failed += 1
+                LOG.warning("%s failed: %s", self._name, getattr(error, "reason", error))
             except Exception:
                 # Nobody awaits this task: an error must be counted and logged here, or it
                 # would only surface as "exception never retrieved" at exit.
