@@ -133,6 +133,50 @@ def test_serves_compresses_and_drains(tmp_path: Path) -> None:
     assert "is SERVING" in logged and "stopped" in logged
 
 
+def test_a_cold_document_longer_than_the_deadline_is_compressed_in_time(tmp_path: Path) -> None:
+    # ~40k tokens the service has never seen: embedding all of it takes well over 10 s here.
+    filler = [
+        f"Warehouse {i} on pier {i % 31} logged {i * 7} barrels of {oil} oil in week {i % 52}."
+        for i, oil in enumerate(["olive", "palm", "rapeseed", "sunflower", "linseed"] * 400)
+    ]
+    filler.insert(1200, ANSWER)
+    document = "\n\n".join(" ".join(filler[i : i + 8]) for i in range(0, len(filler), 8))
+    port = free_port()
+    with (tmp_path / "compressor.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.compressor"],
+            cwd=ROOT,
+            env=service_env(port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            wait_until_serving(process, channel)
+            stub = compressor_grpc.PromptCompressorServiceStub(channel)
+            request = compressor_pb2.CompressRequest(
+                messages=[
+                    common_pb2.ChatMessage(
+                        role=common_pb2.ROLE_USER, content=f"{document}\n\n{QUESTION}"
+                    )
+                ],
+                target_model="gpt-4o",
+            )
+            started = time.monotonic()
+            compressed = stub.Compress(request, timeout=3.0)
+            elapsed = time.monotonic() - started
+
+        assert elapsed < 3.0
+        assert compressed.compressed
+        assert "before the deadline, the rest ranked by BM25 alone" in compressed.reason
+        # The answer shares the question's rare words, so it was among the first embedded.
+        assert ANSWER in compressed.messages[0].content
+        assert compressed.compressed_tokens < 0.4 * compressed.original_tokens
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_bad_settings_exit_2_naming_the_variable() -> None:
     env = {**service_env(free_port()), "SLUICE_COMPRESSOR_MIN_TOKENS": "lots"}
     result = subprocess.run(
