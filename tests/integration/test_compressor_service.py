@@ -3,12 +3,14 @@ and the abstractive strategy falling back to extraction when its dispatcher is u
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -75,60 +77,67 @@ def wait_until_serving(process: subprocess.Popen[bytes], channel: grpc.Channel) 
     pytest.fail(f"compressor not SERVING after {READY_TIMEOUT_S} s")
 
 
-def test_serves_compresses_and_drains(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def serving_compressor(
+    log_path: Path,
+) -> Iterator[tuple[subprocess.Popen[bytes], compressor_grpc.PromptCompressorServiceStub]]:
+    """A compressor process, SERVING; killed on the way out if the test left it running."""
     port = free_port()
-    log = (tmp_path / "compressor.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.compressor"],
-        cwd=ROOT,
-        env=service_env(port),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.compressor"],
+            cwd=ROOT,
+            env=service_env(port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             wait_until_serving(process, channel)
-            stub = compressor_grpc.PromptCompressorServiceStub(channel)
-            user = common_pb2.ROLE_USER
-            long_request = compressor_pb2.CompressRequest(
-                messages=[common_pb2.ChatMessage(role=user, content=long_prompt())],
-                target_model="gpt-4o",
-            )
-            compressed = stub.Compress(long_request, timeout=60)
-            assert compressed.original_tokens > 1500
-            assert compressed.compressed
-            assert compressed.strategy == "extractive"
-            assert compressed.compressed_tokens < 0.4 * compressed.original_tokens
-            assert ANSWER in compressed.messages[0].content
-            assert compressed.messages[0].content.endswith(QUESTION)
-            assert "nano-USD at gpt-4o" in compressed.reason
-
-            abstractive = compressor_pb2.CompressRequest(
-                messages=long_request.messages,
-                target_model="gpt-4o",
-                strategy=compressor_pb2.COMPRESSION_STRATEGY_ABSTRACTIVE,
-            )
-            degraded = stub.Compress(abstractive, timeout=60)
-            assert degraded.compressed
-            assert degraded.strategy == "extractive"
-            assert "abstractive failed (dispatcher answered UNAVAILABLE" in degraded.reason
-            assert ANSWER in degraded.messages[0].content
-            assert degraded.cost_nano_usd == 0
-
-            short_messages = [common_pb2.ChatMessage(role=user, content=QUESTION)]
-            untouched = stub.Compress(
-                compressor_pb2.CompressRequest(messages=short_messages), timeout=10
-            )
-            assert not untouched.compressed
-            assert list(untouched.messages) == short_messages
-            assert untouched.reason.startswith("below threshold")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+            yield process, compressor_grpc.PromptCompressorServiceStub(channel)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-        log.close()
+
+
+def test_serves_compresses_and_drains(tmp_path: Path) -> None:
+    with serving_compressor(tmp_path / "compressor.log") as (process, stub):
+        user = common_pb2.ROLE_USER
+        long_request = compressor_pb2.CompressRequest(
+            messages=[common_pb2.ChatMessage(role=user, content=long_prompt())],
+            target_model="gpt-4o",
+        )
+        compressed = stub.Compress(long_request, timeout=60)
+        assert compressed.original_tokens > 1500
+        assert compressed.compressed
+        assert compressed.strategy == "extractive"
+        assert compressed.compressed_tokens < 0.4 * compressed.original_tokens
+        assert ANSWER in compressed.messages[0].content
+        assert compressed.messages[0].content.endswith(QUESTION)
+        assert "nano-USD at gpt-4o" in compressed.reason
+
+        abstractive = compressor_pb2.CompressRequest(
+            messages=long_request.messages,
+            target_model="gpt-4o",
+            strategy=compressor_pb2.COMPRESSION_STRATEGY_ABSTRACTIVE,
+        )
+        degraded = stub.Compress(abstractive, timeout=60)
+        assert degraded.compressed
+        assert degraded.strategy == "extractive"
+        assert "abstractive failed (dispatcher answered UNAVAILABLE" in degraded.reason
+        assert ANSWER in degraded.messages[0].content
+        assert degraded.cost_nano_usd == 0
+
+        short_messages = [common_pb2.ChatMessage(role=user, content=QUESTION)]
+        untouched = stub.Compress(
+            compressor_pb2.CompressRequest(messages=short_messages), timeout=10
+        )
+        assert not untouched.compressed
+        assert list(untouched.messages) == short_messages
+        assert untouched.reason.startswith("below threshold")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
     logged = (tmp_path / "compressor.log").read_text()
     assert "is SERVING" in logged and "stopped" in logged
 
@@ -141,30 +150,18 @@ def test_a_cold_document_longer_than_the_deadline_is_compressed_in_time(tmp_path
     ]
     filler.insert(1200, ANSWER)
     document = "\n\n".join(" ".join(filler[i : i + 8]) for i in range(0, len(filler), 8))
-    port = free_port()
-    with (tmp_path / "compressor.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.compressor"],
-            cwd=ROOT,
-            env=service_env(port),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    with serving_compressor(tmp_path / "compressor.log") as (_, stub):
+        request = compressor_pb2.CompressRequest(
+            messages=[
+                common_pb2.ChatMessage(
+                    role=common_pb2.ROLE_USER, content=f"{document}\n\n{QUESTION}"
+                )
+            ],
+            target_model="gpt-4o",
         )
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            wait_until_serving(process, channel)
-            stub = compressor_grpc.PromptCompressorServiceStub(channel)
-            request = compressor_pb2.CompressRequest(
-                messages=[
-                    common_pb2.ChatMessage(
-                        role=common_pb2.ROLE_USER, content=f"{document}\n\n{QUESTION}"
-                    )
-                ],
-                target_model="gpt-4o",
-            )
-            started = time.monotonic()
-            compressed = stub.Compress(request, timeout=3.0)
-            elapsed = time.monotonic() - started
+        started = time.monotonic()
+        compressed = stub.Compress(request, timeout=3.0)
+        elapsed = time.monotonic() - started
 
         assert elapsed < 3.0
         assert compressed.compressed
@@ -172,9 +169,6 @@ def test_a_cold_document_longer_than_the_deadline_is_compressed_in_time(tmp_path
         # The answer shares the question's rare words, so it was among the first embedded.
         assert ANSWER in compressed.messages[0].content
         assert compressed.compressed_tokens < 0.4 * compressed.original_tokens
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_bad_settings_exit_2_naming_the_variable() -> None:
