@@ -47,6 +47,7 @@ from services.cache.store import (
     EntryDeleted,
     EntryPut,
     EntryStore,
+    FeedbackAdded,
     Loaded,
     MemoryStore,
     Resynced,
@@ -371,11 +372,14 @@ class SemanticCache:
                 entry = self._table.by_id.get(change.entry_id)
                 if entry is not None:
                     self._remove([entry], Removal.REPLACED)
+            elif isinstance(change, FeedbackAdded):
+                self._feedback.apply(change.count)
             elif isinstance(change, Resynced):
                 present = {record.entry_id for record in change.records}
                 gone = [e for e in self._table.by_id.values() if e.entry_id not in present]
                 self._remove(gone, Removal.REPLACED)
                 self._admit(change.records)
+                await self._feedback.reload()  # its events in the gap were missed too
 
     def _rebuild_where_due(self, namespace_keys: Iterable[str]) -> None:
         for key in namespace_keys:

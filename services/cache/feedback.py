@@ -10,6 +10,7 @@ model file says nothing about another's, so counts from an older model are not r
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -18,10 +19,12 @@ from numpy.typing import NDArray
 
 from services.cache.entries import Entry, EntryTable
 from services.cache.keys import RequestKeys
-from services.cache.store import FEEDBACK_BINS, EntryStore, StoreUnavailable
+from services.cache.store import FEEDBACK_BINS, EntryStore, FeedbackCount, StoreUnavailable
 from services.cache.verifiers.calibration import NamespaceCalibrator, bin_of
 from services.cache.verify import HitVerifier, Pair, clamp_similarity
 from shared.errors import InvalidRequest, NotFound, Unavailable
+
+LOG = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -82,16 +85,36 @@ class FeedbackBook:
         self._store = store
 
     async def restore(self) -> int:
-        """Reloads the stored counts of this verifier's scale; returns the outcomes loaded."""
+        """Loads the stored counts of this verifier's scale in place of what it had; returns
+        the outcomes loaded. At start, and after the change feed had a gap. (An outcome another
+        replica records while this one starts is both in the counts and replayed from the
+        feed: counted twice, a handful at most.)"""
         calibrator = self._calibrator()
         if self._verifier is None or calibrator is None:
             return 0
-        loaded = 0
-        for count in await self._store.load_feedback(self._verifier.feedback_scale):
-            score = (count.bin + 0.5) / FEEDBACK_BINS
-            calibrator.restore(count.namespace, score, seen=count.seen, wrong=count.wrong)
-            loaded += count.seen
-        return loaded
+        counts = await self._store.load_feedback(self._verifier.feedback_scale)
+        calibrator.clear()
+        for count in counts:
+            self.apply(count)
+        return sum(count.seen for count in counts)
+
+    async def reload(self) -> None:
+        """restore() for a running cache: a store that fails keeps the counts it had."""
+        try:
+            await self.restore()
+        except StoreUnavailable as error:
+            LOG.warning("could not reload feedback counts: %s", error)
+
+    def apply(self, count: FeedbackCount) -> None:
+        """Adds counts recorded elsewhere (another replica's report); other scales are not
+        this verifier's scores and are ignored."""
+        calibrator = self._calibrator()
+        if self._verifier is None or calibrator is None:
+            return
+        if count.scale != self._verifier.feedback_scale:
+            return
+        score = (count.bin + 0.5) / FEEDBACK_BINS
+        calibrator.restore(count.namespace, score, seen=count.seen, wrong=count.wrong)
 
     async def record(self, pair: Pair, correct: bool) -> bool:
         """Counts one outcome, durably first; False when the verifier keeps no calibration."""

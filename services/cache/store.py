@@ -48,7 +48,14 @@ class Resynced:
     records: list[EntryRecord]
 
 
-Change = EntryPut | EntryDeleted | Resynced
+@dataclass(frozen=True)
+class FeedbackAdded:
+    """Another replica counted one ReportHit outcome (seen 1, wrong 0 or 1)."""
+
+    count: FeedbackCount
+
+
+Change = EntryPut | EntryDeleted | Resynced | FeedbackAdded
 Loaded = EntryRecord | BadRecord
 # Feedback scores are kept in this many bins of [0, 1]: finer than any calibrator uses, so the
 # stored counts can be re-binned without loss at start-up.

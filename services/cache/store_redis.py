@@ -7,10 +7,11 @@ Layout (all keys under the prefix `sluice:cache:`):
   replica is running.
 - `fb:<scale>`: a hash of feedback counts (ReportHit outcomes), fields
   `<seen|wrong>:<bin>:<namespace>` incremented with HINCRBY, so replicas add up their counts;
-  each replica reads them at start (a report on another replica reaches it at its next start).
-- `events`: a stream of changes, one item per put or delete: `op` (put|del), `id` and
-  `origin` (the writing replica's random id). Every write and its event go in one
-  MULTI/EXEC, so a replica never sees an event without the write or the reverse.
+  each replica reads them at start, then applies the others' outcomes from the stream.
+- `events`: a stream of changes, one item per put, delete or feedback outcome: `op`
+  (put|del|fb), `id` and `origin` (the writing replica's random id); an `fb` item also carries
+  `scale`, `ns`, `bin` and `wrong`. Every write and its event go in one MULTI/EXEC, so a
+  replica never sees an event without the write or the reverse.
 
 Each replica keeps the whole entry set in memory (and the vectors in its FAISS indexes). At
 start it notes the stream's last id, loads every hash with SCAN, then tails the stream from the
@@ -37,12 +38,14 @@ from urllib.parse import urlsplit
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from services.cache.records import EntryRecord, encode_meta, record_from_meta, vector_blob
 from services.cache.store import (
     Change,
     EntryDeleted,
     EntryPut,
+    FeedbackAdded,
     FeedbackCount,
     Loaded,
     Resynced,
@@ -149,6 +152,17 @@ class RedisStore:
         pipe.hincrby(f"{PREFIX}fb:{scale}", f"seen:{score_bin}:{namespace}", 1)
         if wrong:
             pipe.hincrby(f"{PREFIX}fb:{scale}", f"wrong:{score_bin}:{namespace}", 1)
+        # The other replicas apply the outcome as it happens (FeedbackAdded), not at restart.
+        fields: dict[FieldT, EncodableT] = {
+            "op": "fb",
+            "id": "",
+            "origin": self._origin,
+            "scale": scale,
+            "ns": namespace,
+            "bin": str(score_bin),
+            "wrong": "1" if wrong else "0",
+        }
+        pipe.xadd(EVENTS, fields, maxlen=STREAM_MAXLEN, approximate=True)
         await self._execute(pipe)
 
     async def load_feedback(self, scale: str) -> list[FeedbackCount]:
@@ -193,7 +207,10 @@ class RedisStore:
             for record in await self._fetch(puts, dim):
                 yield EntryPut(record)
             puts = []
-            yield EntryDeleted(entry_id)
+            if fields.get(b"op") == b"fb":
+                yield FeedbackAdded(_feedback_count(fields))
+            else:
+                yield EntryDeleted(entry_id)
         for record in await self._fetch(puts, dim):
             yield EntryPut(record)
 
@@ -237,3 +254,15 @@ class RedisStore:
         if not first or self._position == "0-0":
             return False
         return _id_tuple(first[0][0]) > _id_tuple(self._position)
+
+
+def _feedback_count(fields: dict[bytes, bytes]) -> FeedbackCount:
+    """One outcome from an `fb` event."""
+    wrong = fields[b"wrong"] == b"1"
+    return FeedbackCount(
+        fields[b"scale"].decode(),
+        fields[b"ns"].decode(),
+        int(fields[b"bin"]),
+        seen=1,
+        wrong=int(wrong),
+    )

@@ -1,13 +1,15 @@
 """Feedback counts in the shared Redis store: replicas add up, and a reopened store reads the
-sums back (the counts a restarted replica calibrates from). Starts its own redis-server."""
+sums back (the counts a restarted replica calibrates from), and each outcome reaches the other
+replicas through the change feed as it happens. Starts its own redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from services.cache.store import FeedbackCount
+from services.cache.store import FeedbackAdded, FeedbackCount
 from services.cache.store_redis import RedisStore
 from tests.support import running_redis
 
@@ -42,3 +44,25 @@ async def test_two_stores_on_one_redis_add_up_their_feedback(tmp_path: Path) -> 
             assert await reopened.load_feedback("learned:other") == []
         finally:
             await reopened.close()
+
+
+async def test_a_report_on_one_replica_reaches_the_others_through_the_change_feed(
+    tmp_path: Path,
+) -> None:
+    with running_redis(tmp_path) as url:
+        writer, follower = RedisStore(url), RedisStore(url)
+        await writer.open()
+        await follower.open()
+        feed = follower.changes(dim=384)
+        try:
+            await writer.add_feedback("learned:abc", "ns:1", 990, True)
+            await writer.add_feedback("learned:abc", "ns:1", 990, False)
+            first = await asyncio.wait_for(anext(feed), timeout=5)
+            second = await asyncio.wait_for(anext(feed), timeout=5)
+        finally:
+            await feed.aclose()
+            await writer.close()
+            await follower.close()
+
+    assert first == FeedbackAdded(FeedbackCount("learned:abc", "ns:1", 990, seen=1, wrong=1))
+    assert second == FeedbackAdded(FeedbackCount("learned:abc", "ns:1", 990, seen=1, wrong=0))

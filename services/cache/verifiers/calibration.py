@@ -99,6 +99,10 @@ class NamespaceCalibrator:
         """One labelled outcome: a candidate with this score was (or would have been) right."""
         self.restore(namespace, score, seen=1, wrong=0 if correct else 1)
 
+    def clear(self) -> None:
+        """Forgets every namespace's feedback (before reloading the stored counts)."""
+        self._namespaces.clear()
+
     def restore(self, namespace: str, score: float, *, seen: int, wrong: int) -> None:
         """`seen` outcomes at this score, `wrong` of them wrong (reloading persisted counts)."""
         if not 0 <= wrong <= seen:

@@ -3,10 +3,13 @@ namespace's threshold, the counts outlast a restart, and bad reports are refused
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 
 from services.cache.model import HitKind
-from services.cache.store import MemoryStore
+from services.cache.store import Change, FeedbackAdded, FeedbackCount, MemoryStore, Resynced
 from services.cache.verifiers.calibration import NamespaceCalibrator
 from services.cache.verifiers.rules import RuleVerifier
 from services.cache.verify import AcceptAll
@@ -116,3 +119,38 @@ async def test_bad_reports_are_refused_with_the_problem_named():
     with pytest.raises(NotFound, match="already reported wrong"):
         await cache.report_hit(ask(ASKED), hit.entry_id, correct=False)
     assert cache.stats("acme").counters.verification_failures == 1
+
+
+class FollowedStore(MemoryStore):
+    """A shared store: `changes()` yields what the test puts in `feed` (other replicas)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feed: asyncio.Queue[Change] = asyncio.Queue()
+
+    async def changes(self, dim: int) -> AsyncIterator[Change]:
+        while True:
+            yield await self.feed.get()
+            # The cache asks for the next change only once it has applied this one.
+            self.feed.task_done()
+
+
+async def test_reports_made_on_other_replicas_calibrate_this_one_as_they_happen():
+    store = FollowedStore()
+    cache, calibrator = await cache_with(store)
+    hit = await served(cache)
+    for _ in range(3):
+        store.feed.put_nowait(FeedbackAdded(FeedbackCount("cosine", hit.namespace, 925, 1, 0)))
+    # Another verifier's scale is not this one's scores.
+    store.feed.put_nowait(FeedbackAdded(FeedbackCount("learned:x", hit.namespace, 100, 9, 0)))
+    await asyncio.wait_for(store.feed.join(), timeout=5)
+
+    assert calibrator.threshold(hit.namespace) == pytest.approx(0.92)
+
+    # After a gap in the feed, the summed counts in the store replace what was applied.
+    store.feedback = {("cosine", hit.namespace, 925): [1, 0]}
+    store.feed.put_nowait(Resynced(list(store.records.values())))
+    await asyncio.wait_for(store.feed.join(), timeout=5)
+
+    assert calibrator.threshold(hit.namespace) == 0.0  # 1 outcome < min_feedback
+    await cache.aclose()
