@@ -5,11 +5,13 @@ replicas through the change feed as it happens. Starts its own redis-server."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from services.cache.store import FeedbackAdded, FeedbackCount
+from services.cache.store import Change, FeedbackAdded, FeedbackCount
 from services.cache.store_redis import RedisStore
 from tests.support import running_redis
 
@@ -53,7 +55,8 @@ async def test_a_report_on_one_replica_reaches_the_others_through_the_change_fee
         writer, follower = RedisStore(url), RedisStore(url)
         await writer.open()
         await follower.open()
-        feed = follower.changes(dim=384)
+        # RedisStore.changes is an async generator, closed here so it stops reading.
+        feed = cast(AsyncGenerator[Change, None], follower.changes(dim=384))
         try:
             await writer.add_feedback("learned:abc", "ns:1", 990, True)
             await writer.add_feedback("learned:abc", "ns:1", 990, False)
