@@ -153,16 +153,9 @@ class RedisStore:
         if wrong:
             pipe.hincrby(f"{PREFIX}fb:{scale}", f"wrong:{score_bin}:{namespace}", 1)
         # The other replicas apply the outcome as it happens (FeedbackAdded), not at restart.
-        fields: dict[FieldT, EncodableT] = {
-            "op": "fb",
-            "id": "",
-            "origin": self._origin,
-            "scale": scale,
-            "ns": namespace,
-            "bin": str(score_bin),
-            "wrong": "1" if wrong else "0",
-        }
-        pipe.xadd(EVENTS, fields, maxlen=STREAM_MAXLEN, approximate=True)
+        self._event(
+            pipe, "fb", "", scale=scale, ns=namespace, bin=str(score_bin), wrong=str(int(wrong))
+        )
         await self._execute(pipe)
 
     async def load_feedback(self, scale: str) -> list[FeedbackCount]:
@@ -183,8 +176,9 @@ class RedisStore:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    def _event(self, pipe: Any, op: str, entry_id: str) -> None:
-        fields = {"op": op, "id": entry_id, "origin": self._origin}
+    def _event(self, pipe: Any, op: str, entry_id: str, **extra: str) -> None:
+        fields: dict[FieldT, EncodableT] = {"op": op, "id": entry_id, "origin": self._origin}
+        fields.update(extra)
         pipe.xadd(EVENTS, fields, maxlen=STREAM_MAXLEN, approximate=True)
 
     async def _execute(self, pipe: Any) -> None:
