@@ -10,7 +10,7 @@ says the next slice would miss the deadline, and ranks the rest by BM25 alone.
 
 This runs the real compressor service with its vector cache off (every call is cold) on
 held-out L-Eval questions (NaturalQuestions pages and CUAD contracts, the first --questions of
-each in hash order, whole documents), at 4x, under each budget in turn ("0" = no deadline),
+each subset in hash order of their ids), at 4x, under each budget in turn ("0" = no deadline),
 interleaving the budgets question by question so the machine's load falls on all of them. It
 reports, per budget, how often the gold answer survived, the median and largest latency, how
 many calls had to rank some chunks by BM25 alone, and how many failed. The last line printed

@@ -39,6 +39,7 @@ import orjson
 from benchmarks.common import markdown_table, stop_process
 from benchmarks.overhead_http import KeepAliveClient
 from benchmarks.overhead_load import RunResult, closed_loop
+from shared.mesh import free_port
 
 LEVELS = (1, 16, 64)
 ECHO_METHOD = "/sluice.floor.Echo/Echo"
@@ -65,12 +66,6 @@ QUESTIONS = (
     "How can I lose weight without going to the gym?",
     "What are the differences between TCP and UDP?",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:

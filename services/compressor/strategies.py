@@ -58,6 +58,9 @@ MIN_MARGIN_S = 0.1
 # A slice's time is predicted from the pace so far times this: texts differ in how much the
 # model pads them, and an overrun costs the whole compression.
 PACE_SAFETY = 1.5
+# The dense score of a chunk left without a vector: below any cosine, so all such chunks tie
+# for the last dense rank.
+NO_VECTOR = -2.0
 
 
 @dataclass(frozen=True)
@@ -201,12 +204,11 @@ class ExtractiveStrategy:
             owners.extend([int(n)] * len(windows))
         vectors = self._embed(texts, deadline)
         done = len(vectors) - 1
-        # Below any cosine: chunks without a vector tie for the last dense rank.
-        similarity = np.full(len(candidates), -2.0)
+        similarity = np.full(len(candidates), NO_VECTOR)
         np.maximum.at(similarity, owners[:done], vectors[1:] @ vectors[0])
         scores = fused(similarity, lexical)
         bonus = neighbour_bonus(scores, [(c.turn, c.position) for c in candidates])
-        return scores + bonus, int(np.count_nonzero(similarity > -2.0))
+        return scores + bonus, int(np.count_nonzero(similarity > NO_VECTOR))
 
     def _embed(self, texts: Sequence[str], deadline: float | None) -> npt.NDArray[np.float32]:
         """Embeds the texts, or as many leading ones as the caller's deadline allows (the

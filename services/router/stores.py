@@ -7,15 +7,12 @@ The router hands each accepted answer to BackgroundStores instead of awaiting th
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import Awaitable, Callable, Hashable
 
 from services.router.background import BackgroundJobs
 from services.router.model import ChatRequest, StageUnavailable
 from shared.errors import SluiceError
-
-LOG = logging.getLogger(__name__)
 
 
 class BackgroundStores:
