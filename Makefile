@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared services tests
+	$(BIN)/mypy shared services tests benchmarks
 
 proto: $(STAMP)
 	$(BIN)/python -m shared.protogen

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from services.cache.verifiers.replay import (
     HEADLINE_DATASETS,
     Score,
     ScoreThreshold,
+    Space,
     SweepPoint,
     Vectors,
     feedback_observer,
@@ -66,9 +68,24 @@ def learned_sweep(workloads: Workloads, vectors: Vectors, model: PairScorer) -> 
     )
 
 
-def fit_pairs(workloads: Workloads, vectors: Vectors, floor: float) -> list[LabelledPair]:
-    """Every fit-half candidate at or above the pre-filter, labelled (replay.labelled_pairs)."""
-    return labelled_pairs(workloads, vectors, floor)
+def fit_pairs(
+    workloads: Workloads, vectors: Vectors, floor: float, extra: Sequence[LabelledPair] = ()
+) -> list[LabelledPair]:
+    """Every fit-half candidate at or above the pre-filter, labelled (replay.labelled_pairs),
+    plus the training-only `extra` pairs (extra_pairs) at or above it."""
+    own = labelled_pairs(workloads, vectors, floor)
+    return own + [p for p in extra if p.pair.similarity >= floor]
+
+
+def extra_pairs(spaces: Sequence[Space], vectors: Vectors, floor: float) -> list[LabelledPair]:
+    """The candidate pairs of training-only namespaces (cache_quality_data.extra_qqp), found
+    by the same replayed loop as the fit half's. They are never evaluated; in the inner folds
+    they go by the query's hash like every other pair (inner_fold)."""
+    return labelled_pairs({"extra": spaces}, vectors, floor)
+
+
+def model_units(model: PairModel) -> int:
+    return len(model.hidden.bias) if model.hidden is not None else 0
 
 
 def _fit_rank(points: list[SweepPoint]) -> tuple[int, float]:
@@ -104,7 +121,9 @@ def cross_fitted_sweep(
     models = [
         replace(
             train_pair_model(
-                [p for p in pairs if inner_fold(p.pair.query) == k], min_similarity=floor
+                [p for p in pairs if inner_fold(p.pair.query) == k],
+                min_similarity=floor,
+                units=units,
             ),
             vetoes=vetoes,
         )
@@ -124,12 +143,13 @@ def cross_fitted_sweep(
 
 
 def pair_sweep(
-    workloads: Workloads, vectors: Vectors, model: PairModel, units: int = DEFAULT_UNITS
+    workloads: Workloads, vectors: Vectors, model: PairModel, extra: Sequence[LabelledPair] = ()
 ) -> list[SweepPoint]:
-    """A pair model's sweep: fit figures cross-fitted (to choose by), held-back figures of
-    `model` itself (what it serves at that threshold)."""
-    pairs = fit_pairs(workloads, vectors, model.min_similarity)
-    cross = cross_fitted_sweep(workloads, vectors, pairs, model.vetoes, units)
+    """A pair model's sweep: fit figures cross-fitted (to choose by; inner models of the
+    model's own size, on the fit pairs plus `extra`), held-back figures of `model` itself
+    (what it serves at that threshold)."""
+    pairs = fit_pairs(workloads, vectors, model.min_similarity, extra)
+    cross = cross_fitted_sweep(workloads, vectors, pairs, model.vetoes, model_units(model))
     own = learned_sweep(workloads, vectors, model)
     return [SweepPoint(c.param, c.fit, o.held) for c, o in zip(cross, own, strict=True)]
 
@@ -145,19 +165,31 @@ def strictest_point(points: list[SweepPoint]) -> tuple[SweepPoint | None, float]
     return None, 0.0
 
 
-def train(workloads: Workloads, vectors: Vectors, args: argparse.Namespace) -> PairModel:
-    """Fits the pair model on the fit half's candidate pairs. Whether the check vetoes help
-    and the threshold with the most hits at <= 1% wrong are chosen on cross-fitted scores of
-    the fit half's lookups (cross_fitted_sweep)."""
-    pairs = fit_pairs(workloads, vectors, args.min_similarity)
+def train(
+    workloads: Workloads,
+    vectors: Vectors,
+    args: argparse.Namespace,
+    extra: Sequence[LabelledPair] = (),
+) -> PairModel:
+    """Fits the pair model on the fit half's candidate pairs plus the training-only `extra`
+    pairs, with args.units hidden units. Whether the check vetoes help and the threshold with
+    the most hits at <= 1% wrong are chosen on cross-fitted scores of the fit half's lookups
+    (cross_fitted_sweep)."""
+    pairs = fit_pairs(workloads, vectors, args.min_similarity, extra)
+    units = args.units
     info = {
         "data": sorted(workloads),
+        "extra_qqp_rows": args.extra_qqp_pairs,
+        "extra_pairs": sum(p.pair.similarity >= args.min_similarity for p in extra),
         "split": "sha1(text) % 10 < 5 is the fit half; only it is used",
         "threshold": "most fit-half hits within the strictest of 1/2/3/5% wrong that some "
         "threshold meets, on cross-fitted scores (2 inner folds)",
-        "command": "python -m benchmarks.cache_quality --train",
+        "command": "python -m benchmarks.cache_quality --train "
+        f"--extra-qqp-pairs {args.extra_qqp_pairs} --units {units}",
     }
-    sweeps = {veto: cross_fitted_sweep(workloads, vectors, pairs, veto) for veto in ((), CHECKS)}
+    sweeps = {
+        veto: cross_fitted_sweep(workloads, vectors, pairs, veto, units) for veto in ((), CHECKS)
+    }
     ranked = {veto: _fit_rank(points) for veto, points in sweeps.items()}
     vetoes = max(ranked, key=lambda v: ranked[v])
     print(f"vetoes, cross-fitted on the fit half (right hits at <= 1% wrong, -wrong at 60% "
@@ -169,7 +201,9 @@ def train(workloads: Workloads, vectors: Vectors, args: argparse.Namespace) -> P
               file=sys.stderr)  # fmt: skip
     point, met = strictest_point(sweeps[vetoes])
     info["threshold_target"] = f"<= {met:.0%} wrong on cross-fitted fit lookups"
-    model = train_pair_model(pairs, min_similarity=args.min_similarity, trained_on=info)
+    model = train_pair_model(
+        pairs, min_similarity=args.min_similarity, units=units, trained_on=info
+    )
     model = replace(model, vetoes=vetoes, threshold=point.param if point else 1.0)
     model.save(Path(args.model))
     print(f"trained on {len(pairs)} fit pairs, vetoes {list(vetoes)}, threshold "
@@ -183,14 +217,17 @@ def text_model(workloads: Workloads, vectors: Vectors, floor: float) -> PairScor
     return replace(model, vetoes=CHECKS)
 
 
-def method_sweeps(workloads: Workloads, vectors: Vectors, model: PairModel) -> Sweeps:
-    """name -> (sweep points, what the swept parameter is)."""
+def method_sweeps(
+    workloads: Workloads, vectors: Vectors, model: PairModel, extra: Sequence[LabelledPair] = ()
+) -> Sweeps:
+    """name -> (sweep points, what the swept parameter is). `extra` trains only the pair
+    model's cross-fitting models; the text-feature model keeps the benchmark's own pairs."""
     text = text_model(workloads, vectors, model.min_similarity)
     return {
         "bare cosine": (sweep(workloads, vectors, COSINES, lambda t: (AcceptAll(), t)), "cos"),
         "rules": (sweep(workloads, vectors, COSINES, lambda t: (RuleVerifier(), t)), "cos"),
         "learned, text features": (learned_sweep(workloads, vectors, text), "p"),
-        "learned, pair model": (pair_sweep(workloads, vectors, model), "p"),
+        "learned, pair model": (pair_sweep(workloads, vectors, model, extra), "p"),
     }
 
 
@@ -242,10 +279,15 @@ def per_namespace_table(sweeps: Sweeps) -> str:
 
 
 def ablation(
-    workloads: Workloads, vectors: Vectors, model: PairModel, shipped: list[SweepPoint]
+    workloads: Workloads,
+    vectors: Vectors,
+    model: PairModel,
+    shipped: list[SweepPoint],
+    extra: Sequence[LabelledPair] = (),
 ) -> list[Row]:
     """What each part contributes: each check alone, then the learned models grown in stages.
-    `shipped` is the shipped model's pair_sweep (already computed for the results table)."""
+    `shipped` is the shipped model's pair_sweep (already computed for the results table);
+    the linear pair model trains on the same pairs as it (with `extra`)."""
     at = RULES_ALONE_AT
 
     def run(verifier: HitVerifier, threshold: float) -> dict[str, Score]:
@@ -265,10 +307,12 @@ def ablation(
     text = train_model(pairs, min_similarity=floor)
     stages["+ mismatch flags"] = text
     stages["+ mismatch flags + vetoes (session 1)"] = replace(text, vetoes=CHECKS)
-    linear = replace(train_pair_model(pairs, min_similarity=floor, units=0), vetoes=model.vetoes)
+    with_extra = fit_pairs(workloads, vectors, floor, extra)
+    linear = train_pair_model(with_extra, min_similarity=floor, units=0)
+    linear = replace(linear, vetoes=model.vetoes)
     sweeps = {name: learned_sweep(workloads, vectors, staged) for name, staged in stages.items()}
-    sweeps["pair model, linear (no hidden units)"] = pair_sweep(workloads, vectors, linear, 0)
-    sweeps["pair model, 16 hidden units (shipped)"] = shipped
+    sweeps["pair model, linear (no hidden units)"] = pair_sweep(workloads, vectors, linear, extra)
+    sweeps[f"pair model, {model_units(model)} hidden units (shipped)"] = shipped
     for name, points in sweeps.items():
         for goal, point in (
             ("<= 1% wrong", precision_point(points)),

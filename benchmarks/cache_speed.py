@@ -230,11 +230,11 @@ def embed_case(count: int) -> dict[str, Any]:
     import os
 
     from services.cache.config import Settings
-    from shared.embedding.minilm import MiniLmEmbedder
+    from shared.embedding.minilm import Embedder, MiniLmEmbedder
     from shared.embedding.onnx import OnnxMiniLmEmbedder
 
     results: dict[str, Any] = {}
-    backends = {
+    backends: dict[str, Embedder] = {
         "torch": MiniLmEmbedder(),
         "onnx": OnnxMiniLmEmbedder(Settings.from_env(os.environ).model_dir),
     }
