@@ -28,7 +28,7 @@ from opentelemetry import trace
 from services.router.audit_compare import Comparison, HitVerdict, compare
 from services.router.background import BackgroundJobs
 from services.router.budgets import BudgetLedger, exhausted_reason
-from services.router.cascade import Cascade, CascadeOutcome
+from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered
 from services.router.gates import GateInput, Verdict, evaluate
 from services.router.model import CachedAnswer, CacheMode, ChatRequest, StageUnavailable
 from services.router.policy import TenantPolicy
@@ -128,8 +128,7 @@ class CacheAudit:
             if outcome is None:
                 return None
             cost = sum(line.cost_nano_usd for line in outcome.lines)
-            if self._ledger is not None and cost:
-                self._ledger.record(request.tenant.tenant_id, cost)
+            self._bill(request, cost)
             found = compare(hit.content, outcome.answer.content, request.response_format)
             verdict = found.verdict.value if found.verdict is not None else UNDECIDED
             self.verdicts[verdict] += 1
@@ -157,11 +156,18 @@ class CacheAudit:
                 if isinstance(event, CascadeOutcome):
                     outcome = event
         except SluiceError as error:
-            # No tier answered (or the cost cap left none to try): no verdict to give.
+            # No tier answered (or the cost cap left none to try): no verdict to give, but
+            # what the failed attempts cost is billed like the audit's answers would be.
+            if isinstance(error, NoTierAnswered):
+                self._bill(request, error.spent_nano_usd)
             self.audit_failures += 1
             span.set_attributes({AUDIT_VERDICT: UNDECIDED, AUDIT_REASON: str(error)})
             LOG.warning("cache audit got no fresh answer: %s", error)
         return outcome
+
+    def _bill(self, request: ChatRequest, cost_nano_usd: int) -> None:
+        if self._ledger is not None and cost_nano_usd:
+            self._ledger.record(request.tenant.tenant_id, cost_nano_usd)
 
     async def report(self, request: ChatRequest, hit: CachedAnswer, verdict: HitVerdict) -> None:
         """Sends the verdict to the cache; a failure is counted and logged, never raised."""

@@ -85,6 +85,15 @@ class TierTimedOut(Exception):
     """A tier used up its latency budget; the cascade moves on to the next tier."""
 
 
+class NoTierAnswered(Unavailable):
+    """No tier answered. The failed attempts may still have cost money (a provider bills the
+    prompt of a call that ran past its latency budget), so that sum rides along to be billed."""
+
+    def __init__(self, message: str, spent_nano_usd: int) -> None:
+        super().__init__(message)
+        self.spent_nano_usd = spent_nano_usd
+
+
 PromptCost = Callable[[str, tuple[Turn, ...]], int]
 
 
@@ -305,7 +314,10 @@ class Cascade:
                 f"max_cost {request.max_cost_nano_usd} nano-USD is exhausted before any tier ran"
             )
         if not answers:
-            raise Unavailable("no tier could be reached: " + "; ".join(failures))
+            raise NoTierAnswered(
+                "no tier could be reached: " + "; ".join(failures),
+                sum(line.cost_nano_usd for line in lines),
+            )
         # Escalation stopped (cost cap, or no higher tier answered): accept the last answer
         # received, and say why.
         index = max(

@@ -21,7 +21,7 @@ from opentelemetry import trace
 
 from services.router.budgets import BudgetLedger
 from services.router.cache_audit import CacheAudit, recheck
-from services.router.cascade import Cascade, CascadeOutcome, PromptCost
+from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered, PromptCost
 from services.router.model import (
     CachedAnswer,
     CacheMode,
@@ -188,11 +188,16 @@ class Pipeline:
         turns, compress_line = await self._compress(request, deadline)
         lines.append(compress_line)
         outcome: CascadeOutcome | None = None
-        async for event in self._cascade.run(request, turns, deadline, stream=stream):
-            if isinstance(event, TierDelta):
-                yield event
-            else:
-                outcome = event
+        try:
+            async for event in self._cascade.run(request, turns, deadline, stream=stream):
+                if isinstance(event, TierDelta):
+                    yield event
+                else:
+                    outcome = event
+        except NoTierAnswered as error:
+            # The caller gets UNAVAILABLE, but what the attempts and a summary cost is owed.
+            self._bill(request, compress_line.cost_nano_usd + error.spent_nano_usd)
+            raise
         assert outcome is not None, "the cascade always ends with an outcome"
         lines.extend(outcome.lines)
         self._store(request, outcome)
@@ -239,9 +244,12 @@ class Pipeline:
         await self.audit.drain(left)
 
     def _finish(self, span: trace.Span, request: ChatRequest, result: RouteResult) -> None:
-        if self._ledger is not None and result.total_cost_nano_usd:
-            self._ledger.record(request.tenant.tenant_id, result.total_cost_nano_usd)
+        self._bill(request, result.total_cost_nano_usd)
         self._annotate(span, result)
+
+    def _bill(self, request: ChatRequest, cost_nano_usd: int) -> None:
+        if self._ledger is not None and cost_nano_usd:
+            self._ledger.record(request.tenant.tenant_id, cost_nano_usd)
 
     @staticmethod
     def _annotate(span: trace.Span, result: RouteResult) -> None:

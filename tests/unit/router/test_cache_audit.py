@@ -162,3 +162,20 @@ def test_recheck_applies_the_json_gate_to_json_requests() -> None:
     chat = replace(request(), response_format=ResponseFormat(FormatKind.JSON_OBJECT))
     assert recheck(chat, hit('{"city": "Paris"}')).passed
     assert recheck(chat, hit("Paris.")).gate == "json"
+
+
+async def test_an_audit_no_tier_answers_still_bills_the_timed_out_prompts() -> None:
+    models = FakeModels({m: answer("slow", m) for m in ("cheap", "mid", "top")})
+    models.delays.update({"cheap": 5.0, "mid": 5.0, "top": 5.0})
+    ledger = InMemoryLedger(lambda: NOW)
+    tracer = TracerProvider().get_tracer("test")
+    cascade = Cascade(models, tracer, prompt_cost=lambda model, turns: 40)
+    audit = CacheAudit(FakeCache(), cascade, tracer, ledger, AuditSampler(lambda: 0.5))
+    chat = request()
+    tiers = tuple(replace(t, latency_budget_s=0.02) for t in chat.model_class.tiers)
+    chat = replace(chat, model_class=replace(chat.model_class, tiers=tiers))
+
+    found = await audit.audit(chat, hit("Paris."))
+
+    assert found is None and audit.audit_failures == 1
+    assert ledger.spent("acme").today_nano_usd == 3 * 40

@@ -7,7 +7,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.router.admission import Admission
-from services.router.cascade import Cascade, CascadeOutcome
+from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered
 from services.router.model import Outcome, StageName, TierDelta
 from shared.chat import Finish, Role, Sampling, Turn
 from shared.errors import BudgetExhausted, Unavailable
@@ -143,6 +143,26 @@ async def test_a_tier_over_its_latency_budget_escalates_and_its_prompt_still_cos
     first = outcome.lines[0]
     assert first.outcome is Outcome.SKIPPED and "latency budget of 0.05s ran out" in first.detail
     assert first.cost_nano_usd == 77
+
+
+def every_tier_times_out(chat, budget_s: float = 0.02):
+    for tier in chat.model_class.tiers:
+        chat = with_latency_budget(chat, tier.index, budget_s)
+    return chat
+
+
+async def test_when_no_tier_answers_the_error_carries_what_the_attempts_cost() -> None:
+    models = FakeModels(
+        {"cheap": answer("slow", "cheap"), "mid": unavailable("mid"), "top": answer("x", "top")},
+        delays={"cheap": 5.0, "top": 5.0},
+    )
+    chat = every_tier_times_out(request())
+    cascade = Cascade(models, TRACER, prompt_cost=lambda model, turns: 77)
+    with pytest.raises(NoTierAnswered, match="no tier could be reached") as raised:
+        [e async for e in cascade.run(chat, chat.turns, time.monotonic() + 10, stream=False)]
+    # Two prompts ran past their budgets (and are billed by the provider); the down tier is free.
+    assert raised.value.spent_nano_usd == 2 * 77
+    assert raised.value.code.name == "UNAVAILABLE"
 
 
 async def test_answers_within_the_latency_budget_are_kept() -> None:

@@ -4,9 +4,11 @@ import asyncio
 import time
 from dataclasses import replace
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.router.admission import Admission
+from services.router.budgets import InMemoryLedger
 from services.router.cascade import Cascade
 from services.router.model import (
     CachedAnswer,
@@ -18,6 +20,7 @@ from services.router.model import (
 from services.router.pipeline import Pipeline, complete
 from services.router.stores import BackgroundStores
 from shared.chat import Finish, Role, Sampling, Turn
+from shared.errors import Unavailable
 from shared.pricing import TokenUsage
 from shared.tokens import TokenCounter
 from tests.unit.router.fakes import FakeCache, FakeCompressor, FakeModels, answer
@@ -265,3 +268,31 @@ async def ask_unwaited(pipeline, text="What is the capital of France?", system="
         max_cost_nano_usd=0,
     )
     return await complete(pipeline, chat, time.monotonic() + 5)
+
+
+async def test_a_request_no_tier_answers_still_bills_the_timed_out_prompts() -> None:
+    models = FakeModels({m: answer("slow", m) for m in ("cheap", "mid", "top")})
+    models.delays.update({"cheap": 5.0, "mid": 5.0, "top": 5.0})
+    ledger = InMemoryLedger()
+    pipeline = Pipeline(
+        FakeCache(),
+        FakeCompressor(),
+        Cascade(models, TRACER, prompt_cost=lambda model, turns: 40),
+        catalogue(),
+        TokenCounter(),
+        ledger,
+    )
+    chat = Admission(policy(), TokenCounter(), 10_000).admit(
+        "acme-key",
+        request_id="r1",
+        model_class="",
+        turns=(Turn(Role.USER, "What is the capital of France?"),),
+        sampling=Sampling(),
+        cache_mode=None,
+        max_cost_nano_usd=0,
+    )
+    tiers = tuple(replace(t, latency_budget_s=0.02) for t in chat.model_class.tiers)
+    chat = replace(chat, model_class=replace(chat.model_class, tiers=tiers))
+    with pytest.raises(Unavailable, match="no tier could be reached"):
+        await complete(pipeline, chat, time.monotonic() + 10)
+    assert ledger.spent("acme").today_nano_usd == 3 * 40
