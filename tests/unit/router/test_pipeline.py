@@ -24,7 +24,7 @@ from shared.errors import Unavailable
 from shared.pricing import TokenUsage
 from shared.tokens import TokenCounter
 from tests.unit.router.fakes import FakeCache, FakeCompressor, FakeModels, answer
-from tests.unit.router.fixtures import catalogue, policy
+from tests.unit.router.fixtures import admit_acme, catalogue, policy, policy_doc
 
 TRACER = TracerProvider().get_tracer("test")
 
@@ -147,15 +147,7 @@ async def test_sampled_requests_skip_the_cache_unless_the_policy_allows() -> Non
 
 
 async def test_unset_temperature_takes_the_model_class_default() -> None:
-    chat = Admission(policy(), TokenCounter(), 10_000).admit(
-        "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=(Turn(Role.USER, "q"),),
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=0,
-    )
+    chat = admit_acme(policy_doc(), "q")
     assert chat.sampling.temperature == 0.0
 
 
@@ -282,15 +274,7 @@ async def test_a_request_no_tier_answers_still_bills_the_timed_out_prompts() -> 
         TokenCounter(),
         ledger,
     )
-    chat = Admission(policy(), TokenCounter(), 10_000).admit(
-        "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=(Turn(Role.USER, "What is the capital of France?"),),
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=0,
-    )
+    chat = admit_acme(policy_doc(), "What is the capital of France?")
     tiers = tuple(replace(t, latency_budget_s=0.02) for t in chat.model_class.tiers)
     chat = replace(chat, model_class=replace(chat.model_class, tiers=tiers))
     with pytest.raises(Unavailable, match="no tier could be reached"):
