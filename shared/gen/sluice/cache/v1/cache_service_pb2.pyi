@@ -146,6 +146,7 @@ class LookupResponse(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     NAMESPACE_KEY_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
+    NEAREST_REJECTED_FIELD_NUMBER: _builtins.int
     kind: Global___HitKind.ValueType
     """How the request matched; HIT_KIND_MISS when nothing did."""
     content: _builtins.str
@@ -170,6 +171,13 @@ class LookupResponse(_message.Message):
     def usage(self) -> _common_pb2.Usage:
         """Usage of the call that produced the cached answer."""
 
+    @_builtins.property
+    def nearest_rejected(self) -> Global___RejectedCandidate:
+        """On a miss, the most similar candidate that hit verification turned down, so the caller can
+        compare its answer with the fresh one and report the outcome (ReportHitRequest.shadow).
+        Unset on hits and when no candidate was turned down.
+        """
+
     def __init__(
         self,
         *,
@@ -182,14 +190,45 @@ class LookupResponse(_message.Message):
         finish_reason: _common_pb2.FinishReason.ValueType = ...,
         namespace_key: _builtins.str = ...,
         rejected: _builtins.int = ...,
+        nearest_rejected: Global___RejectedCandidate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["nearest_rejected", b"nearest_rejected", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "entry_id", b"entry_id", "finish_reason", b"finish_reason", "kind", b"kind", "model", b"model", "namespace_key", b"namespace_key", "rejected", b"rejected", "similarity", b"similarity", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "entry_id", b"entry_id", "finish_reason", b"finish_reason", "kind", b"kind", "model", b"model", "namespace_key", b"namespace_key", "nearest_rejected", b"nearest_rejected", "rejected", b"rejected", "similarity", b"similarity", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LookupResponse: _TypeAlias = LookupResponse  # noqa: Y015
+
+@_typing.final
+class RejectedCandidate(_message.Message):
+    """A stored entry that matched a lookup closely enough to be checked, but was not served."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
+    entry_id: _builtins.str
+    """Id of the entry; ReportHitRequest.entry_id with shadow set."""
+    content: _builtins.str
+    """The entry's answer."""
+    similarity: _builtins.float
+    """Cosine similarity in [0, 1] of the entry to the request."""
+    def __init__(
+        self,
+        *,
+        entry_id: _builtins.str = ...,
+        content: _builtins.str = ...,
+        similarity: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "entry_id", b"entry_id", "similarity", b"similarity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedCandidate: _TypeAlias = RejectedCandidate  # noqa: Y015
 
 @_typing.final
 class StoreRequest(_message.Message):
@@ -504,7 +543,9 @@ Global___StatsResponse: _TypeAlias = StatsResponse  # noqa: Y015
 
 @_typing.final
 class ReportHitRequest(_message.Message):
-    """Which served hit the verdict is about: the request it was served to and the entry served."""
+    """Which served hit (or shadow-checked candidate) the verdict is about: the request and the
+    entry.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -515,14 +556,22 @@ class ReportHitRequest(_message.Message):
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     ENTRY_ID_FIELD_NUMBER: _builtins.int
     VERDICT_FIELD_NUMBER: _builtins.int
+    SHADOW_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class of the request that was served."""
     entry_id: _builtins.str
-    """LookupResponse.entry_id of the hit; required. An entry that is no longer in the request's
-    namespace (removed, expired, reported already) gives NOT_FOUND.
+    """LookupResponse.entry_id of the hit (or, with shadow, LookupResponse.nearest_rejected's
+    entry_id); required. An entry that is no longer in the request's namespace (removed,
+    expired, reported already) gives NOT_FOUND.
     """
     verdict: Global___HitVerdict.ValueType
     """The verdict; required."""
+    shadow: _builtins.bool
+    """True for a shadow check: the entry was not served, it is the nearest rejected candidate of
+    a miss, and the verdict says whether its answer agreed with the fresh one. A shadow verdict
+    only calibrates the namespace's threshold: it never removes the entry and is not counted
+    as a verification failure.
+    """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext:
         """Tenant of the request; required."""
@@ -549,10 +598,11 @@ class ReportHitRequest(_message.Message):
         response_format: _common_pb2.ResponseFormat | None = ...,
         entry_id: _builtins.str = ...,
         verdict: Global___HitVerdict.ValueType = ...,
+        shadow: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "entry_id", b"entry_id", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "entry_id", b"entry_id", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "shadow", b"shadow", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -571,7 +621,7 @@ class ReportHitResponse(_message.Message):
     namespace_key: _builtins.str
     """Namespace key of the request (64 hex digits)."""
     removed: _builtins.bool
-    """True when the entry was removed (a wrong verdict)."""
+    """True when the entry was removed (a wrong verdict on a served hit)."""
     calibrated: _builtins.bool
     """True when the verdict was recorded for the namespace's verification threshold: false for
     an exact hit (no semantic match to learn from) or a verifier without calibration.
