@@ -24,9 +24,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.cache.adaptive import AdaptiveIndex
-from services.cache.candidates import Search, candidates
+from services.cache.candidates import Search, candidates, chosen
 from services.cache.entries import Entry, EntryTable, Namespace
-from services.cache.feedback import FeedbackBook, HitReport, reported_entry, served_pair
+from services.cache.feedback import FeedbackBook, HitReport, judged
 from services.cache.invalidation import resolve_target
 from services.cache.keys import RequestKeys
 from services.cache.model import (
@@ -202,23 +202,20 @@ class SemanticCache:
         entries = resolve_target(self._table, tenant_id, target, keys_of)
         return await self._remove_durably(entries, Removal.INVALIDATED)
 
-    async def report_hit(self, request: CacheRequest, entry_id: str, correct: bool) -> HitReport:
-        """A caller's verdict on a served hit. A wrong one removes the entry; a semantic one,
-        either way, is a labelled outcome for the namespace's threshold (feedback.py)."""
+    async def report_hit(
+        self, request: CacheRequest, entry_id: str, correct: bool, *, shadow: bool = False
+    ) -> HitReport:
+        """A caller's verdict on a served hit, or (shadow) on a miss's nearest rejected entry.
+        A semantic verdict either way is a labelled outcome for the namespace's threshold
+        (feedback.py); only a wrong served hit removes the entry and counts as a failure."""
         keys = keys_of(request)
         self._require_ready()
-        entry = reported_entry(self._table, request.tenant_id, keys, entry_id)
-        calibrated = False
-        if entry.exact_key != keys.exact and keys.query and entry.vector_id is not None:
-            stored = self._table.namespaces[entry.namespace].index.vector(entry.vector_id)
-            vector = await self._embedder.embed(keys.query)
-            # Looked up again after the await: a concurrent report may have removed it.
-            entry = reported_entry(self._table, request.tenant_id, keys, entry_id)
-            pair = served_pair(keys, entry, vector, stored)
-            calibrated = await self._feedback.record(pair, correct)
+        table, tenant_id = self._table, request.tenant_id
+        entry, pair = await judged(table, self._embedder, tenant_id, keys, entry_id, shadow=shadow)
+        calibrated = pair is not None and await self._feedback.record(pair, correct, shadow=shadow)
         removed = 0
-        if not correct:
-            self._stats.tenant(request.tenant_id).verification_failures += 1
+        if not correct and not shadow:
+            self._stats.tenant(tenant_id).verification_failures += 1
             removed = await self._remove_durably([entry], Removal.REPORTED_WRONG)
         threshold = self._feedback.threshold(keys.namespace) if calibrated else 0.0
         return HitReport(keys.namespace, removed > 0, calibrated, threshold)
@@ -262,18 +259,9 @@ class SemanticCache:
         expired: list[Entry] = []
         choice = first_accepted(self._verifier, candidates(namespace, search, expired))
         self._forget_stored(expired, Removal.EXPIRED)
-        found, pair, rejected = choice.item, choice.pair, choice.rejected
-        if found is None or pair is None:
-            return LookupResult(HitKind.MISS, namespace=keys.namespace, rejected=rejected)
-        self._table.touch(found)
-        return LookupResult(
-            HitKind.SEMANTIC,
-            found.answer,
-            pair.similarity,
-            found.entry_id,
-            keys.namespace,
-            rejected,
-        )
+        if choice.item is not None:
+            self._table.touch(choice.item)
+        return chosen(choice, keys.namespace)
 
     def _admit(self, batch: Iterable[Loaded]) -> list[EntryRecord]:
         """Sorts loaded or followed records: bad vectors are counted, expired ones deleted."""

@@ -1,4 +1,5 @@
-"""A semantic lookup's candidates: the live nearest entries of a namespace, as verifier pairs.
+"""A semantic lookup's candidates: the live nearest entries of a namespace, as verifier pairs,
+and the lookup result the verifier's choice among them gives.
 
 Kept apart from cache.py so that the loop the verifier sees (verify.first_accepted over these
 pairs) reads in one place; verifiers/replay.py builds the same pairs from precomputed vectors.
@@ -13,7 +14,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.cache.entries import Entry, Namespace
-from services.cache.verify import Pair, clamp_similarity
+from services.cache.model import HitKind, LookupResult, RejectedCandidate
+from services.cache.verify import Choice, Pair, clamp_similarity
 
 # Neighbours examined per semantic lookup: more than one, so that an expired, too old or
 # verification-rejected nearest entry does not hide a live one just behind it.
@@ -56,3 +58,20 @@ def candidates(
             entry.answer.content,
         )
         yield entry, pair
+
+
+def chosen(choice: Choice[Entry], namespace_key: str) -> LookupResult:
+    """A semantic hit on the accepted entry; else a miss that names the nearest rejected entry
+    (if any), so the caller can shadow-check it against the fresh answer."""
+    found, pair, rejected = choice.item, choice.pair, choice.rejected
+    if found is not None and pair is not None:
+        return LookupResult(
+            HitKind.SEMANTIC, found.answer, pair.similarity, found.entry_id, namespace_key, rejected
+        )
+    nearest = None
+    if choice.nearest_rejected is not None:
+        entry, similarity = choice.nearest_rejected.item, choice.nearest_rejected.pair.similarity
+        nearest = RejectedCandidate(entry.entry_id, entry.answer.content, similarity)
+    return LookupResult(
+        HitKind.MISS, namespace=namespace_key, rejected=rejected, nearest_rejected=nearest
+    )

@@ -2,10 +2,16 @@
 
 A served semantic hit that a user or the router's quality gate reports wrong (or confirms)
 is a labelled outcome at the score the verifier gave it; NamespaceCalibrator turns enough of
-them into the namespace's own threshold (verifiers/calibration.py). The outcomes are counted
-in the entry store before memory, so a namespace's threshold survives a restart, and they are
-filed under the verifier's `feedback_scale` (its kind and model digest): a probability from one
-model file says nothing about another's, so counts from an older model are not reloaded.
+them into the namespace's own threshold (verifiers/calibration.py). So is a shadow report: on
+a miss, Lookup names the nearest candidate verification turned down, the caller compares its
+answer with the fresh one and reports the verdict with `shadow` set. It is scored and recorded
+the same way, but never removes the entry (it was not served) and is no verification failure.
+Shadow reports are the only evidence below the bar, so the only way a namespace's bar falls.
+
+The outcomes are counted in the entry store before memory, so a namespace's threshold survives
+a restart, and they are filed under the verifier's `feedback_scale` (its kind and model
+digest): a probability from one model file says nothing about another's, so counts from an
+older model are not reloaded.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from numpy.typing import NDArray
 
 from services.cache.entries import Entry, EntryTable
 from services.cache.keys import RequestKeys
+from services.cache.model import QueryEmbedder
 from services.cache.store import FEEDBACK_BINS, EntryStore, FeedbackCount, StoreUnavailable
 from services.cache.verifiers.calibration import NamespaceCalibrator, bin_of
 from services.cache.verify import HitVerifier, Pair, clamp_similarity
@@ -38,6 +45,10 @@ class Calibrated(Protocol):
 
     def feedback_score(self, pair: Pair) -> float:
         """The score (in [0, 1]) the namespace's threshold is compared with for this pair."""
+        ...
+
+    def vetoed(self, pair: Pair) -> str:
+        """The check that turns this pair down whatever its score, or "" when none does."""
         ...
 
 
@@ -70,10 +81,40 @@ def reported_entry(table: EntryTable, tenant_id: str, keys: RequestKeys, entry_i
 def served_pair(
     keys: RequestKeys, entry: Entry, vector: NDArray[np.float32], stored: NDArray[np.float32]
 ) -> Pair:
-    """The pair verification judged when it served `entry` for the request with `keys`."""
+    """The pair verification judged when it served (or, for a shadow report, turned down)
+    `entry` for the request with `keys`."""
     similarity = clamp_similarity(float(vector @ stored))
     query, answer = keys.query or "", entry.answer.content
     return Pair(query, entry.query or "", similarity, keys.namespace, vector, stored, answer)
+
+
+async def judged(
+    table: EntryTable,
+    embedder: QueryEmbedder,
+    tenant_id: str,
+    keys: RequestKeys,
+    entry_id: str,
+    *,
+    shadow: bool,
+) -> tuple[Entry, Pair | None]:
+    """The reported entry and, when it matched semantically, the pair verification judged;
+    None for an exact hit, which teaches no threshold. A shadow report on the exact entry is
+    refused: Lookup would have served it, so it cannot be a miss's rejected candidate."""
+    entry = reported_entry(table, tenant_id, keys, entry_id)
+    if shadow and entry.exact_key == keys.exact:
+        # Only the exact entry shares the namespace of a request without a user turn, so this
+        # also covers those: a shadow report is always about a semantic candidate.
+        raise InvalidRequest(
+            f"shadow: entry {entry_id!r} was stored for exactly this request, so Lookup serves "
+            "it as an exact hit; a shadow report is about a miss's nearest_rejected entry"
+        )
+    if entry.exact_key == keys.exact or not keys.query or entry.vector_id is None:
+        return entry, None
+    stored = table.namespaces[entry.namespace].index.vector(entry.vector_id)
+    vector = await embedder.embed(keys.query)
+    # Looked up again after the await: a concurrent report may have removed it.
+    entry = reported_entry(table, tenant_id, keys, entry_id)
+    return entry, served_pair(keys, entry, vector, stored)
 
 
 class FeedbackBook:
@@ -116,10 +157,15 @@ class FeedbackBook:
         score = (count.bin + 0.5) / FEEDBACK_BINS
         calibrator.restore(count.namespace, score, seen=count.seen, wrong=count.wrong)
 
-    async def record(self, pair: Pair, correct: bool) -> bool:
-        """Counts one outcome, durably first; False when the verifier keeps no calibration."""
+    async def record(self, pair: Pair, correct: bool, *, shadow: bool = False) -> bool:
+        """Counts one outcome, durably first; False when the verifier keeps no calibration, or
+        for a shadow outcome on a pair a check vetoes: that candidate is turned down whatever
+        the bar, so what its answer was says nothing about where the bar should be (and a
+        wrong one, counted, would raise the bar against the paraphrases near it)."""
         calibrator = self._calibrator()
         if self._verifier is None or calibrator is None:
+            return False
+        if shadow and self._verifier.vetoed(pair):
             return False
         score = self._verifier.feedback_score(pair)
         scale, score_bin = self._verifier.feedback_scale, bin_of(score, FEEDBACK_BINS)

@@ -65,6 +65,15 @@ class CacheRequest:
 
 
 @dataclass(frozen=True)
+class RejectedCandidate:
+    """On a miss, the most similar entry verification turned down, for a shadow check."""
+
+    entry_id: str
+    content: str
+    similarity: float  # cosine in [0, 1] to the request
+
+
+@dataclass(frozen=True)
 class LookupResult:
     kind: HitKind
     answer: CachedAnswer | None = None
@@ -75,6 +84,8 @@ class LookupResult:
     namespace: str = ""
     # Candidates above the threshold that verification turned down during this lookup.
     rejected: int = 0
+    # Misses only: the first (most similar) of those; None on hits and when none was.
+    nearest_rejected: RejectedCandidate | None = None
 
     @property
     def hit(self) -> bool:

@@ -126,7 +126,9 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
                 request.response_format,
             )
             correct = request.verdict == pb.HIT_VERDICT_RIGHT
-            report = await self._cache.report_hit(served, request.entry_id, correct)
+            report = await self._cache.report_hit(
+                served, request.entry_id, correct, shadow=request.shadow
+            )
         except SluiceError as error:
             await abort_with(context, ORIGIN, error)
         return pb.ReportHitResponse(
@@ -204,6 +206,13 @@ def _lookup_response(result: LookupResult) -> pb.LookupResponse:
         namespace_key=result.namespace,
         rejected=result.rejected,
     )
+    nearest = result.nearest_rejected
+    if nearest is not None:
+        response.nearest_rejected.CopyFrom(
+            pb.RejectedCandidate(
+                entry_id=nearest.entry_id, content=nearest.content, similarity=nearest.similarity
+            )
+        )
     if result.answer is not None:
         response.content = result.answer.content
         response.model = result.answer.model

@@ -58,10 +58,11 @@ class LearnsFromFeedback(Protocol):
     """A verifier that adapts (e.g. per-namespace thresholds) from labelled outcomes.
 
     Called with a served hit that the router's quality gate or a user reported wrong or
-    confirmed right, or with a shadow-checked candidate: on a miss, the fresh answer compared
-    with the best candidate that verification turned down. Returns the score the outcome was
-    recorded under (a probability or cosine in [0, 1]), or None when the verifier keeps no
-    per-namespace state.
+    confirmed right, or with a shadow-checked candidate: on a miss, the lookup returns the
+    nearest candidate verification turned down (`Choice.nearest_rejected`), the caller compares
+    its answer with the fresh one and reports the verdict with ReportHit's `shadow` flag.
+    Returns the score the outcome was recorded under (a probability or cosine in [0, 1]), or
+    None when the verifier keeps no per-namespace state.
     """
 
     def record_feedback(self, pair: Pair, correct: bool) -> float | None: ...
@@ -80,20 +81,34 @@ def clamp_similarity(score: float) -> float:
 
 
 @dataclass(frozen=True)
+class Rejected(Generic[T]):
+    """A candidate verification turned down, with the pair it judged."""
+
+    item: T
+    pair: Pair
+
+
+@dataclass(frozen=True)
 class Choice(Generic[T]):
-    """The first accepted candidate (None when all were rejected) and how many were rejected."""
+    """The first accepted candidate (None when all were rejected), how many were rejected, and
+    the first of those: the most similar, since candidates come best first. A miss hands that
+    one to the caller for a shadow check, the only evidence below the namespace's bar."""
 
     item: T | None
     pair: Pair | None
     rejected: int
+    nearest_rejected: Rejected[T] | None = None
 
 
 def first_accepted(verifier: HitVerifier, candidates: Iterable[tuple[T, Pair]]) -> Choice[T]:
     """Asks the verifier about each candidate in order (best first) and stops at the first it
     accepts. The caller has already cut the candidates at the similarity threshold."""
     rejected = 0
+    nearest: Rejected[T] | None = None
     for item, pair in candidates:
         if verifier.verify(pair).accepted:
-            return Choice(item, pair, rejected)
+            return Choice(item, pair, rejected, nearest)
         rejected += 1
-    return Choice(None, None, rejected)
+        if nearest is None:
+            nearest = Rejected(item, pair)
+    return Choice(None, None, rejected, nearest)

@@ -1,11 +1,15 @@
 """The semantic cache learns from real traffic: gate re-checks of hits and sampled audits.
 
-Two sources of verdicts feed the cache's ReportHit (which removes wrong entries and calibrates
+Three sources of verdicts feed the cache's ReportHit (which removes wrong entries and calibrates
 the namespace's verification threshold):
 
 - **Gate re-check.** Every hit's answer goes through the rule gates of the class's first tier
   (those that need no model call). A hit that fails one is served as a miss; a semantic one is
   reported WRONG.
+- **Shadow check.** On a miss, the cache names the closest entry its verification turned
+  down; once the cascade has answered, that entry's answer is compared with the fresh one and
+  the verdict reported as a shadow (calibration only). It costs no model call, and it is the
+  one source of evidence below a namespace's bar, so a clean namespace can lower it.
 - **Sampled audit.** A tenant's `cache: {audit_rate}` share of semantic hits is asked again
   through the tier cascade, in the background, after the caller has the cached answer. The
   fresh answer is compared with the served one (audit_compare.py) and the verdict reported.
@@ -30,7 +34,14 @@ from services.router.background import BackgroundJobs
 from services.router.budgets import BudgetLedger, exhausted_reason
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered
 from services.router.gates import GateInput, Verdict, evaluate
-from services.router.model import CachedAnswer, CacheMode, ChatRequest, StageUnavailable
+from services.router.model import (
+    CachedAnswer,
+    CacheMode,
+    ChatRequest,
+    RejectedCandidate,
+    StageUnavailable,
+    TierAnswer,
+)
 from services.router.policy import TenantPolicy
 from services.router.ports import CachePort
 from shared import telemetry as attrs
@@ -94,10 +105,26 @@ class CacheAudit:
         self.report_failures = 0
         self.audit_failures = 0
         self.verdicts: dict[str, int] = {HitVerdict.RIGHT: 0, HitVerdict.WRONG: 0, UNDECIDED: 0}
+        self.shadow_verdicts: dict[str, int] = dict.fromkeys(self.verdicts, 0)
 
     def report_wrong(self, request: ChatRequest, hit: CachedAnswer) -> None:
         """Reports a served hit wrong in the background (a semantic hit that failed a gate)."""
         self.reports.submit(lambda: self.report(request, hit, HitVerdict.WRONG))
+
+    def shadow(self, request: ChatRequest, rejected: RejectedCandidate, fresh: TierAnswer) -> bool:
+        """Compares a miss's nearest rejected candidate with the fresh answer and reports a
+        decided verdict (shadow) in the background; True when a report was submitted."""
+        if not request.tenant.cache_shadow_checks:
+            return False
+        found = compare(rejected.content, fresh.content, request.response_format)
+        if found.verdict is None:
+            self.shadow_verdicts[UNDECIDED] += 1
+            return False
+        verdict = found.verdict
+        self.shadow_verdicts[verdict] += 1
+        return self.reports.submit(
+            lambda: self._send(request, rejected.entry_id, verdict, shadow=True)
+        )
 
     def consider(self, request: ChatRequest, hit: CachedAnswer) -> bool:
         """Starts a background audit of a served semantic hit when it is sampled; True if so."""
@@ -170,10 +197,16 @@ class CacheAudit:
             self._ledger.record(request.tenant.tenant_id, cost_nano_usd)
 
     async def report(self, request: ChatRequest, hit: CachedAnswer, verdict: HitVerdict) -> None:
-        """Sends the verdict to the cache; a failure is counted and logged, never raised."""
+        """Sends the verdict on a served hit to the cache; a failure is counted and logged,
+        never raised."""
+        await self._send(request, hit.entry_id, verdict, shadow=False)
+
+    async def _send(
+        self, request: ChatRequest, entry_id: str, verdict: HitVerdict, *, shadow: bool
+    ) -> None:
         try:
             await self._cache.report_hit(
-                request, hit.entry_id, verdict, self._clock() + REPORT_DEADLINE_S
+                request, entry_id, verdict, self._clock() + REPORT_DEADLINE_S, shadow=shadow
             )
         except (StageUnavailable, SluiceError) as error:
             # NOT_FOUND lands here too: the entry expired, or another report removed it first.

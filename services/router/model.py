@@ -105,6 +105,23 @@ class CachedAnswer:
 
 
 @dataclass(frozen=True)
+class RejectedCandidate:
+    """On a miss, the stored entry closest to the request that the cache's verification
+    turned down. A shadow check compares its answer with the fresh one, so the namespace's
+    threshold learns below its bar as well as above it."""
+
+    entry_id: str
+    content: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    hit: CachedAnswer | None = None
+    nearest_rejected: RejectedCandidate | None = None
+
+
+@dataclass(frozen=True)
 class Compression:
     turns: tuple[Turn, ...]
     compressed: bool

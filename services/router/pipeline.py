@@ -24,6 +24,7 @@ from services.router.cache_audit import CacheAudit, recheck
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered, PromptCost
 from services.router.model import (
     CachedAnswer,
+    CacheLookup,
     CacheMode,
     ChatRequest,
     Outcome,
@@ -77,13 +78,12 @@ class Pipeline:
         usage = TokenUsage(prompt_tokens, output_tokens)
         return self._catalogue.cost_nano_usd(request.tenant.baseline_model, usage)
 
-    async def _lookup(
-        self, request: ChatRequest, deadline: float
-    ) -> tuple[CachedAnswer | None, StageLine]:
+    async def _lookup(self, request: ChatRequest, deadline: float) -> tuple[CacheLookup, StageLine]:
         if request.cache_mode is CacheMode.BYPASS:
-            return None, StageLine(StageName.CACHE, Outcome.NOT_APPLICABLE, "bypassed by request")
+            line = StageLine(StageName.CACHE, Outcome.NOT_APPLICABLE, "bypassed by request")
+            return CacheLookup(), line
         if not cacheable(request):
-            return None, StageLine(
+            return CacheLookup(), StageLine(
                 StageName.CACHE,
                 Outcome.NOT_APPLICABLE,
                 "temperature > 0 and the tenant's policy does not cache sampled answers",
@@ -91,13 +91,14 @@ class Pipeline:
         started = self._clock()
         await self.stores.settled(store_key(request), content_words(request))
         try:
-            hit = await self._cache.lookup(request, deadline)
+            found = await self._cache.lookup(request, deadline)
         except StageUnavailable as error:
             LOG.warning("cache skipped: %s", error.reason)
-            return None, StageLine(StageName.CACHE, Outcome.SKIPPED, error.reason)
+            return CacheLookup(), StageLine(StageName.CACHE, Outcome.SKIPPED, error.reason)
         elapsed = self._clock() - started
+        hit = found.hit
         if hit is None:
-            return None, StageLine(StageName.CACHE, Outcome.PASSED, "miss", latency_s=elapsed)
+            return found, StageLine(StageName.CACHE, Outcome.PASSED, "miss", latency_s=elapsed)
         detail = f"{hit.kind} hit" + (
             f" (similarity {hit.similarity:.3f})" if hit.kind == "semantic" else ""
         )
@@ -109,14 +110,14 @@ class Pipeline:
                 self.audit.report_wrong(request, hit)
             # An exact hit failing a gate is not reported: the request is the very one the
             # answer was stored for, so the policy changed since, not the matching.
-            return None, StageLine(
+            return CacheLookup(), StageLine(
                 StageName.CACHE,
                 Outcome.REJECTED,
                 f"{detail} failed gate {failed.gate}: {failed.reason}; treated as a miss",
                 model=hit.model,
                 latency_s=elapsed,
             )
-        return hit, StageLine(
+        return found, StageLine(
             StageName.CACHE, Outcome.USED, detail, model=hit.model, latency_s=elapsed
         )
 
@@ -173,8 +174,9 @@ class Pipeline:
         """Yields streamed deltas (when stream is set), then exactly one RouteResult."""
         span = trace.get_current_span()
         annotate_request(span, request)
-        hit, cache_line = await self._lookup(request, deadline)
+        found, cache_line = await self._lookup(request, deadline)
         lines = [cache_line]
+        hit = found.hit
         if hit is not None:
             result = self._cache_result(request, hit, lines)
             if stream:
@@ -201,6 +203,9 @@ class Pipeline:
         assert outcome is not None, "the cascade always ends with an outcome"
         lines.extend(outcome.lines)
         self._store(request, outcome)
+        if found.nearest_rejected is not None and outcome.answer.finish is Finish.STOP:
+            # Free evidence for the cache's threshold: would the rejected answer have done?
+            self.audit.shadow(request, found.nearest_rejected, outcome.answer)
         answer = outcome.answer
         result = RouteResult(
             request_id=request.request_id,

@@ -101,6 +101,10 @@ class TenantPolicy:
     # Share of semantic cache hits audited in [0, 1]: asked again through the cascade in the
     # background (billed to the tenant) and reported right or wrong to the cache.
     cache_audit_rate: float = 0.0
+    # Shadow checks: on a miss, the cache's nearest rejected candidate is compared with the
+    # fresh answer and the verdict reported, so the namespace's threshold learns below its bar.
+    # Free (no model call), so on unless the tenant turns it off.
+    cache_shadow_checks: bool = True
     # Cap on one request's total cost when the caller sets none; 0 means no cap.
     max_cost_nano_usd: int = 0
     budget: Budget = Budget()
@@ -276,10 +280,14 @@ def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> Tenant
     if default not in classes:
         raise PolicyError(f"{where}.default_model_class {default!r} is not a model class")
     cache = raw.get("cache") or {}
-    if not isinstance(cache, Mapping) or set(cache) - {"sampled", "audit_rate"}:
+    if not isinstance(cache, Mapping) or set(cache) - {"sampled", "audit_rate", "shadow_checks"}:
         raise PolicyError(
-            f"{where}.cache accepts only 'sampled: true|false' and 'audit_rate: <0..1>'"
+            f"{where}.cache accepts only 'sampled: true|false', 'audit_rate: <0..1>' and "
+            "'shadow_checks: true|false'"
         )
+    shadow = cache.get("shadow_checks", True)
+    if not isinstance(shadow, bool):
+        raise PolicyError(f"{where}.cache.shadow_checks must be true or false, not {shadow!r}")
     return TenantPolicy(
         tenant_id,
         digests,
@@ -288,6 +296,7 @@ def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> Tenant
         classes,
         bool(cache.get("sampled")),
         cache_audit_rate=_audit_rate(cache, f"{where}.cache"),
+        cache_shadow_checks=shadow,
         max_cost_nano_usd=usd_to_nano(raw.get("max_cost_usd", 0), f"{where}.max_cost_usd"),
         budget=_parse_budget(raw.get("budget") or {}, f"{where}.budget"),
     )

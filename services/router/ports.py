@@ -10,21 +10,28 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from services.router.audit_compare import HitVerdict
-from services.router.model import CachedAnswer, ChatRequest, Compression, TierAnswer
+from services.router.model import CacheLookup, ChatRequest, Compression, TierAnswer
 from services.router.policy import TierSpec
 from shared.chat import Turn
 
 
 class CachePort(Protocol):
-    async def lookup(self, request: ChatRequest, deadline: float) -> CachedAnswer | None: ...
+    async def lookup(self, request: ChatRequest, deadline: float) -> CacheLookup: ...
 
     async def store(self, request: ChatRequest, answer: TierAnswer, deadline: float) -> None: ...
 
     async def report_hit(
-        self, request: ChatRequest, entry_id: str, verdict: HitVerdict, deadline: float
+        self,
+        request: ChatRequest,
+        entry_id: str,
+        verdict: HitVerdict,
+        deadline: float,
+        *,
+        shadow: bool = False,
     ) -> None:
-        """Tells the cache whether the entry it served to this request was right; raises
-        StageUnavailable when the cache did not take the report."""
+        """Tells the cache whether the entry it served to this request was right (or, with
+        `shadow`, whether the nearest rejected candidate's answer agreed with the fresh one);
+        raises StageUnavailable when the cache did not take the report."""
 
 
 class CompressorPort(Protocol):

@@ -1,5 +1,6 @@
-"""ReportHit against the real process and model: a wrong hit is removed and counted, and the
-namespace's calibrated threshold, fed by reports, is still there after a restart."""
+"""ReportHit against the real process and model: a wrong hit is removed and counted, the
+namespace's calibrated threshold, fed by reports, is still there after a restart, and a miss
+names the candidate verification turned down for a shadow report that only calibrates."""
 
 from __future__ import annotations
 
@@ -23,14 +24,17 @@ ASKED = "What's the capital city of France?"  # MiniLM cosine 0.957: a semantic 
 ENOUGH = 200
 
 
-def report(entry_id: str, verdict: int) -> pb.ReportHitRequest:
+def report(
+    entry_id: str, verdict: int, *, asked: str = ASKED, shadow: bool = False
+) -> pb.ReportHitRequest:
     return pb.ReportHitRequest(
         context=CONTEXT,
         model_class="small",
-        messages=conversation(ASKED),
+        messages=conversation(asked),
         sampling=SAMPLING,
         entry_id=entry_id,
         verdict=verdict,  # type: ignore[arg-type]
+        shadow=shadow,
     )
 
 
@@ -87,3 +91,46 @@ def test_reports_remove_count_and_calibrate_across_a_restart(tmp_path: Path) -> 
     finally:
         if second.poll() is None:
             second.kill()
+
+
+# MiniLM cosine 0.912, above the threshold, but the rule verifier's unit check turns it down.
+CELSIUS = "What is the boiling point of water in Celsius?"
+FAHRENHEIT = "What is the boiling point of water in Fahrenheit?"
+
+
+def test_a_miss_names_the_rejected_candidate_and_a_shadow_report_only_calibrates(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    # A threshold a little lower than the default 0.90 keeps the pair well clear of it.
+    process = start(tmp_path / "cache.log", port, SLUICE_CACHE_MIN_SIMILARITY="0.85")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            wait_serving(channel, process, tmp_path / "cache.log")
+            stub = pb_grpc.SemanticCacheServiceStub(channel)
+            entry_id = store(stub, CELSIUS, "100 °C.")
+            miss = lookup(stub, FAHRENHEIT)
+            assert (miss.kind, miss.rejected) == (pb.HIT_KIND_MISS, 1)
+            assert miss.HasField("nearest_rejected")
+            nearest = miss.nearest_rejected
+            assert (nearest.entry_id, nearest.content) == (entry_id, "100 °C.")
+            assert 0.85 <= nearest.similarity < 1.0
+            # The fresh answer (212 °F) disagrees with the stored one: a shadow WRONG. The unit
+            # check turned the pair down, as it would at any bar, so the verdict moves no bar.
+            shadow = report(entry_id, pb.HIT_VERDICT_WRONG, asked=FAHRENHEIT, shadow=True)
+            verdict = stub.ReportHit(shadow, timeout=30)
+            assert (verdict.calibrated, verdict.removed) == (False, False)
+            assert verdict.namespace_key == miss.namespace_key
+            exact = lookup(stub, CELSIUS)
+            assert (exact.kind, exact.entry_id) == (pb.HIT_KIND_EXACT, entry_id)
+            stats = stub.Stats(pb.StatsRequest(context=CONTEXT), timeout=30)
+            assert (stats.verification_failures, stats.entries) == (0, 1)
+            on_exact = report(entry_id, pb.HIT_VERDICT_RIGHT, asked=CELSIUS, shadow=True)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.ReportHit(on_exact, timeout=30)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "shadow: " in (raised.value.details() or "")
+            stop(process)
+    finally:
+        if process.poll() is None:
+            process.kill()

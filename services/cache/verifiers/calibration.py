@@ -8,16 +8,19 @@ serves wrong answers; a namespace of clearly distinct intents can afford a lower
 How: a verifier's score (the learned model's probability, or the cosine for the rule
 verifier) is cut into equal-width bins, and each namespace counts, per bin, the labelled
 outcomes it has seen: a served hit reported wrong (router quality gate, user flag) or
-confirmed, or a shadow-checked candidate (on a miss, the fresh answer compared with the best
-rejected candidate's). Once a namespace has `min_feedback` outcomes, its threshold is the
-lowest bin edge at which the wrong-answer rate of everything at or above it stays within the
-target (1%); before that it uses the shared threshold fitted offline. Aggregating from the edge
-upwards, rather than judging each bin alone, gives the most hits under that target, which is
-exactly the goal.
+confirmed, or a shadow-checked candidate (on a miss, Lookup returns the nearest candidate that
+verification turned down, and the router reports whether its answer agreed with the fresh
+one: ReportHit with `shadow` set, which never removes the entry). Once a namespace has
+`min_feedback` outcomes, its threshold is the lowest bin edge at which the wrong-answer rate of
+everything at or above it stays within the target (1%); before that it uses the shared
+threshold fitted offline. Aggregating from the edge upwards, rather than judging each bin
+alone, gives the most hits under that target, which is exactly the goal.
 
-With feedback on served hits only, there is no evidence below the shared bar, so a namespace's
-bar can rise but not fall: the safe direction. Shadow checks are what let a clean namespace
-lower it. State is bounded: at most `max_namespaces` namespaces (least recently used dropped).
+Served hits alone give no evidence below the bar, so they can only raise a namespace's bar:
+the safe direction. Shadow checks supply outcomes below it, and the solve is not clamped to
+the shared threshold, so a namespace whose rejected candidates keep agreeing with the fresh
+answers gets a lower bar than the shared one. State is bounded: at most `max_namespaces`
+namespaces (least recently used dropped).
 """
 
 from __future__ import annotations

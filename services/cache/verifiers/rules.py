@@ -46,11 +46,13 @@ class RuleVerifier:
         calibrator = self._calibrator
         if calibrator is not None and pair.similarity < calibrator.threshold(pair.namespace):
             return Verdict(False, "namespace_threshold")
+        check = self.vetoed(pair)
+        return Verdict(False, check) if check else ACCEPT
+
+    def vetoed(self, pair: Pair) -> str:
+        """The first enabled check the pair fails, or ""."""
         found = mismatches(self._signals(pair.query), self._signals(pair.candidate))
-        for check in self._checks:
-            if check in found:
-                return Verdict(False, check)
-        return ACCEPT
+        return next((check for check in self._checks if check in found), "")
 
     @property
     def calibrator(self) -> NamespaceCalibrator | None:

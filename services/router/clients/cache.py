@@ -10,7 +10,14 @@ from sluice.cache.v1 import cache_service_pb2_grpc as cache_grpc
 
 from services.router.audit_compare import HitVerdict
 from services.router.clients.common import Clock, request_context, stage_down, stage_timeout
-from services.router.model import CachedAnswer, ChatRequest, StageName, TierAnswer
+from services.router.model import (
+    CachedAnswer,
+    CacheLookup,
+    ChatRequest,
+    RejectedCandidate,
+    StageName,
+    TierAnswer,
+)
 from shared.convert import (
     finish_from_proto,
     finish_to_proto,
@@ -33,7 +40,7 @@ class CacheClient:
         self._timeout_s = timeout_s
         self._clock = clock
 
-    async def lookup(self, request: ChatRequest, deadline: float) -> CachedAnswer | None:
+    async def lookup(self, request: ChatRequest, deadline: float) -> CacheLookup:
         lookup = cache_pb.LookupRequest(
             context=request_context(request),
             model_class=request.model_class.name,
@@ -51,8 +58,15 @@ class CacheClient:
             # Any cache failure only costs the chance of a hit; never fail the request for it.
             raise stage_down(StageName.CACHE, error) from None
         if found.kind not in (cache_pb.HIT_KIND_EXACT, cache_pb.HIT_KIND_SEMANTIC):
-            return None
-        return CachedAnswer(
+            if not found.HasField("nearest_rejected"):
+                return CacheLookup()
+            rejected = found.nearest_rejected
+            return CacheLookup(
+                nearest_rejected=RejectedCandidate(
+                    rejected.entry_id, rejected.content, rejected.similarity
+                )
+            )
+        hit = CachedAnswer(
             kind="exact" if found.kind == cache_pb.HIT_KIND_EXACT else "semantic",
             content=found.content,
             model=found.model,
@@ -61,6 +75,7 @@ class CacheClient:
             finish=finish_from_proto(found.finish_reason),
             entry_id=found.entry_id,
         )
+        return CacheLookup(hit)
 
     async def store(self, request: ChatRequest, answer: TierAnswer, deadline: float) -> None:
         store = cache_pb.StoreRequest(
@@ -82,7 +97,13 @@ class CacheClient:
             raise stage_down(StageName.CACHE, error) from None
 
     async def report_hit(
-        self, request: ChatRequest, entry_id: str, verdict: HitVerdict, deadline: float
+        self,
+        request: ChatRequest,
+        entry_id: str,
+        verdict: HitVerdict,
+        deadline: float,
+        *,
+        shadow: bool = False,
     ) -> None:
         report = cache_pb.ReportHitRequest(
             # The same request fields its Lookup sent: the cache finds the namespace by them.
@@ -93,6 +114,7 @@ class CacheClient:
             response_format=response_format_to_proto(request.response_format),
             entry_id=entry_id,
             verdict=_VERDICTS[verdict],
+            shadow=shadow,
         )
         try:
             await self._stub.ReportHit(

@@ -1,5 +1,6 @@
-"""ReportHit through the servicer: verdicts map to the domain, Stats counts the failures, and
-bad reports get a status naming the problem."""
+"""ReportHit through the servicer: verdicts (served or shadow) map to the domain, Stats counts
+the failures, bad reports get a status naming the problem, and a miss's nearest rejected
+candidate reaches the LookupResponse."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from sluice.cache.v1 import cache_service_pb2 as pb
 from sluice.common.v1 import common_pb2
 
+from services.cache.model import HitKind, LookupResult, RejectedCandidate
+from services.cache.servicer import _lookup_response
 from shared.errors import error_origin
 from tests.unit.cache.fakes import HashingEmbedder
 from tests.unit.cache.test_servicer import (
@@ -30,7 +33,12 @@ async def running() -> AsyncIterator[Served]:
 
 
 def report(
-    text: str, entry_id: str, verdict: int = pb.HIT_VERDICT_WRONG, *, tenant: str = "acme"
+    text: str,
+    entry_id: str,
+    verdict: int = pb.HIT_VERDICT_WRONG,
+    *,
+    tenant: str = "acme",
+    shadow: bool = False,
 ) -> pb.ReportHitRequest:
     return pb.ReportHitRequest(
         context=common_pb2.RequestContext(tenant_id=tenant),
@@ -39,6 +47,7 @@ def report(
         sampling=common_pb2.SamplingParams(temperature=0.0, max_tokens=64),
         entry_id=entry_id,
         verdict=verdict,  # type: ignore[arg-type]
+        shadow=shadow,
     )
 
 
@@ -81,3 +90,41 @@ async def test_bad_reports_get_a_status_naming_the_problem(
     assert raised.value.code() == getattr(grpc.StatusCode, code)
     assert text in (raised.value.details() or "")
     assert error_origin(raised.value) == "cache"
+
+
+async def test_shadow_verdicts_keep_the_entry_and_count_no_failure(running):
+    stored = await running.stub.Store(store(QUESTION))
+    for verdict in (pb.HIT_VERDICT_RIGHT, pb.HIT_VERDICT_WRONG):
+        shadow = await running.stub.ReportHit(
+            report(PARAPHRASE, stored.entry_id, verdict, shadow=True)
+        )
+        assert (shadow.removed, shadow.namespace_key) == (False, stored.namespace_key)
+    assert (await running.stub.Lookup(lookup(QUESTION))).entry_id == stored.entry_id
+    stats = await running.stub.Stats(
+        pb.StatsRequest(context=common_pb2.RequestContext(tenant_id="acme"))
+    )
+    assert (stats.verification_failures, stats.entries) == (0, 1)
+
+
+async def test_a_shadow_report_on_the_exact_entry_is_invalid(running):
+    stored = await running.stub.Store(store(QUESTION))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await running.stub.ReportHit(
+            report(QUESTION, stored.entry_id, pb.HIT_VERDICT_RIGHT, shadow=True)
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "shadow: " in (raised.value.details() or "")
+    assert "stored for exactly this request" in (raised.value.details() or "")
+
+
+def test_a_miss_maps_its_nearest_rejected_candidate_and_a_plain_miss_none():
+    nearest = RejectedCandidate("entry-7", "Paris.", 0.93)
+    miss = _lookup_response(
+        LookupResult(HitKind.MISS, namespace="ns", rejected=2, nearest_rejected=nearest)
+    )
+    assert miss.HasField("nearest_rejected")
+    assert (miss.nearest_rejected.entry_id, miss.nearest_rejected.content) == ("entry-7", "Paris.")
+    assert miss.nearest_rejected.similarity == pytest.approx(0.93)
+    assert (miss.kind, miss.rejected, miss.entry_id) == (pb.HIT_KIND_MISS, 2, "")
+    plain = _lookup_response(LookupResult(HitKind.MISS, namespace="ns"))
+    assert not plain.HasField("nearest_rejected")

@@ -70,6 +70,16 @@ def test_clean_shadow_feedback_lowers_the_bar():
     assert calibrator.threshold("faq") == pytest.approx(0.7)
 
 
+def test_shadow_outcomes_below_the_shared_bar_lower_it_under_default_settings():
+    # Served hits all score at or above the shared bar; only shadow checks of rejected
+    # candidates land below it. The solve is not clamped to the shared threshold.
+    calibrator = NamespaceCalibrator(0.8)
+    feed(calibrator, "faq", 0.93, right=150, wrong=0)  # served hits
+    feed(calibrator, "faq", 0.725, right=60, wrong=1)  # shadow checks: 1 wrong in 211
+    assert calibrator.threshold("faq") == pytest.approx(0.72)
+    assert calibrator.threshold("faq") < calibrator.base_threshold
+
+
 def test_a_namespace_where_nothing_is_safe_serves_nothing():
     calibrator = NamespaceCalibrator(0.8, min_feedback=10, bins=BINS)
     feed(calibrator, "noisy", 0.95, right=10, wrong=10)

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from services.router.audit_compare import HitVerdict
 from services.router.model import (
     CachedAnswer,
+    CacheLookup,
     ChatRequest,
     Compression,
     Outcome,
+    RejectedCandidate,
     StageName,
     StageUnavailable,
     TierAnswer,
@@ -62,11 +64,16 @@ class FakeCache:
     down: bool = False
     stored: list[TierAnswer] = field(default_factory=list)
     reports: list[tuple[str, HitVerdict]] = field(default_factory=list)
+    # On a miss, the candidate the cache's verification turned down, and the shadow reports.
+    nearest_rejected: RejectedCandidate | None = None
+    shadow_reports: list[tuple[str, HitVerdict]] = field(default_factory=list)
 
-    async def lookup(self, request: ChatRequest, deadline: float) -> CachedAnswer | None:
+    async def lookup(self, request: ChatRequest, deadline: float) -> CacheLookup:
         if self.down:
             raise StageUnavailable(StageName.CACHE, "UNAVAILABLE: connection refused")
-        return self.hit
+        if self.hit is not None:
+            return CacheLookup(self.hit)
+        return CacheLookup(nearest_rejected=self.nearest_rejected)
 
     async def store(self, request: ChatRequest, answer: TierAnswer, deadline: float) -> None:
         if self.down:
@@ -74,11 +81,17 @@ class FakeCache:
         self.stored.append(answer)
 
     async def report_hit(
-        self, request: ChatRequest, entry_id: str, verdict: HitVerdict, deadline: float
+        self,
+        request: ChatRequest,
+        entry_id: str,
+        verdict: HitVerdict,
+        deadline: float,
+        *,
+        shadow: bool = False,
     ) -> None:
         if self.down:
             raise StageUnavailable(StageName.CACHE, "UNAVAILABLE: connection refused")
-        self.reports.append((entry_id, verdict))
+        (self.shadow_reports if shadow else self.reports).append((entry_id, verdict))
 
 
 @dataclass

@@ -12,6 +12,7 @@ from services.router.budgets import InMemoryLedger
 from services.router.cascade import Cascade
 from services.router.model import (
     CachedAnswer,
+    CacheLookup,
     CacheMode,
     Compression,
     Outcome,
@@ -190,10 +191,12 @@ class RememberingCache(GatedCache):
     async def lookup(self, request, deadline):
         if self.stored:
             answer = self.stored[-1]
-            return CachedAnswer(
-                "exact", answer.content, answer.model, answer.usage, 1.0, answer.finish
+            return CacheLookup(
+                CachedAnswer(
+                    "exact", answer.content, answer.model, answer.usage, 1.0, answer.finish
+                )
             )
-        return None
+        return CacheLookup()
 
 
 async def test_a_repeat_waits_for_the_pending_store_of_the_same_request() -> None:

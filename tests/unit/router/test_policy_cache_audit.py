@@ -1,4 +1,5 @@
-"""The tenant's cache audit rate: off by default, a share in [0, 1], validated at start-up."""
+"""The tenant's cache audit rate (off by default, a share in [0, 1]) and shadow checks (on by
+default, a boolean), validated at start-up."""
 
 import pytest
 
@@ -39,5 +40,18 @@ def test_a_bad_rate_names_the_field(value: object, message: str) -> None:
 
 
 def test_unknown_cache_settings_are_refused() -> None:
-    with pytest.raises(PolicyError, match=r"accepts only 'sampled: true\|false' and 'audit_rate"):
+    with pytest.raises(
+        PolicyError, match=r"accepts only 'sampled: true\|false', 'audit_rate: <0..1>' and 'shadow"
+    ):
         parse_policy(with_cache({"audit": 0.1}), catalogue())
+
+
+def test_shadow_checks_are_on_unless_the_tenant_turns_them_off() -> None:
+    assert parse_policy(policy_doc(), catalogue()).tenants["acme"].cache_shadow_checks
+    off = parse_policy(with_cache({"shadow_checks": False}), catalogue())
+    assert not off.tenants["acme"].cache_shadow_checks
+
+
+def test_shadow_checks_must_be_a_boolean() -> None:
+    with pytest.raises(PolicyError, match=r"tenants\.acme\.cache\.shadow_checks must be true or"):
+        parse_policy(with_cache({"shadow_checks": "yes"}), catalogue())

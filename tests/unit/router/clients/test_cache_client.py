@@ -22,8 +22,15 @@ from tests.unit.router.fixtures import policy
 class Stub:
     """Records ReportHit requests and their timeouts; raises `error` when set."""
 
-    def __init__(self, error: grpc.aio.AioRpcError | None = None) -> None:
+    def __init__(
+        self,
+        error: grpc.aio.AioRpcError | None = None,
+        found: cache_pb.LookupResponse | None = None,
+    ) -> None:
         self.error = error
+        self.found = found or cache_pb.LookupResponse(
+            kind=cache_pb.HIT_KIND_SEMANTIC, content="Paris.", similarity=0.93, entry_id="e-42"
+        )
         self.sent: list[tuple[cache_pb.ReportHitRequest, float]] = []
 
     async def ReportHit(  # noqa: N802 - named by the proto
@@ -37,9 +44,7 @@ class Stub:
     async def Lookup(
         self, request: cache_pb.LookupRequest, **options: float
     ) -> cache_pb.LookupResponse:
-        return cache_pb.LookupResponse(
-            kind=cache_pb.HIT_KIND_SEMANTIC, content="Paris.", similarity=0.93, entry_id="e-42"
-        )
+        return self.found
 
 
 def chat() -> ChatRequest:
@@ -90,5 +95,30 @@ async def test_a_failed_report_is_a_stage_unavailable() -> None:
 
 
 async def test_a_hit_carries_the_id_of_the_entry_served() -> None:
-    hit = await client(Stub()).lookup(chat(), time.monotonic() + 30)
+    found = await client(Stub()).lookup(chat(), time.monotonic() + 30)
+    hit = found.hit
     assert hit is not None and (hit.kind, hit.entry_id) == ("semantic", "e-42")
+    assert found.nearest_rejected is None
+
+
+async def test_a_miss_carries_the_nearest_rejected_candidate_when_the_cache_names_one() -> None:
+    rejected = cache_pb.RejectedCandidate(entry_id="e-7", content="Lyon.", similarity=0.91)
+    miss = cache_pb.LookupResponse(kind=cache_pb.HIT_KIND_MISS, nearest_rejected=rejected)
+    found = await client(Stub(found=miss)).lookup(chat(), time.monotonic() + 30)
+    assert found.hit is None and found.nearest_rejected is not None
+    candidate = found.nearest_rejected
+    assert (candidate.entry_id, candidate.content) == ("e-7", "Lyon.")
+    assert candidate.similarity == pytest.approx(0.91)
+    plain_miss = Stub(found=cache_pb.LookupResponse())
+    plain = await client(plain_miss).lookup(chat(), time.monotonic() + 30)
+    assert plain.hit is None and plain.nearest_rejected is None
+
+
+@pytest.mark.parametrize("shadow", [False, True])
+async def test_a_report_says_whether_it_is_a_shadow_check(shadow: bool) -> None:
+    stub = Stub()
+    await client(stub).report_hit(
+        chat(), "e-7", HitVerdict.RIGHT, time.monotonic() + 30, shadow=shadow
+    )
+    [(request, _)] = stub.sent
+    assert request.shadow is shadow
