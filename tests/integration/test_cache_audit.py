@@ -80,6 +80,24 @@ def cache_lookup(
     return found
 
 
+def store(
+    cache: cache_grpc.SemanticCacheServiceStub, system: str, question: str, content: str
+) -> None:
+    """Puts an answer in the cache directly, as an earlier request's store would have."""
+    cache.Store(
+        cache_pb.StoreRequest(
+            context=CONTEXT,
+            model_class="chat",
+            messages=conversation(system, question),
+            sampling=SAMPLING,
+            content=content,
+            model="Qwen/Qwen3-8B",
+            finish_reason=common_pb2.FINISH_REASON_STOP,
+        ),
+        timeout=30,
+    )
+
+
 def failures(cache: cache_grpc.SemanticCacheServiceStub) -> int:
     stats = cache.Stats(cache_pb.StatsRequest(context=CONTEXT), timeout=30)
     return int(stats.verification_failures)
@@ -107,18 +125,7 @@ def test_a_hit_the_models_now_answer_differently_is_removed_and_counted(
     router, cache = stubs
     system = f"You answer geography questions. Session {uuid.uuid4().hex}."
     # A wrong answer already in the cache, as a stale or mismatched entry would be.
-    cache.Store(
-        cache_pb.StoreRequest(
-            context=CONTEXT,
-            model_class="chat",
-            messages=conversation(system, STORED),
-            sampling=SAMPLING,
-            content="Lyon.",
-            model="Qwen/Qwen3-8B",
-            finish_reason=common_pb2.FINISH_REASON_STOP,
-        ),
-        timeout=30,
-    )
+    store(cache, system, STORED, "Lyon.")
     before = failures(cache)
     served = router.Complete(ask(ASKED, system=system), metadata=DEV_KEY, timeout=30)
     # The caller gets the cached answer at once, unchanged and free.
@@ -183,18 +190,7 @@ def test_a_miss_shadow_checks_the_candidate_verification_turned_down(
     system = f"You answer geography questions. Session {uuid.uuid4().hex}."
     stored = "What is the capital of France, in English?"
     asked = "What is the capital of France, in French?"
-    cache.Store(
-        cache_pb.StoreRequest(
-            context=CONTEXT,
-            model_class="chat",
-            messages=conversation(system, stored),
-            sampling=SAMPLING,
-            content=SIMULATED,
-            model="Qwen/Qwen3-8B",
-            finish_reason=common_pb2.FINISH_REASON_STOP,
-        ),
-        timeout=30,
-    )
+    store(cache, system, stored, SIMULATED)
     # Close enough to be checked (cosine 0.947), but the languages differ: verification turns
     # the entry down.
     looked = cache_lookup(cache, system, asked)
