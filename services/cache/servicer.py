@@ -36,6 +36,8 @@ from shared.convert import (
 from shared.errors import InvalidRequest, SluiceError, abort_with
 
 ORIGIN = "cache"
+# On the ReportHit span: whether the verdict is a shadow check's (a miss's rejected candidate).
+REPORT_SHADOW = "sluice.cache.report.shadow"
 Context = grpc.aio.ServicerContext[object, object]
 
 _KIND_TO_PROTO = {
@@ -114,7 +116,9 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
     async def ReportHit(  # noqa: N802 - named by the proto
         self, request: pb.ReportHitRequest, context: Context
     ) -> pb.ReportHitResponse:
-        trace.get_current_span().set_attributes({attrs.STAGE: ORIGIN, attrs.COST_USD: 0.0})
+        trace.get_current_span().set_attributes(
+            {attrs.STAGE: ORIGIN, attrs.COST_USD: 0.0, REPORT_SHADOW: request.shadow}
+        )
         try:
             if request.verdict not in (pb.HIT_VERDICT_WRONG, pb.HIT_VERDICT_RIGHT):
                 raise InvalidRequest("verdict is required: HIT_VERDICT_WRONG or HIT_VERDICT_RIGHT")

@@ -25,6 +25,9 @@ class Verdict:
     accepted: bool
     # Which check rejected the candidate, e.g. "negation"; empty when accepted.
     reason: str = ""
+    # True when a check turned the candidate down whatever its score (a veto), False when the
+    # score fell short of the bar: only the latter says anything about where the bar belongs.
+    vetoed: bool = False
 
 
 ACCEPT = Verdict(True)
@@ -91,8 +94,9 @@ class Rejected(Generic[T]):
 @dataclass(frozen=True)
 class Choice(Generic[T]):
     """The first accepted candidate (None when all were rejected), how many were rejected, and
-    the first of those: the most similar, since candidates come best first. A miss hands that
-    one to the caller for a shadow check, the only evidence below the namespace's bar."""
+    the most similar of those that fell short of the bar (candidates come best first; vetoed
+    ones are skipped, as no bar would have served them). A miss hands that one to the caller
+    for a shadow check, the only evidence below the namespace's bar."""
 
     item: T | None
     pair: Pair | None
@@ -106,9 +110,10 @@ def first_accepted(verifier: HitVerifier, candidates: Iterable[tuple[T, Pair]]) 
     rejected = 0
     nearest: Rejected[T] | None = None
     for item, pair in candidates:
-        if verifier.verify(pair).accepted:
+        verdict = verifier.verify(pair)
+        if verdict.accepted:
             return Choice(item, pair, rejected, nearest)
         rejected += 1
-        if nearest is None:
+        if nearest is None and not verdict.vetoed:
             nearest = Rejected(item, pair)
     return Choice(None, None, rejected, nearest)

@@ -184,7 +184,7 @@ class LearnedVerifier:
             return ACCEPT
         veto = self.vetoed(pair)
         if veto:
-            return Verdict(False, veto)
+            return Verdict(False, veto, vetoed=True)
         if self.score(pair) >= self._calibrator.threshold(pair.namespace):
             return ACCEPT
         return Verdict(False, "learned")

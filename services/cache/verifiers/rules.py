@@ -47,7 +47,7 @@ class RuleVerifier:
         if calibrator is not None and pair.similarity < calibrator.threshold(pair.namespace):
             return Verdict(False, "namespace_threshold")
         check = self.vetoed(pair)
-        return Verdict(False, check) if check else ACCEPT
+        return Verdict(False, check, vetoed=True) if check else ACCEPT
 
     def vetoed(self, pair: Pair) -> str:
         """The first enabled check the pair fails, or ""."""

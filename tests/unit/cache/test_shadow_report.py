@@ -11,7 +11,7 @@ from services.cache.model import HitKind
 from services.cache.store import MemoryStore
 from services.cache.verifiers.calibration import NamespaceCalibrator
 from services.cache.verifiers.rules import RuleVerifier
-from services.cache.verify import Pair, Verdict
+from services.cache.verify import Pair, Verdict, first_accepted
 from shared.errors import InvalidRequest
 from tests.unit.cache.fakes import FakeClock, answer, ask, make_cache
 
@@ -170,12 +170,36 @@ async def test_a_shadow_verdict_on_a_candidate_a_check_vetoes_moves_no_bar():
     entry = await cache.store(ask("what was the capital of france in 1990"), answer())
     asked = ask("what was the capital of france in 2020")
     miss = await cache.lookup(asked)
-    assert miss.nearest_rejected is not None and miss.nearest_rejected.entry_id == entry.entry_id
+    # Turned down, but not for want of score: no candidate is named for a shadow check.
+    assert (miss.kind, miss.rejected, miss.nearest_rejected) == (HitKind.MISS, 1, None)
 
+    # A caller that names it anyway is not counted either: counted, a wrong verdict would raise
+    # the bar against every paraphrase near 0.875 for a mismatch the check already catches.
     report = await cache.report_hit(asked, entry.entry_id, correct=False, shadow=True)
 
-    # Counted, it would raise the bar against every paraphrase near 0.875 for a mismatch the
-    # check already catches; so it is not.
     assert (report.removed, report.calibrated) == (False, False)
     assert store.feedback == {}
     assert calibrator.threshold(miss.namespace) == 0.8
+
+
+class VetoFirstBarSecond:
+    """Vetoes the first candidate, finds the second short of the bar, accepts none."""
+
+    def __init__(self) -> None:
+        self.shown = 0
+
+    def verify(self, pair: Pair) -> Verdict:
+        self.shown += 1
+        return Verdict(False, "number", vetoed=True) if self.shown == 1 else Verdict(False, "bar")
+
+
+def test_the_nearest_candidate_short_of_the_bar_is_named_not_a_vetoed_closer_one():
+    pairs = [
+        (name, Pair("asked", name, similarity, "ns"))
+        for name, similarity in (("vetoed", 0.97), ("short", 0.93), ("shorter", 0.91))
+    ]
+
+    choice = first_accepted(VetoFirstBarSecond(), pairs)
+
+    assert (choice.item, choice.rejected) == (None, 3)
+    assert choice.nearest_rejected is not None and choice.nearest_rejected.item == "short"

@@ -66,7 +66,9 @@ def test_a_veto_rejects_before_the_score_is_looked_at():
     assert LearnedVerifier(lenient).verify(Pair(question, negated, 1.0, NS)).accepted
     strict = LearnedVerifier(replace(lenient, vetoes=("negation", "number")))
     assert strict.vetoed(Pair(question, negated, 1.0, NS)) == "negation"
-    assert strict.verify(Pair(question, negated, 1.0, NS)) == Verdict(False, "negation")
+    assert strict.verify(Pair(question, negated, 1.0, NS)) == Verdict(
+        False, "negation", vetoed=True
+    )
     assert strict.verify(Pair(question, "Are raw eggs safe to eat?", 1.0, NS)).accepted
     with pytest.raises(ValueError, match="unknown vetoes"):
         tiny_model(vetoes=("spelling",))
