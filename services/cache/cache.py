@@ -214,6 +214,10 @@ class SemanticCache:
         entry, pair = await judged(table, self._embedder, tenant_id, keys, entry_id, shadow=shadow)
         calibrated = pair is not None and await self._feedback.record(pair, correct, shadow=shadow)
         removed = 0
+        if shadow and calibrated:
+            counters = self._stats.tenant(tenant_id)
+            counters.shadow_reports += 1
+            counters.shadow_agreements += int(correct)
         if not correct and not shadow:
             self._stats.tenant(tenant_id).verification_failures += 1
             removed = await self._remove_durably([entry], Removal.REPORTED_WRONG)

@@ -240,4 +240,6 @@ def _stats_response(stats: CacheStats) -> pb.StatsResponse:
         invalidations=counters.invalidations,
         skipped_bad_vectors=counters.skipped_bad_vectors,
         verification_failures=counters.verification_failures,
+        shadow_reports=counters.shadow_reports,
+        shadow_agreements=counters.shadow_agreements,
     )

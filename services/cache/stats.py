@@ -32,6 +32,9 @@ class Counters:
     skipped_bad_vectors: int = 0
     # Served hits reported wrong through ReportHit.
     verification_failures: int = 0
+    # Shadow verdicts counted for calibration, and those that found the rejected answer right.
+    shadow_reports: int = 0
+    shadow_agreements: int = 0
 
     def add(self, other: Counters) -> None:
         for field in dataclasses.fields(self):

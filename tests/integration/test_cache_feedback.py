@@ -128,6 +128,7 @@ def test_a_miss_names_the_candidate_under_the_bar_and_a_shadow_report_only_calib
             assert (exact.kind, exact.entry_id) == (pb.HIT_KIND_EXACT, entry_id)
             stats = stub.Stats(pb.StatsRequest(context=CONTEXT), timeout=30)
             assert (stats.verification_failures, stats.entries) == (0, 1)
+            assert (stats.shadow_reports, stats.shadow_agreements) == (2, 1)
             on_exact = report(entry_id, pb.HIT_VERDICT_RIGHT, asked=STORED, shadow=True)
             with pytest.raises(grpc.RpcError) as raised:
                 stub.ReportHit(on_exact, timeout=30)

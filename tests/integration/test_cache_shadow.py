@@ -16,6 +16,7 @@ from sluice.router.v1 import router_service_pb2_grpc as router_grpc
 from shared.mesh import Mesh
 from shared.otlp_receiver import OtlpReceiver
 from tests.integration.test_cache_audit import (
+    CONTEXT,
     SIMULATED,
     STORED,
     cache_lookup,
@@ -56,6 +57,7 @@ def test_a_miss_shadow_checks_the_candidate_the_verifier_turned_down(
         assert looked.kind == cache_pb.HIT_KIND_MISS and looked.HasField("nearest_rejected")
         entry = looked.nearest_rejected.entry_id
         before = failures(cache)
+        agreed = shadow_agreements(cache)
 
         served = router.Complete(ask(ASKED, system=system), metadata=DEV_KEY, timeout=30)
 
@@ -68,3 +70,9 @@ def test_a_miss_shadow_checks_the_candidate_the_verifier_turned_down(
         still = cache_lookup(cache, system, STORED)
         assert (still.kind, still.entry_id) == (cache_pb.HIT_KIND_EXACT, entry)
         assert failures(cache) == before
+        eventually(lambda: shadow_agreements(cache) == agreed + 1)
+
+
+def shadow_agreements(cache: cache_grpc.SemanticCacheServiceStub) -> int:
+    stats = cache.Stats(cache_pb.StatsRequest(context=CONTEXT), timeout=30)
+    return int(stats.shadow_agreements)

@@ -121,6 +121,7 @@ async def test_shadow_verdicts_calibrate_but_never_remove_or_count_as_failures()
     assert (await cache.lookup(ask(STORED))).entry_id == entry.entry_id
     counters = cache.stats("acme").counters
     assert (counters.verification_failures, counters.invalidations) == (0, 0)
+    assert (counters.shadow_reports, counters.shadow_agreements) == (2, 1)
     assert calibrator.threshold(miss.namespace) == 0.95  # 2 outcomes < min_feedback
 
 
@@ -179,6 +180,7 @@ async def test_a_shadow_verdict_on_a_candidate_a_check_vetoes_moves_no_bar():
 
     assert (report.removed, report.calibrated) == (False, False)
     assert store.feedback == {}
+    assert cache.stats("acme").counters.shadow_reports == 0
     assert calibrator.threshold(miss.namespace) == 0.8
 
 

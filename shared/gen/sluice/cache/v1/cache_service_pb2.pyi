@@ -489,6 +489,8 @@ class StatsResponse(_message.Message):
     INVALIDATIONS_FIELD_NUMBER: _builtins.int
     SKIPPED_BAD_VECTORS_FIELD_NUMBER: _builtins.int
     VERIFICATION_FAILURES_FIELD_NUMBER: _builtins.int
+    SHADOW_REPORTS_FIELD_NUMBER: _builtins.int
+    SHADOW_AGREEMENTS_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """Tenant the figures are for; empty for totals."""
     exact_hits: _builtins.int
@@ -517,6 +519,14 @@ class StatsResponse(_message.Message):
     """Served hits that callers reported wrong with ReportHit: answers verification let through
     that it should have turned down.
     """
+    shadow_reports: _builtins.int
+    """Shadow verdicts recorded for calibration (ReportHit with shadow set, on a candidate no
+    check vetoes).
+    """
+    shadow_agreements: _builtins.int
+    """Of those, the ones whose rejected answer agreed with the fresh one: candidates the bar
+    turned down that would have been right answers.
+    """
     def __init__(
         self,
         *,
@@ -532,10 +542,12 @@ class StatsResponse(_message.Message):
         invalidations: _builtins.int = ...,
         skipped_bad_vectors: _builtins.int = ...,
         verification_failures: _builtins.int = ...,
+        shadow_reports: _builtins.int = ...,
+        shadow_agreements: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "evictions", b"evictions", "exact_hits", b"exact_hits", "expirations", b"expirations", "invalidations", b"invalidations", "misses", b"misses", "semantic_hits", b"semantic_hits", "skipped_bad_vectors", b"skipped_bad_vectors", "tenant_id", b"tenant_id", "verification_failures", b"verification_failures", "verification_rejects", b"verification_rejects"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "evictions", b"evictions", "exact_hits", b"exact_hits", "expirations", b"expirations", "invalidations", b"invalidations", "misses", b"misses", "semantic_hits", b"semantic_hits", "shadow_agreements", b"shadow_agreements", "shadow_reports", b"shadow_reports", "skipped_bad_vectors", b"skipped_bad_vectors", "tenant_id", b"tenant_id", "verification_failures", b"verification_failures", "verification_rejects", b"verification_rejects"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
