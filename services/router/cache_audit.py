@@ -6,8 +6,8 @@ the namespace's verification threshold):
 - **Gate re-check.** Every hit's answer goes through the rule gates of the class's first tier
   (those that need no model call). A hit that fails one is served as a miss; a semantic one is
   reported WRONG.
-- **Shadow check.** On a miss, the cache names the closest entry its verification turned
-  down; once the cascade has answered, that entry's answer is compared with the fresh one and
+- **Shadow check.** On a miss, the cache names the closest entry whose score fell short of
+  its bar; once the cascade has answered, that entry's answer is compared with the fresh one and
   the verdict reported as a shadow (calibration only). It costs no model call, and it is the
   one source of evidence below a namespace's bar, so a clean namespace can lower it.
 - **Sampled audit.** A tenant's `cache: {audit_rate}` share of semantic hits is asked again
