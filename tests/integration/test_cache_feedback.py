@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -100,63 +102,60 @@ CELSIUS = "What is the boiling point of water in Celsius?"
 FAHRENHEIT = "What is the boiling point of water in Fahrenheit?"
 
 
+@contextmanager
+def serving_cache(tmp_path: Path, **env: str) -> Iterator[pb_grpc.SemanticCacheServiceStub]:
+    """A cache process with `env`, SERVING; stopped with SIGTERM (and exit 0) after the block."""
+    port = free_port()
+    process = start(tmp_path / "cache.log", port, **env)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            wait_serving(channel, process, tmp_path / "cache.log")
+            yield pb_grpc.SemanticCacheServiceStub(channel)
+            stop(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_a_miss_names_the_candidate_under_the_bar_and_a_shadow_report_only_calibrates(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    process = start(tmp_path / "cache.log", port, SLUICE_CACHE_VERIFY="learned")
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            wait_serving(channel, process, tmp_path / "cache.log")
-            stub = pb_grpc.SemanticCacheServiceStub(channel)
-            entry_id = store(stub, STORED, "Paris.")
-            miss = lookup(stub, WHICH_CITY)
-            assert (miss.kind, miss.rejected) == (pb.HIT_KIND_MISS, 1)
-            assert miss.HasField("nearest_rejected")
-            nearest = miss.nearest_rejected
-            assert (nearest.entry_id, nearest.content) == (entry_id, "Paris.")
-            assert 0.90 <= nearest.similarity < 1.0
-            # The fresh answer agreed: a shadow RIGHT, recorded under the bar, entry kept.
-            shadow = report(entry_id, pb.HIT_VERDICT_RIGHT, asked=WHICH_CITY, shadow=True)
-            verdict = stub.ReportHit(shadow, timeout=30)
-            assert (verdict.calibrated, verdict.removed) == (True, False)
-            assert verdict.namespace_key == miss.namespace_key
-            # And a shadow WRONG neither removes the entry nor counts a failure.
-            wrong = report(entry_id, pb.HIT_VERDICT_WRONG, asked=WHICH_CITY, shadow=True)
-            assert stub.ReportHit(wrong, timeout=30).removed is False
-            exact = lookup(stub, STORED)
-            assert (exact.kind, exact.entry_id) == (pb.HIT_KIND_EXACT, entry_id)
-            stats = stub.Stats(pb.StatsRequest(context=CONTEXT), timeout=30)
-            assert (stats.verification_failures, stats.entries) == (0, 1)
-            assert (stats.shadow_reports, stats.shadow_agreements) == (2, 1)
-            on_exact = report(entry_id, pb.HIT_VERDICT_RIGHT, asked=STORED, shadow=True)
-            with pytest.raises(grpc.RpcError) as raised:
-                stub.ReportHit(on_exact, timeout=30)
-            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "shadow: " in (raised.value.details() or "")
-            stop(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    with serving_cache(tmp_path, SLUICE_CACHE_VERIFY="learned") as stub:
+        entry_id = store(stub, STORED, "Paris.")
+        miss = lookup(stub, WHICH_CITY)
+        assert (miss.kind, miss.rejected) == (pb.HIT_KIND_MISS, 1)
+        assert miss.HasField("nearest_rejected")
+        nearest = miss.nearest_rejected
+        assert (nearest.entry_id, nearest.content) == (entry_id, "Paris.")
+        assert 0.90 <= nearest.similarity < 1.0
+        # The fresh answer agreed: a shadow RIGHT, recorded under the bar, entry kept.
+        shadow = report(entry_id, pb.HIT_VERDICT_RIGHT, asked=WHICH_CITY, shadow=True)
+        verdict = stub.ReportHit(shadow, timeout=30)
+        assert (verdict.calibrated, verdict.removed) == (True, False)
+        assert verdict.namespace_key == miss.namespace_key
+        # And a shadow WRONG neither removes the entry nor counts a failure.
+        wrong = report(entry_id, pb.HIT_VERDICT_WRONG, asked=WHICH_CITY, shadow=True)
+        assert stub.ReportHit(wrong, timeout=30).removed is False
+        exact = lookup(stub, STORED)
+        assert (exact.kind, exact.entry_id) == (pb.HIT_KIND_EXACT, entry_id)
+        stats = stub.Stats(pb.StatsRequest(context=CONTEXT), timeout=30)
+        assert (stats.verification_failures, stats.entries) == (0, 1)
+        assert (stats.shadow_reports, stats.shadow_agreements) == (2, 1)
+        on_exact = report(entry_id, pb.HIT_VERDICT_RIGHT, asked=STORED, shadow=True)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ReportHit(on_exact, timeout=30)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "shadow: " in (raised.value.details() or "")
 
 
 def test_a_candidate_a_check_vetoes_is_not_offered_for_a_shadow_check(tmp_path: Path) -> None:
-    port = free_port()
     # A threshold a little lower than the default 0.90 keeps the pair well clear of it.
-    process = start(tmp_path / "cache.log", port, SLUICE_CACHE_MIN_SIMILARITY="0.85")
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            wait_serving(channel, process, tmp_path / "cache.log")
-            stub = pb_grpc.SemanticCacheServiceStub(channel)
-            entry_id = store(stub, CELSIUS, "100 °C.")
-            miss = lookup(stub, FAHRENHEIT)
-            assert (miss.kind, miss.rejected) == (pb.HIT_KIND_MISS, 1)
-            assert not miss.HasField("nearest_rejected")
-            # Named anyway, its verdict moves no bar: the unit check rejects it at any bar.
-            shadow = report(entry_id, pb.HIT_VERDICT_WRONG, asked=FAHRENHEIT, shadow=True)
-            verdict = stub.ReportHit(shadow, timeout=30)
-            assert (verdict.calibrated, verdict.removed) == (False, False)
-            stop(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    with serving_cache(tmp_path, SLUICE_CACHE_MIN_SIMILARITY="0.85") as stub:
+        entry_id = store(stub, CELSIUS, "100 °C.")
+        miss = lookup(stub, FAHRENHEIT)
+        assert (miss.kind, miss.rejected) == (pb.HIT_KIND_MISS, 1)
+        assert not miss.HasField("nearest_rejected")
+        # Named anyway, its verdict moves no bar: the unit check rejects it at any bar.
+        shadow = report(entry_id, pb.HIT_VERDICT_WRONG, asked=FAHRENHEIT, shadow=True)
+        verdict = stub.ReportHit(shadow, timeout=30)
+        assert (verdict.calibrated, verdict.removed) == (False, False)
