@@ -30,7 +30,9 @@ class Spend:
 class BudgetLedger(Protocol):
     def spent(self, tenant_id: str) -> Spend: ...
 
-    def record(self, tenant_id: str, cost_nano_usd: int) -> None: ...
+    def record(self, tenant_id: str, cost_nano_usd: int, *, request: bool = True) -> None:
+        """Adds a charge to the tenant's day and month; `request` says whether it also counts
+        as a charged request (a background audit of a cache hit costs money but is not one)."""
 
 
 class JobLedger(BudgetLedger, Protocol):
@@ -75,7 +77,7 @@ class InMemoryLedger:
             month,
         )
 
-    def record(self, tenant_id: str, cost_nano_usd: int) -> None:
+    def record(self, tenant_id: str, cost_nano_usd: int, *, request: bool = True) -> None:
         day, month = periods(self._clock())
         if day != self._pruned_for:
             # Periods that have passed are dropped, so the ledger stays two entries per tenant.
@@ -86,7 +88,7 @@ class InMemoryLedger:
             self._totals[(tenant_id, period)] = (
                 self._totals.get((tenant_id, period), 0) + cost_nano_usd
             )
-        self._counts[(tenant_id, day)] = self._counts.get((tenant_id, day), 0) + 1
+        self._counts[(tenant_id, day)] = self._counts.get((tenant_id, day), 0) + int(request)
 
     async def start(self) -> None:
         """Nothing to connect to; here so every ledger has the same lifecycle."""

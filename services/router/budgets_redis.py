@@ -105,10 +105,12 @@ class RedisLedger:
         day_key, month_key, count_key = _keys(tenant_id, day, month)
         return Spend(self._view(day_key), self._view(month_key), self._view(count_key), day, month)
 
-    def record(self, tenant_id: str, cost_nano_usd: int) -> None:
+    def record(self, tenant_id: str, cost_nano_usd: int, *, request: bool = True) -> None:
         self._tenants.add(tenant_id)
         day_key, month_key, count_key = _keys(tenant_id, *periods(self._clock()))
-        self._pending.update({day_key: cost_nano_usd, month_key: cost_nano_usd, count_key: 1})
+        self._pending.update({day_key: cost_nano_usd, month_key: cost_nano_usd})
+        if request:
+            self._pending[count_key] += 1
 
     def charge_once(self, tenant_id: str, charge_id: str, cost_nano_usd: int) -> None:
         """Queued for the next sync, which applies it unless another replica already did; until

@@ -194,7 +194,8 @@ class CacheAudit:
 
     def _bill(self, request: ChatRequest, cost_nano_usd: int) -> None:
         if self._ledger is not None and cost_nano_usd:
-            self._ledger.record(request.tenant.tenant_id, cost_nano_usd)
+            # Billed, but not a request of the tenant's: the charged-request count stays put.
+            self._ledger.record(request.tenant.tenant_id, cost_nano_usd, request=False)
 
     async def report(self, request: ChatRequest, hit: CachedAnswer, verdict: HitVerdict) -> None:
         """Sends the verdict on a served hit to the cache; a failure is counted and logged,

@@ -26,15 +26,16 @@ async def test_replicas_share_spend_after_a_sync(tmp_path: Path) -> None:
         a.record("acme", 100)
         a.record("acme", 100)
         b.record("acme", 50)
+        b.record("acme", 10, request=False)  # a cache audit: billed, not a request
         b.record("zeta", 7)
         # Before a sync each replica knows only what it served itself.
-        assert (a.spent("acme").today_nano_usd, b.spent("acme").today_nano_usd) == (200, 50)
+        assert (a.spent("acme").today_nano_usd, b.spent("acme").today_nano_usd) == (200, 60)
         await a.sync()
         await b.sync()
         await a.sync()
         for ledger in (a, b):
             spent = ledger.spent("acme")
-            assert (spent.today_nano_usd, spent.month_nano_usd) == (250, 250)
+            assert (spent.today_nano_usd, spent.month_nano_usd) == (260, 260)
             assert spent.charged_requests_today == 3
             assert (spent.day, spent.month) == ("2026-11-27", "2026-11")
         # A tenant this replica never served is read once it is tracked.
@@ -42,7 +43,7 @@ async def test_replicas_share_spend_after_a_sync(tmp_path: Path) -> None:
         fresh = RedisLedger.from_url(url, sync_s=60, clock=fixed_clock)
         fresh.track(["acme", "zeta"])
         await fresh.start()
-        assert (fresh.spent("acme").today_nano_usd, fresh.spent("zeta").today_nano_usd) == (250, 7)
+        assert (fresh.spent("acme").today_nano_usd, fresh.spent("zeta").today_nano_usd) == (260, 7)
         await fresh.close()
         await a.close()
         await b.close()

@@ -67,6 +67,15 @@ def test_ledger_counts_per_day_and_month_and_rolls_over() -> None:
     assert ledger.spent("acme").charged_requests_today == 1
 
 
+def test_a_charge_that_is_not_a_request_adds_cost_but_no_request() -> None:
+    ledger = InMemoryLedger(Clock())
+    ledger.record("acme", 100)
+    ledger.record("acme", 40, request=False)  # a background audit of a cache hit
+    spent = ledger.spent("acme")
+    assert (spent.today_nano_usd, spent.month_nano_usd) == (140, 140)
+    assert spent.charged_requests_today == 1
+
+
 def test_exhausted_daily_budget_is_rejected_with_the_budget_in_the_message() -> None:
     ledger = InMemoryLedger(Clock())
     policy = budget_policy(daily_usd=1)

@@ -94,6 +94,7 @@ async def test_a_disagreeing_fresh_answer_is_reported_wrong_and_billed_on_an_aud
     assert found is not None and found.verdict is HitVerdict.WRONG
     assert rig.cache.reports == [("e-1", HitVerdict.WRONG)]
     assert rig.ledger.spent("acme").today_nano_usd == 70
+    assert rig.ledger.spent("acme").charged_requests_today == 0, "an audit is not a request"
     span = rig.span("audit")
     assert span[AUDIT_VERDICT] == "wrong" and span["sluice.cost.usd"] == 70e-9
     assert span["sluice.stage"] == "audit" and span["gen_ai.request.model"] == "cheap"

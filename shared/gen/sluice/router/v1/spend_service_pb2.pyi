@@ -49,10 +49,12 @@ class GetSpendResponse(_message.Message):
     """The UTC periods the figures cover, e.g. "2026-11-27" and "2026-11"."""
     month: _builtins.str
     today_nano_usd: _builtins.int
-    """Total charged in each period, in nano-USD: the sum of the responses' total costs."""
+    """Total charged in each period, in nano-USD: the sum of the responses' total costs, plus
+    what requests no tier answered still cost and what cache audits cost.
+    """
     month_nano_usd: _builtins.int
     charged_requests_today: _builtins.int
-    """Answered requests that cost something, today."""
+    """Requests that cost something today, answered or not (cache audits are not counted)."""
     daily_budget_nano_usd: _builtins.int
     """The tenant's budgets in nano-USD; 0 means no limit."""
     monthly_budget_nano_usd: _builtins.int
