@@ -43,10 +43,12 @@ class RuleVerifier:
     def verify(self, pair: Pair) -> Verdict:
         if pair.query == pair.candidate:
             return ACCEPT
+        check = self.vetoed(pair)
         calibrator = self._calibrator
         if calibrator is not None and pair.similarity < calibrator.threshold(pair.namespace):
-            return Verdict(False, "namespace_threshold")
-        check = self.vetoed(pair)
+            # Short of the bar; still marked vetoed when a check would turn it down at any bar,
+            # so a miss never offers it for a shadow check the cache would not count.
+            return Verdict(False, "namespace_threshold", vetoed=bool(check))
         return Verdict(False, check, vetoed=True) if check else ACCEPT
 
     def vetoed(self, pair: Pair) -> str:

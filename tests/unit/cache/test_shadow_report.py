@@ -205,3 +205,18 @@ def test_the_nearest_candidate_short_of_the_bar_is_named_not_a_vetoed_closer_one
 
     assert (choice.item, choice.rejected) == (None, 3)
     assert choice.nearest_rejected is not None and choice.nearest_rejected.item == "short"
+
+
+def test_a_candidate_both_under_the_bar_and_vetoed_is_not_offered_for_a_shadow_check():
+    verifier = RuleVerifier(calibrator=NamespaceCalibrator(0.95))
+    # Cosine 0.9 is under the bar of 0.95, and the years differ: a check would veto it too.
+    pair = Pair("capital of france in 2020", "capital of france in 1990", 0.9, "ns")
+
+    verdict = verifier.verify(pair)
+
+    assert (verdict.accepted, verdict.reason, verdict.vetoed) == (
+        False,
+        "namespace_threshold",
+        True,
+    )
+    assert first_accepted(verifier, [("entry", pair)]).nearest_rejected is None
