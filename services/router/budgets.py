@@ -49,6 +49,14 @@ class ServedLedger(JobLedger, Protocol):
     async def close(self) -> None: ...
 
 
+def charge(
+    ledger: BudgetLedger | None, tenant_id: str, cost_nano_usd: int, *, request: bool = True
+) -> None:
+    """Records a charge on the ledger, when there is one and the charge is not zero."""
+    if ledger is not None and cost_nano_usd:
+        ledger.record(tenant_id, cost_nano_usd, request=request)
+
+
 def periods(now: datetime) -> tuple[str, str]:
     """The UTC day and month a charge at `now` counts in, e.g. ("2026-11-27", "2026-11")."""
     return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")

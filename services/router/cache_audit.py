@@ -31,7 +31,7 @@ from opentelemetry import trace
 
 from services.router.audit_compare import Comparison, HitVerdict, compare
 from services.router.background import BackgroundJobs
-from services.router.budgets import BudgetLedger, exhausted_reason
+from services.router.budgets import BudgetLedger, charge, exhausted_reason
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered
 from services.router.gates import GateInput, Verdict, evaluate
 from services.router.model import (
@@ -193,9 +193,8 @@ class CacheAudit:
         return outcome
 
     def _bill(self, request: ChatRequest, cost_nano_usd: int) -> None:
-        if self._ledger is not None and cost_nano_usd:
-            # Billed, but not a request of the tenant's: the charged-request count stays put.
-            self._ledger.record(request.tenant.tenant_id, cost_nano_usd, request=False)
+        # Billed, but not a request of the tenant's: the charged-request count stays put.
+        charge(self._ledger, request.tenant.tenant_id, cost_nano_usd, request=False)
 
     async def report(self, request: ChatRequest, hit: CachedAnswer, verdict: HitVerdict) -> None:
         """Sends the verdict on a served hit to the cache; a failure is counted and logged,

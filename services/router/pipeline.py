@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from opentelemetry import trace
 
-from services.router.budgets import BudgetLedger
+from services.router.budgets import BudgetLedger, charge
 from services.router.cache_audit import CacheAudit, recheck
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered, PromptCost
 from services.router.model import (
@@ -198,7 +198,11 @@ class Pipeline:
                     outcome = event
         except NoTierAnswered as error:
             # The caller gets UNAVAILABLE, but what the attempts and a summary cost is owed.
-            self._bill(request, compress_line.cost_nano_usd + error.spent_nano_usd)
+            charge(
+                self._ledger,
+                request.tenant.tenant_id,
+                compress_line.cost_nano_usd + error.spent_nano_usd,
+            )
             raise
         assert outcome is not None, "the cascade always ends with an outcome"
         lines.extend(outcome.lines)
@@ -249,12 +253,8 @@ class Pipeline:
         await self.audit.drain(left)
 
     def _finish(self, span: trace.Span, request: ChatRequest, result: RouteResult) -> None:
-        self._bill(request, result.total_cost_nano_usd)
+        charge(self._ledger, request.tenant.tenant_id, result.total_cost_nano_usd)
         self._annotate(span, result)
-
-    def _bill(self, request: ChatRequest, cost_nano_usd: int) -> None:
-        if self._ledger is not None and cost_nano_usd:
-            self._ledger.record(request.tenant.tenant_id, cost_nano_usd)
 
     @staticmethod
     def _annotate(span: trace.Span, result: RouteResult) -> None:
