@@ -28,7 +28,7 @@ def load_workloads(data: Path, sizes: argparse.Namespace) -> Workloads:
     }
 
 
-def _qqp_rows(data: Path) -> list[dict[str, object]]:
+def qqp_rows(data: Path) -> list[dict[str, object]]:
     """Every QQP row, in hash order (the benchmark evaluates a prefix of this order)."""
     rows: list[dict[str, object]] = json.loads(
         (data / "qqp-gptcache" / "similiar_qqp_full.json").read_text()
@@ -47,7 +47,7 @@ def _qqp(data: Path, pairs: int) -> list[Space]:
     """One namespace per pair: text_a stored, text_b looked up; only duplicates may hit."""
     return [
         _qqp_space(f"qqp-{i}", row, is_fit(f"{row['text_a']}\n{row['text_b']}"))
-        for i, row in enumerate(_qqp_rows(data)[:pairs])
+        for i, row in enumerate(qqp_rows(data)[:pairs])
     ]
 
 
@@ -82,7 +82,7 @@ def extra_qqp(data: Path, workloads: Workloads, skip: int, count: int) -> list[S
     """select_extra_qqp on the QQP file, excluding every text the workloads evaluate."""
     if count <= 0:
         return []
-    return select_extra_qqp(_qqp_rows(data), skip, evaluated_texts(workloads), count)
+    return select_extra_qqp(qqp_rows(data), skip, evaluated_texts(workloads), count)
 
 
 def _references(rows: Iterable[tuple[str, str]], per_intent: int) -> dict[str, str]:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.cache_quality_data import _qqp_rows, evaluated_texts, load_workloads
+from benchmarks.cache_quality_data import evaluated_texts, load_workloads, qqp_rows
 from benchmarks.cache_quality_methods import fit_pairs, inner_fold, model_units
 from benchmarks.common import DEFAULT_DATA, embed, hash_order, is_fit, markdown_table
 from services.cache.verifiers.learned import DEFAULT_MODEL_PATH, LearnedVerifier
@@ -48,6 +48,7 @@ from services.cache.verifiers.pair_model import PairModel
 from services.cache.verifiers.train import fit_logistic
 from services.cache.verifiers.train_pair import train_pair_model
 from services.cache.verify import Pair
+from services.router.learning.fit import auc
 
 FLOOR = 0.75  # the shipped pair model's cosine pre-filter
 RECALLS = (0.60, 0.15)  # share of duplicates accepted at the reported thresholds
@@ -79,7 +80,7 @@ class QqpPair:
 
 def candidates(data: Path, qqp_pairs: int, embed_cache: Path | None) -> list[QqpPair]:
     """The benchmark's QQP pairs the cache would verify: cosine >= FLOOR, both halves."""
-    rows = _qqp_rows(data)[:qqp_pairs]
+    rows = qqp_rows(data)[:qqp_pairs]
     pairs = [
         QqpPair(str(r["text_a"]), str(r["text_b"]), r["label"] == 1,
                 is_fit(f"{r['text_a']}\n{r['text_b']}"))
@@ -127,14 +128,11 @@ def build_prefix(shots: Sequence[QqpPair]) -> str:
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """P(a random duplicate outscores a random non-duplicate), ties counted half."""
-    pos = np.asarray([s for s, y in zip(scores, labels, strict=True) if y], np.float64)
-    neg = np.asarray([s for s, y in zip(scores, labels, strict=True) if not y], np.float64)
-    if not len(pos) or not len(neg):
+    """P(a random duplicate outscores a random non-duplicate), ties counted half (the router's
+    learning metric); an error instead of nan when one class is missing."""
+    if len(set(labels)) < 2:
         raise ValueError("the AUC needs both duplicates and non-duplicates")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+    return auc(np.asarray(labels, dtype=bool), np.asarray(scores, dtype=np.float64))
 
 
 @dataclass(frozen=True)
