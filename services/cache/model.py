@@ -66,7 +66,8 @@ class CacheRequest:
 
 @dataclass(frozen=True)
 class RejectedCandidate:
-    """On a miss, the most similar entry verification turned down, for a shadow check."""
+    """On a miss, the most similar entry whose score fell short of the bar (no check vetoed
+    it), for a shadow check."""
 
     entry_id: str
     content: str
@@ -84,7 +85,8 @@ class LookupResult:
     namespace: str = ""
     # Candidates above the threshold that verification turned down during this lookup.
     rejected: int = 0
-    # Misses only: the first (most similar) of those; None on hits and when none was.
+    # Misses only: the most similar of those that fell short of the bar rather than being
+    # vetoed by a check; None on hits and when there is none.
     nearest_rejected: RejectedCandidate | None = None
 
     @property

@@ -62,7 +62,7 @@ class LearnsFromFeedback(Protocol):
 
     Called with a served hit that the router's quality gate or a user reported wrong or
     confirmed right, or with a shadow-checked candidate: on a miss, the lookup returns the
-    nearest candidate verification turned down (`Choice.nearest_rejected`), the caller compares
+    nearest candidate that fell short of the bar (`Choice.nearest_rejected`), the caller compares
     its answer with the fresh one and reports the verdict with ReportHit's `shadow` flag.
     Returns the score the outcome was recorded under (a probability or cosine in [0, 1]), or
     None when the verifier keeps no per-namespace state.

@@ -106,9 +106,9 @@ class CachedAnswer:
 
 @dataclass(frozen=True)
 class RejectedCandidate:
-    """On a miss, the stored entry closest to the request that the cache's verification
-    turned down. A shadow check compares its answer with the fresh one, so the namespace's
-    threshold learns below its bar as well as above it."""
+    """On a miss, the stored entry closest to the request whose score fell short of the cache's
+    bar (no check vetoed it). A shadow check compares its answer with the fresh one, so the
+    namespace's threshold learns below its bar as well as above it."""
 
     entry_id: str
     content: str

@@ -8,8 +8,8 @@ serves wrong answers; a namespace of clearly distinct intents can afford a lower
 How: a verifier's score (the learned model's probability, or the cosine for the rule
 verifier) is cut into equal-width bins, and each namespace counts, per bin, the labelled
 outcomes it has seen: a served hit reported wrong (router quality gate, user flag) or
-confirmed, or a shadow-checked candidate (on a miss, Lookup returns the nearest candidate that
-verification turned down, and the router reports whether its answer agreed with the fresh
+confirmed, or a shadow-checked candidate (on a miss, Lookup returns the nearest candidate whose
+score fell short of the bar, and the router reports whether its answer agreed with the fresh
 one: ReportHit with `shadow` set, which never removes the entry). Once a namespace has
 `min_feedback` outcomes, its threshold is the lowest bin edge at which the wrong-answer rate of
 everything at or above it stays within the target (1%); before that it uses the shared
