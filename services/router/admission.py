@@ -121,15 +121,12 @@ class Admission:
         validate_response_format(response_format)
         if max_cost_nano_usd < 0:
             raise InvalidRequest("context.max_cost_nano_usd must not be negative")
-        # Characters bound tokens from above cheaply; count exactly only when it could matter.
-        total_chars = sum(len(t.content) for t in turns)
-        if total_chars > self._max_prompt_tokens:
-            prompt_tokens = self._tokens.count_chat(t.content for t in turns)
-            if prompt_tokens > self._max_prompt_tokens:
-                raise InvalidRequest(
-                    f"request too large: the prompt has {prompt_tokens} tokens, "
-                    f"over the limit of {self._max_prompt_tokens}"
-                )
+        prompt_tokens = self._tokens.count_chat(t.content for t in turns)
+        if prompt_tokens > self._max_prompt_tokens:
+            raise InvalidRequest(
+                f"request too large: the prompt has {prompt_tokens} tokens, "
+                f"over the limit of {self._max_prompt_tokens}"
+            )
         if sampling.temperature is None:
             sampling = replace(sampling, temperature=chosen_class.default_temperature)
         shadow = (
@@ -152,4 +149,5 @@ class Admission:
             downgrade_reason=downgrade,
             shadow=shadow,
             response_format=response_format,
+            prompt_tokens=prompt_tokens,
         )

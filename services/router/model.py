@@ -72,6 +72,9 @@ class ChatRequest:
     downgrade_reason: str = ""
     shadow: ShadowDecision | None = None
     response_format: ResponseFormat = TEXT_FORMAT
+    # The prompt's tokens as admission counted them (cl100k, with chat framing), so no later
+    # stage counts the same text again; 0 for a request built without admission.
+    prompt_tokens: int = 0
 
 
 @dataclass(frozen=True)

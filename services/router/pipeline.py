@@ -74,7 +74,9 @@ class Pipeline:
 
     def _baseline_cost(self, request: ChatRequest, output_tokens: int) -> int:
         """What the baseline model would have charged for the original prompt and this answer."""
-        prompt_tokens = self._tokens.count_chat(t.content for t in request.turns)
+        prompt_tokens = request.prompt_tokens or self._tokens.count_chat(
+            t.content for t in request.turns
+        )
         usage = TokenUsage(prompt_tokens, output_tokens)
         return self._catalogue.cost_nano_usd(request.tenant.baseline_model, usage)
 
