@@ -26,41 +26,41 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from sluice.common.v1 import common_pb2 as sluice_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sluice/cache/v1/cache_service.proto\x12\x0fsluice.cache.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1dsluice/common/v1/common.proto\"\xbb\x02\n\rLookupRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12/\n\x08messages\x18\x03 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x04 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12\x16\n\x0e\x61llow_semantic\x18\x05 \x01(\x08\x12*\n\x07max_age\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x0fresponse_format\x18\x07 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\"\xc4\x02\n\x0eLookupResponse\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.sluice.cache.v1.HitKind\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12&\n\x05usage\x18\x04 \x01(\x0b\x32\x17.sluice.common.v1.Usage\x12\x12\n\nsimilarity\x18\x05 \x01(\x02\x12\x10\n\x08\x65ntry_id\x18\x06 \x01(\t\x12\x35\n\rfinish_reason\x18\x07 \x01(\x0e\x32\x1e.sluice.common.v1.FinishReason\x12\x15\n\rnamespace_key\x18\x08 \x01(\t\x12\x10\n\x08rejected\x18\t \x01(\x05\x12<\n\x10nearest_rejected\x18\n \x01(\x0b\x32\".sluice.cache.v1.RejectedCandidate\"J\n\x11RejectedCandidate\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\"\xab\x03\n\x0cStoreRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12/\n\x08messages\x18\x03 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x04 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12\x0f\n\x07\x63ontent\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12&\n\x05usage\x18\x07 \x01(\x0b\x32\x17.sluice.common.v1.Usage\x12\x35\n\rfinish_reason\x18\x08 \x01(\x0e\x32\x1e.sluice.common.v1.FinishReason\x12&\n\x03ttl\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04tags\x18\n \x03(\t\x12\x39\n\x0fresponse_format\x18\x0b \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\"8\n\rStoreResponse\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x15\n\rnamespace_key\x18\x02 \x01(\t\"\xc2\x01\n\x0b\x45xactTarget\x12\x13\n\x0bmodel_class\x18\x01 \x01(\t\x12/\n\x08messages\x18\x02 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x03 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12\x39\n\x0fresponse_format\x18\x04 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\"\xbe\x01\n\x11InvalidateRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12-\n\x05\x65xact\x18\x02 \x01(\x0b\x32\x1c.sluice.cache.v1.ExactTargetH\x00\x12\x17\n\rnamespace_key\x18\x03 \x01(\tH\x00\x12\x15\n\x0btenant_wide\x18\x04 \x01(\x08H\x00\x12\r\n\x03tag\x18\x05 \x01(\tH\x00\x42\x08\n\x06target\"%\n\x12InvalidateResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x03\"A\n\x0cStatsRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\"\xc9\x02\n\rStatsResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nexact_hits\x18\x02 \x01(\x03\x12\x15\n\rsemantic_hits\x18\x03 \x01(\x03\x12\x0e\n\x06misses\x18\x04 \x01(\x03\x12\x1c\n\x14verification_rejects\x18\x05 \x01(\x03\x12\x0f\n\x07\x65ntries\x18\x06 \x01(\x03\x12\r\n\x05\x62ytes\x18\x07 \x01(\x03\x12\x11\n\tevictions\x18\x08 \x01(\x03\x12\x13\n\x0b\x65xpirations\x18\t \x01(\x03\x12\x15\n\rinvalidations\x18\n \x01(\x03\x12\x1b\n\x13skipped_bad_vectors\x18\x0b \x01(\x03\x12\x1d\n\x15verification_failures\x18\x0c \x01(\x03\x12\x16\n\x0eshadow_reports\x18\r \x01(\x03\x12\x19\n\x11shadow_agreements\x18\x0e \x01(\x03\"\xca\x02\n\x10ReportHitRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12/\n\x08messages\x18\x03 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x04 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12\x39\n\x0fresponse_format\x18\x05 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\x12\x10\n\x08\x65ntry_id\x18\x06 \x01(\t\x12,\n\x07verdict\x18\x07 \x01(\x0e\x32\x1b.sluice.cache.v1.HitVerdict\x12\x0e\n\x06shadow\x18\x08 \x01(\x08\"b\n\x11ReportHitResponse\x12\x15\n\rnamespace_key\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x01(\x08\x12\x12\n\ncalibrated\x18\x03 \x01(\x08\x12\x11\n\tthreshold\x18\x04 \x01(\x02*a\n\x07HitKind\x12\x18\n\x14HIT_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rHIT_KIND_MISS\x10\x01\x12\x12\n\x0eHIT_KIND_EXACT\x10\x02\x12\x15\n\x11HIT_KIND_SEMANTIC\x10\x03*W\n\nHitVerdict\x12\x1b\n\x17HIT_VERDICT_UNSPECIFIED\x10\x00\x12\x15\n\x11HIT_VERDICT_WRONG\x10\x01\x12\x15\n\x11HIT_VERDICT_RIGHT\x10\x02\x32\x9c\x03\n\x14SemanticCacheService\x12I\n\x06Lookup\x12\x1e.sluice.cache.v1.LookupRequest\x1a\x1f.sluice.cache.v1.LookupResponse\x12\x46\n\x05Store\x12\x1d.sluice.cache.v1.StoreRequest\x1a\x1e.sluice.cache.v1.StoreResponse\x12U\n\nInvalidate\x12\".sluice.cache.v1.InvalidateRequest\x1a#.sluice.cache.v1.InvalidateResponse\x12\x46\n\x05Stats\x12\x1d.sluice.cache.v1.StatsRequest\x1a\x1e.sluice.cache.v1.StatsResponse\x12R\n\tReportHit\x12!.sluice.cache.v1.ReportHitRequest\x1a\".sluice.cache.v1.ReportHitResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#sluice/cache/v1/cache_service.proto\x12\x0fsluice.cache.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1dsluice/common/v1/common.proto\"\xe5\x02\n\rLookupRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12/\n\x08messages\x18\x03 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x04 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12\x16\n\x0e\x61llow_semantic\x18\x05 \x01(\x08\x12*\n\x07max_age\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x0fresponse_format\x18\x07 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\x12(\n\x05tools\x18\x08 \x01(\x0b\x32\x19.sluice.common.v1.ToolSet\"\xef\x02\n\x0eLookupResponse\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.sluice.cache.v1.HitKind\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12&\n\x05usage\x18\x04 \x01(\x0b\x32\x17.sluice.common.v1.Usage\x12\x12\n\nsimilarity\x18\x05 \x01(\x02\x12\x10\n\x08\x65ntry_id\x18\x06 \x01(\t\x12\x35\n\rfinish_reason\x18\x07 \x01(\x0e\x32\x1e.sluice.common.v1.FinishReason\x12\x15\n\rnamespace_key\x18\x08 \x01(\t\x12\x10\n\x08rejected\x18\t \x01(\x05\x12<\n\x10nearest_rejected\x18\n \x01(\x0b\x32\".sluice.cache.v1.RejectedCandidate\x12)\n\x07\x63hoices\x18\x0b \x03(\x0b\x32\x18.sluice.common.v1.Choice\"J\n\x11RejectedCandidate\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\"\x80\x04\n\x0cStoreRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12/\n\x08messages\x18\x03 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x04 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12\x0f\n\x07\x63ontent\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12&\n\x05usage\x18\x07 \x01(\x0b\x32\x17.sluice.common.v1.Usage\x12\x35\n\rfinish_reason\x18\x08 \x01(\x0e\x32\x1e.sluice.common.v1.FinishReason\x12&\n\x03ttl\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04tags\x18\n \x03(\t\x12\x39\n\x0fresponse_format\x18\x0b \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\x12(\n\x05tools\x18\x0c \x01(\x0b\x32\x19.sluice.common.v1.ToolSet\x12)\n\x07\x63hoices\x18\r \x03(\x0b\x32\x18.sluice.common.v1.Choice\"8\n\rStoreResponse\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x15\n\rnamespace_key\x18\x02 \x01(\t\"\xec\x01\n\x0b\x45xactTarget\x12\x13\n\x0bmodel_class\x18\x01 \x01(\t\x12/\n\x08messages\x18\x02 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x03 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12\x39\n\x0fresponse_format\x18\x04 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\x12(\n\x05tools\x18\x05 \x01(\x0b\x32\x19.sluice.common.v1.ToolSet\"\xbe\x01\n\x11InvalidateRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12-\n\x05\x65xact\x18\x02 \x01(\x0b\x32\x1c.sluice.cache.v1.ExactTargetH\x00\x12\x17\n\rnamespace_key\x18\x03 \x01(\tH\x00\x12\x15\n\x0btenant_wide\x18\x04 \x01(\x08H\x00\x12\r\n\x03tag\x18\x05 \x01(\tH\x00\x42\x08\n\x06target\"%\n\x12InvalidateResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x03\"A\n\x0cStatsRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\"\xc9\x02\n\rStatsResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nexact_hits\x18\x02 \x01(\x03\x12\x15\n\rsemantic_hits\x18\x03 \x01(\x03\x12\x0e\n\x06misses\x18\x04 \x01(\x03\x12\x1c\n\x14verification_rejects\x18\x05 \x01(\x03\x12\x0f\n\x07\x65ntries\x18\x06 \x01(\x03\x12\r\n\x05\x62ytes\x18\x07 \x01(\x03\x12\x11\n\tevictions\x18\x08 \x01(\x03\x12\x13\n\x0b\x65xpirations\x18\t \x01(\x03\x12\x15\n\rinvalidations\x18\n \x01(\x03\x12\x1b\n\x13skipped_bad_vectors\x18\x0b \x01(\x03\x12\x1d\n\x15verification_failures\x18\x0c \x01(\x03\x12\x16\n\x0eshadow_reports\x18\r \x01(\x03\x12\x19\n\x11shadow_agreements\x18\x0e \x01(\x03\"\xca\x02\n\x10ReportHitRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12/\n\x08messages\x18\x03 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x04 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12\x39\n\x0fresponse_format\x18\x05 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\x12\x10\n\x08\x65ntry_id\x18\x06 \x01(\t\x12,\n\x07verdict\x18\x07 \x01(\x0e\x32\x1b.sluice.cache.v1.HitVerdict\x12\x0e\n\x06shadow\x18\x08 \x01(\x08\"b\n\x11ReportHitResponse\x12\x15\n\rnamespace_key\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x01(\x08\x12\x12\n\ncalibrated\x18\x03 \x01(\x08\x12\x11\n\tthreshold\x18\x04 \x01(\x02*a\n\x07HitKind\x12\x18\n\x14HIT_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rHIT_KIND_MISS\x10\x01\x12\x12\n\x0eHIT_KIND_EXACT\x10\x02\x12\x15\n\x11HIT_KIND_SEMANTIC\x10\x03*W\n\nHitVerdict\x12\x1b\n\x17HIT_VERDICT_UNSPECIFIED\x10\x00\x12\x15\n\x11HIT_VERDICT_WRONG\x10\x01\x12\x15\n\x11HIT_VERDICT_RIGHT\x10\x02\x32\x9c\x03\n\x14SemanticCacheService\x12I\n\x06Lookup\x12\x1e.sluice.cache.v1.LookupRequest\x1a\x1f.sluice.cache.v1.LookupResponse\x12\x46\n\x05Store\x12\x1d.sluice.cache.v1.StoreRequest\x1a\x1e.sluice.cache.v1.StoreResponse\x12U\n\nInvalidate\x12\".sluice.cache.v1.InvalidateRequest\x1a#.sluice.cache.v1.InvalidateResponse\x12\x46\n\x05Stats\x12\x1d.sluice.cache.v1.StatsRequest\x1a\x1e.sluice.cache.v1.StatsResponse\x12R\n\tReportHit\x12!.sluice.cache.v1.ReportHitRequest\x1a\".sluice.cache.v1.ReportHitResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.cache.v1.cache_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HITKIND']._serialized_start=2589
-  _globals['_HITKIND']._serialized_end=2686
-  _globals['_HITVERDICT']._serialized_start=2688
-  _globals['_HITVERDICT']._serialized_end=2775
+  _globals['_HITKIND']._serialized_start=2801
+  _globals['_HITKIND']._serialized_end=2898
+  _globals['_HITVERDICT']._serialized_start=2900
+  _globals['_HITVERDICT']._serialized_end=2987
   _globals['_LOOKUPREQUEST']._serialized_start=120
-  _globals['_LOOKUPREQUEST']._serialized_end=435
-  _globals['_LOOKUPRESPONSE']._serialized_start=438
-  _globals['_LOOKUPRESPONSE']._serialized_end=762
-  _globals['_REJECTEDCANDIDATE']._serialized_start=764
-  _globals['_REJECTEDCANDIDATE']._serialized_end=838
-  _globals['_STOREREQUEST']._serialized_start=841
-  _globals['_STOREREQUEST']._serialized_end=1268
-  _globals['_STORERESPONSE']._serialized_start=1270
-  _globals['_STORERESPONSE']._serialized_end=1326
-  _globals['_EXACTTARGET']._serialized_start=1329
-  _globals['_EXACTTARGET']._serialized_end=1523
-  _globals['_INVALIDATEREQUEST']._serialized_start=1526
-  _globals['_INVALIDATEREQUEST']._serialized_end=1716
-  _globals['_INVALIDATERESPONSE']._serialized_start=1718
-  _globals['_INVALIDATERESPONSE']._serialized_end=1755
-  _globals['_STATSREQUEST']._serialized_start=1757
-  _globals['_STATSREQUEST']._serialized_end=1822
-  _globals['_STATSRESPONSE']._serialized_start=1825
-  _globals['_STATSRESPONSE']._serialized_end=2154
-  _globals['_REPORTHITREQUEST']._serialized_start=2157
-  _globals['_REPORTHITREQUEST']._serialized_end=2487
-  _globals['_REPORTHITRESPONSE']._serialized_start=2489
-  _globals['_REPORTHITRESPONSE']._serialized_end=2587
-  _globals['_SEMANTICCACHESERVICE']._serialized_start=2778
-  _globals['_SEMANTICCACHESERVICE']._serialized_end=3190
+  _globals['_LOOKUPREQUEST']._serialized_end=477
+  _globals['_LOOKUPRESPONSE']._serialized_start=480
+  _globals['_LOOKUPRESPONSE']._serialized_end=847
+  _globals['_REJECTEDCANDIDATE']._serialized_start=849
+  _globals['_REJECTEDCANDIDATE']._serialized_end=923
+  _globals['_STOREREQUEST']._serialized_start=926
+  _globals['_STOREREQUEST']._serialized_end=1438
+  _globals['_STORERESPONSE']._serialized_start=1440
+  _globals['_STORERESPONSE']._serialized_end=1496
+  _globals['_EXACTTARGET']._serialized_start=1499
+  _globals['_EXACTTARGET']._serialized_end=1735
+  _globals['_INVALIDATEREQUEST']._serialized_start=1738
+  _globals['_INVALIDATEREQUEST']._serialized_end=1928
+  _globals['_INVALIDATERESPONSE']._serialized_start=1930
+  _globals['_INVALIDATERESPONSE']._serialized_end=1967
+  _globals['_STATSREQUEST']._serialized_start=1969
+  _globals['_STATSREQUEST']._serialized_end=2034
+  _globals['_STATSRESPONSE']._serialized_start=2037
+  _globals['_STATSRESPONSE']._serialized_end=2366
+  _globals['_REPORTHITREQUEST']._serialized_start=2369
+  _globals['_REPORTHITREQUEST']._serialized_end=2699
+  _globals['_REPORTHITRESPONSE']._serialized_start=2701
+  _globals['_REPORTHITRESPONSE']._serialized_end=2799
+  _globals['_SEMANTICCACHESERVICE']._serialized_start=2990
+  _globals['_SEMANTICCACHESERVICE']._serialized_end=3402
 # @@protoc_insertion_point(module_scope)

@@ -84,6 +84,7 @@ class LookupRequest(_message.Message):
     ALLOW_SEMANTIC_FIELD_NUMBER: _builtins.int
     MAX_AGE_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class the answer must have been produced for."""
     allow_semantic: _builtins.bool
@@ -112,6 +113,12 @@ class LookupRequest(_message.Message):
         a request for another. Unset and RESPONSE_FORMAT_TYPE_TEXT are the same format.
         """
 
+    @_builtins.property
+    def tools(self) -> _common_pb2.ToolSet:
+        """Tools offered with the request, part of both keys: an answer stored with one tool set
+        never serves a request with another.
+        """
+
     def __init__(
         self,
         *,
@@ -122,10 +129,11 @@ class LookupRequest(_message.Message):
         allow_semantic: _builtins.bool = ...,
         max_age: _duration_pb2.Duration | None = ...,
         response_format: _common_pb2.ResponseFormat | None = ...,
+        tools: _common_pb2.ToolSet | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "max_age", b"max_age", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "max_age", b"max_age", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_semantic", b"allow_semantic", "context", b"context", "max_age", b"max_age", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_semantic", b"allow_semantic", "context", b"context", "max_age", b"max_age", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -147,6 +155,7 @@ class LookupResponse(_message.Message):
     NAMESPACE_KEY_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
     NEAREST_REJECTED_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
     kind: Global___HitKind.ValueType
     """How the request matched; HIT_KIND_MISS when nothing did."""
     content: _builtins.str
@@ -178,6 +187,12 @@ class LookupResponse(_message.Message):
         Unset on hits and when no candidate was turned down.
         """
 
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Choice]:
+        """Every choice of the cached answer, in index order (tool calls, refusals); choice 0 repeats
+        content and finish_reason. Empty for entries stored with their text only.
+        """
+
     def __init__(
         self,
         *,
@@ -191,10 +206,11 @@ class LookupResponse(_message.Message):
         namespace_key: _builtins.str = ...,
         rejected: _builtins.int = ...,
         nearest_rejected: Global___RejectedCandidate | None = ...,
+        choices: _abc.Iterable[_common_pb2.Choice] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["nearest_rejected", b"nearest_rejected", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "entry_id", b"entry_id", "finish_reason", b"finish_reason", "kind", b"kind", "model", b"model", "namespace_key", b"namespace_key", "nearest_rejected", b"nearest_rejected", "rejected", b"rejected", "similarity", b"similarity", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "content", b"content", "entry_id", b"entry_id", "finish_reason", b"finish_reason", "kind", b"kind", "model", b"model", "namespace_key", b"namespace_key", "nearest_rejected", b"nearest_rejected", "rejected", b"rejected", "similarity", b"similarity", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -247,6 +263,8 @@ class StoreRequest(_message.Message):
     TTL_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class the answer was produced for."""
     content: _builtins.str
@@ -287,6 +305,14 @@ class StoreRequest(_message.Message):
     def response_format(self) -> _common_pb2.ResponseFormat:
         """Format the answer was produced in; see LookupRequest.response_format."""
 
+    @_builtins.property
+    def tools(self) -> _common_pb2.ToolSet:
+        """Tools offered with the request; see LookupRequest.tools."""
+
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Choice]:
+        """Every choice of the answer, in index order; see LookupResponse.choices."""
+
     def __init__(
         self,
         *,
@@ -301,10 +327,12 @@ class StoreRequest(_message.Message):
         ttl: _duration_pb2.Duration | None = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         response_format: _common_pb2.ResponseFormat | None = ...,
+        tools: _common_pb2.ToolSet | None = ...,
+        choices: _abc.Iterable[_common_pb2.Choice] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling", "ttl", b"ttl", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools", "ttl", b"ttl", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "context", b"context", "finish_reason", b"finish_reason", "messages", b"messages", "model", b"model", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "tags", b"tags", "ttl", b"ttl", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "content", b"content", "context", b"context", "finish_reason", b"finish_reason", "messages", b"messages", "model", b"model", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "tags", b"tags", "tools", b"tools", "ttl", b"ttl", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -346,6 +374,7 @@ class ExactTarget(_message.Message):
     MESSAGES_FIELD_NUMBER: _builtins.int
     SAMPLING_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class of the request."""
     @_builtins.property
@@ -360,6 +389,10 @@ class ExactTarget(_message.Message):
     def response_format(self) -> _common_pb2.ResponseFormat:
         """Required answer format of the request."""
 
+    @_builtins.property
+    def tools(self) -> _common_pb2.ToolSet:
+        """Tools offered with the request."""
+
     def __init__(
         self,
         *,
@@ -367,10 +400,11 @@ class ExactTarget(_message.Message):
         messages: _abc.Iterable[_common_pb2.ChatMessage] | None = ...,
         sampling: _common_pb2.SamplingParams | None = ...,
         response_format: _common_pb2.ResponseFormat | None = ...,
+        tools: _common_pb2.ToolSet | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

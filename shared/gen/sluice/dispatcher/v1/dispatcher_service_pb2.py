@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from sluice.common.v1 import common_pb2 as sluice_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-sluice/dispatcher/v1/dispatcher_service.proto\x12\x14sluice.dispatcher.v1\x1a\x1dsluice/common/v1/common.proto\"o\n\x0f\x44ispatchRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12)\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x1b.sluice.common.v1.ModelCall\"D\n\x10\x44ispatchResponse\x12\x30\n\ncompletion\x18\x01 \x01(\x0b\x32\x1c.sluice.common.v1.Completion\"u\n\x15\x44ispatchStreamRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12)\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x1b.sluice.common.v1.ModelCall\"n\n\x16\x44ispatchStreamResponse\x12\x17\n\rcontent_delta\x18\x01 \x01(\tH\x00\x12\x32\n\ncompletion\x18\x02 \x01(\x0b\x32\x1c.sluice.common.v1.CompletionH\x00\x42\x07\n\x05\x65vent2\xe5\x01\n\x19RegionalDispatcherService\x12Y\n\x08\x44ispatch\x12%.sluice.dispatcher.v1.DispatchRequest\x1a&.sluice.dispatcher.v1.DispatchResponse\x12m\n\x0e\x44ispatchStream\x12+.sluice.dispatcher.v1.DispatchStreamRequest\x1a,.sluice.dispatcher.v1.DispatchStreamResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-sluice/dispatcher/v1/dispatcher_service.proto\x12\x14sluice.dispatcher.v1\x1a\x1dsluice/common/v1/common.proto\"o\n\x0f\x44ispatchRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12)\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x1b.sluice.common.v1.ModelCall\"D\n\x10\x44ispatchResponse\x12\x30\n\ncompletion\x18\x01 \x01(\x0b\x32\x1c.sluice.common.v1.Completion\"u\n\x15\x44ispatchStreamRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12)\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x1b.sluice.common.v1.ModelCall\"\xa5\x01\n\x16\x44ispatchStreamResponse\x12\x17\n\rcontent_delta\x18\x01 \x01(\tH\x00\x12\x32\n\ncompletion\x18\x02 \x01(\x0b\x32\x1c.sluice.common.v1.CompletionH\x00\x12\x35\n\x0c\x63hoice_delta\x18\x03 \x01(\x0b\x32\x1d.sluice.common.v1.ChoiceDeltaH\x00\x42\x07\n\x05\x65vent2\xe5\x01\n\x19RegionalDispatcherService\x12Y\n\x08\x44ispatch\x12%.sluice.dispatcher.v1.DispatchRequest\x1a&.sluice.dispatcher.v1.DispatchResponse\x12m\n\x0e\x44ispatchStream\x12+.sluice.dispatcher.v1.DispatchStreamRequest\x1a,.sluice.dispatcher.v1.DispatchStreamResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DISPATCHRESPONSE']._serialized_end=283
   _globals['_DISPATCHSTREAMREQUEST']._serialized_start=285
   _globals['_DISPATCHSTREAMREQUEST']._serialized_end=402
-  _globals['_DISPATCHSTREAMRESPONSE']._serialized_start=404
-  _globals['_DISPATCHSTREAMRESPONSE']._serialized_end=514
-  _globals['_REGIONALDISPATCHERSERVICE']._serialized_start=517
-  _globals['_REGIONALDISPATCHERSERVICE']._serialized_end=746
+  _globals['_DISPATCHSTREAMRESPONSE']._serialized_start=405
+  _globals['_DISPATCHSTREAMRESPONSE']._serialized_end=570
+  _globals['_REGIONALDISPATCHERSERVICE']._serialized_start=573
+  _globals['_REGIONALDISPATCHERSERVICE']._serialized_end=802
 # @@protoc_insertion_point(module_scope)

@@ -109,23 +109,29 @@ class DispatchStreamResponse(_message.Message):
 
     CONTENT_DELTA_FIELD_NUMBER: _builtins.int
     COMPLETION_FIELD_NUMBER: _builtins.int
+    CHOICE_DELTA_FIELD_NUMBER: _builtins.int
     content_delta: _builtins.str
-    """More answer text."""
+    """More text of choice 0, when that is all the piece holds."""
     @_builtins.property
     def completion(self) -> _common_pb2.Completion:
         """The finished answer with usage and cost, sent last."""
+
+    @_builtins.property
+    def choice_delta(self) -> _common_pb2.ChoiceDelta:
+        """Any other piece: tool-call fragments, refusal text, logprobs, or text of another choice."""
 
     def __init__(
         self,
         *,
         content_delta: _builtins.str = ...,
         completion: _common_pb2.Completion | None = ...,
+        choice_delta: _common_pb2.ChoiceDelta | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "content_delta", b"content_delta", "event", b"event"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["choice_delta", b"choice_delta", "completion", b"completion", "content_delta", b"content_delta", "event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "content_delta", b"content_delta", "event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choice_delta", b"choice_delta", "completion", b"completion", "content_delta", b"content_delta", "event", b"event"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["content_delta", "completion"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["content_delta", "completion", "choice_delta"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from sluice.common.v1 import common_pb2 as sluice_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%sluice/router/v1/router_service.proto\x12\x10sluice.router.v1\x1a\x1dsluice/common/v1/common.proto\"\xaa\x02\n\x0f\x43ompleteRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12/\n\x08messages\x18\x03 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x04 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12/\n\ncache_mode\x18\x05 \x01(\x0e\x32\x1b.sluice.router.v1.CacheMode\x12\x39\n\x0fresponse_format\x18\x06 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\"\xaf\x02\n\x10\x43ompleteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x35\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1e.sluice.common.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\x05\x12\x0e\n\x06region\x18\x06 \x01(\t\x12&\n\x05usage\x18\x07 \x01(\x0b\x32\x17.sluice.common.v1.Usage\x12-\n\x04\x63ost\x18\x08 \x01(\x0b\x32\x1f.sluice.common.v1.CostBreakdown\x12\x10\n\x08trace_id\x18\t \x01(\t\x12\x11\n\tcache_hit\x18\n \x01(\x08\x12\x16\n\x0epolicy_version\x18\x0b \x01(\t\"\xb0\x02\n\x15\x43ompleteStreamRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12/\n\x08messages\x18\x03 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x04 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12/\n\ncache_mode\x18\x05 \x01(\x0e\x32\x1b.sluice.router.v1.CacheMode\x12\x39\n\x0fresponse_format\x18\x06 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\";\n\x0c\x43ontentDelta\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x0c\n\x04tier\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\"\x89\x01\n\x16\x43ompleteStreamResponse\x12/\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1e.sluice.router.v1.ContentDeltaH\x00\x12\x35\n\x07summary\x18\x02 \x01(\x0b\x32\".sluice.router.v1.CompleteResponseH\x00\x42\x07\n\x05\x65vent*q\n\tCacheMode\x12\x1a\n\x16\x43\x41\x43HE_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43\x41\x43HE_MODE_ENABLED\x10\x01\x12\x19\n\x15\x43\x41\x43HE_MODE_EXACT_ONLY\x10\x02\x12\x15\n\x11\x43\x41\x43HE_MODE_BYPASS\x10\x03\x32\xc9\x01\n\rRouterService\x12Q\n\x08\x43omplete\x12!.sluice.router.v1.CompleteRequest\x1a\".sluice.router.v1.CompleteResponse\x12\x65\n\x0e\x43ompleteStream\x12\'.sluice.router.v1.CompleteStreamRequest\x1a(.sluice.router.v1.CompleteStreamResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%sluice/router/v1/router_service.proto\x12\x10sluice.router.v1\x1a\x1dsluice/common/v1/common.proto\"\xd4\x02\n\x0f\x43ompleteRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12/\n\x08messages\x18\x03 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x04 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12/\n\ncache_mode\x18\x05 \x01(\x0e\x32\x1b.sluice.router.v1.CacheMode\x12\x39\n\x0fresponse_format\x18\x06 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\x12(\n\x05tools\x18\x07 \x01(\x0b\x32\x19.sluice.common.v1.ToolSet\"\xda\x02\n\x10\x43ompleteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x35\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1e.sluice.common.v1.FinishReason\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\x05\x12\x0e\n\x06region\x18\x06 \x01(\t\x12&\n\x05usage\x18\x07 \x01(\x0b\x32\x17.sluice.common.v1.Usage\x12-\n\x04\x63ost\x18\x08 \x01(\x0b\x32\x1f.sluice.common.v1.CostBreakdown\x12\x10\n\x08trace_id\x18\t \x01(\t\x12\x11\n\tcache_hit\x18\n \x01(\x08\x12\x16\n\x0epolicy_version\x18\x0b \x01(\t\x12)\n\x07\x63hoices\x18\x0c \x03(\x0b\x32\x18.sluice.common.v1.Choice\"\xda\x02\n\x15\x43ompleteStreamRequest\x12\x31\n\x07\x63ontext\x18\x01 \x01(\x0b\x32 .sluice.common.v1.RequestContext\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12/\n\x08messages\x18\x03 \x03(\x0b\x32\x1d.sluice.common.v1.ChatMessage\x12\x32\n\x08sampling\x18\x04 \x01(\x0b\x32 .sluice.common.v1.SamplingParams\x12/\n\ncache_mode\x18\x05 \x01(\x0e\x32\x1b.sluice.router.v1.CacheMode\x12\x39\n\x0fresponse_format\x18\x06 \x01(\x0b\x32 .sluice.common.v1.ResponseFormat\x12(\n\x05tools\x18\x07 \x01(\x0b\x32\x19.sluice.common.v1.ToolSet\"\xc9\x01\n\x0c\x43ontentDelta\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x0c\n\x04tier\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x14\n\x0c\x63hoice_index\x18\x04 \x01(\x05\x12\x33\n\ntool_calls\x18\x05 \x03(\x0b\x32\x1f.sluice.common.v1.ToolCallDelta\x12\x0f\n\x07refusal\x18\x06 \x01(\t\x12\x30\n\x08logprobs\x18\x07 \x03(\x0b\x32\x1e.sluice.common.v1.TokenLogprob\"\x89\x01\n\x16\x43ompleteStreamResponse\x12/\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1e.sluice.router.v1.ContentDeltaH\x00\x12\x35\n\x07summary\x18\x02 \x01(\x0b\x32\".sluice.router.v1.CompleteResponseH\x00\x42\x07\n\x05\x65vent*q\n\tCacheMode\x12\x1a\n\x16\x43\x41\x43HE_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43\x41\x43HE_MODE_ENABLED\x10\x01\x12\x19\n\x15\x43\x41\x43HE_MODE_EXACT_ONLY\x10\x02\x12\x15\n\x11\x43\x41\x43HE_MODE_BYPASS\x10\x03\x32\xc9\x01\n\rRouterService\x12Q\n\x08\x43omplete\x12!.sluice.router.v1.CompleteRequest\x1a\".sluice.router.v1.CompleteResponse\x12\x65\n\x0e\x43ompleteStream\x12\'.sluice.router.v1.CompleteStreamRequest\x1a(.sluice.router.v1.CompleteStreamResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.router.v1.router_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CACHEMODE']._serialized_start=1205
-  _globals['_CACHEMODE']._serialized_end=1318
+  _globals['_CACHEMODE']._serialized_start=1475
+  _globals['_CACHEMODE']._serialized_end=1588
   _globals['_COMPLETEREQUEST']._serialized_start=91
-  _globals['_COMPLETEREQUEST']._serialized_end=389
-  _globals['_COMPLETERESPONSE']._serialized_start=392
-  _globals['_COMPLETERESPONSE']._serialized_end=695
-  _globals['_COMPLETESTREAMREQUEST']._serialized_start=698
-  _globals['_COMPLETESTREAMREQUEST']._serialized_end=1002
-  _globals['_CONTENTDELTA']._serialized_start=1004
-  _globals['_CONTENTDELTA']._serialized_end=1063
-  _globals['_COMPLETESTREAMRESPONSE']._serialized_start=1066
-  _globals['_COMPLETESTREAMRESPONSE']._serialized_end=1203
-  _globals['_ROUTERSERVICE']._serialized_start=1321
-  _globals['_ROUTERSERVICE']._serialized_end=1522
+  _globals['_COMPLETEREQUEST']._serialized_end=431
+  _globals['_COMPLETERESPONSE']._serialized_start=434
+  _globals['_COMPLETERESPONSE']._serialized_end=780
+  _globals['_COMPLETESTREAMREQUEST']._serialized_start=783
+  _globals['_COMPLETESTREAMREQUEST']._serialized_end=1129
+  _globals['_CONTENTDELTA']._serialized_start=1132
+  _globals['_CONTENTDELTA']._serialized_end=1333
+  _globals['_COMPLETESTREAMRESPONSE']._serialized_start=1336
+  _globals['_COMPLETESTREAMRESPONSE']._serialized_end=1473
+  _globals['_ROUTERSERVICE']._serialized_start=1591
+  _globals['_ROUTERSERVICE']._serialized_end=1792
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,7 @@ class CompleteRequest(_message.Message):
     SAMPLING_FIELD_NUMBER: _builtins.int
     CACHE_MODE_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class from the tenant's policy (e.g. "chat"); empty means the policy's default class."""
     cache_mode: Global___CacheMode.ValueType
@@ -80,6 +81,13 @@ class CompleteRequest(_message.Message):
     def response_format(self) -> _common_pb2.ResponseFormat:
         """Required answer format; a JSON format adds a validity gate to every tier."""
 
+    @_builtins.property
+    def tools(self) -> _common_pb2.ToolSet:
+        """Tools the model may call. A cheap tier's tool call is served only if it names a given
+        function, its arguments are JSON valid against that function's schema, and it respects
+        the tool choice; otherwise the cascade escalates.
+        """
+
     def __init__(
         self,
         *,
@@ -89,10 +97,11 @@ class CompleteRequest(_message.Message):
         sampling: _common_pb2.SamplingParams | None = ...,
         cache_mode: Global___CacheMode.ValueType = ...,
         response_format: _common_pb2.ResponseFormat | None = ...,
+        tools: _common_pb2.ToolSet | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_mode", b"cache_mode", "context", b"context", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_mode", b"cache_mode", "context", b"context", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -115,6 +124,7 @@ class CompleteResponse(_message.Message):
     TRACE_ID_FIELD_NUMBER: _builtins.int
     CACHE_HIT_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Id of the request, echoed or generated."""
     content: _builtins.str
@@ -141,6 +151,10 @@ class CompleteResponse(_message.Message):
     def cost(self) -> _common_pb2.CostBreakdown:
         """Per-stage costs and the cost avoided against the baseline model."""
 
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Choice]:
+        """Every choice of the answer, in index order; choice 0 repeats content and finish_reason."""
+
     def __init__(
         self,
         *,
@@ -155,10 +169,11 @@ class CompleteResponse(_message.Message):
         trace_id: _builtins.str = ...,
         cache_hit: _builtins.bool = ...,
         policy_version: _builtins.str = ...,
+        choices: _abc.Iterable[_common_pb2.Choice] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit", b"cache_hit", "content", b"content", "cost", b"cost", "finish_reason", b"finish_reason", "model", b"model", "policy_version", b"policy_version", "region", b"region", "request_id", b"request_id", "tier", b"tier", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit", b"cache_hit", "choices", b"choices", "content", b"content", "cost", b"cost", "finish_reason", b"finish_reason", "model", b"model", "policy_version", b"policy_version", "region", b"region", "request_id", b"request_id", "tier", b"tier", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -176,6 +191,7 @@ class CompleteStreamRequest(_message.Message):
     SAMPLING_FIELD_NUMBER: _builtins.int
     CACHE_MODE_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class from the tenant's policy; empty means the default class."""
     cache_mode: Global___CacheMode.ValueType
@@ -196,6 +212,13 @@ class CompleteStreamRequest(_message.Message):
     def response_format(self) -> _common_pb2.ResponseFormat:
         """Required answer format; a JSON format adds a validity gate to every tier."""
 
+    @_builtins.property
+    def tools(self) -> _common_pb2.ToolSet:
+        """Tools the model may call. A cheap tier's tool call is served only if it names a given
+        function, its arguments are JSON valid against that function's schema, and it respects
+        the tool choice; otherwise the cascade escalates.
+        """
+
     def __init__(
         self,
         *,
@@ -205,10 +228,11 @@ class CompleteStreamRequest(_message.Message):
         sampling: _common_pb2.SamplingParams | None = ...,
         cache_mode: Global___CacheMode.ValueType = ...,
         response_format: _common_pb2.ResponseFormat | None = ...,
+        tools: _common_pb2.ToolSet | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_mode", b"cache_mode", "context", b"context", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_mode", b"cache_mode", "context", b"context", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -223,6 +247,10 @@ class ContentDelta(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     TIER_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    CHOICE_INDEX_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    LOGPROBS_FIELD_NUMBER: _builtins.int
     attempt: _builtins.int
     """Attempt this text belongs to, starting at 1. A higher number means the earlier
     attempt's text was rejected by a gate and must be discarded.
@@ -231,16 +259,32 @@ class ContentDelta(_message.Message):
     """Cascade tier producing this attempt."""
     text: _builtins.str
     """The new text."""
+    choice_index: _builtins.int
+    """The choice this piece belongs to, starting at 0."""
+    refusal: _builtins.str
+    """More refusal text."""
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCallDelta]:
+        """Fragments of tool calls."""
+
+    @_builtins.property
+    def logprobs(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.TokenLogprob]:
+        """Log probabilities of the tokens in this piece, when the caller asked for them."""
+
     def __init__(
         self,
         *,
         attempt: _builtins.int = ...,
         tier: _builtins.int = ...,
         text: _builtins.str = ...,
+        choice_index: _builtins.int = ...,
+        tool_calls: _abc.Iterable[_common_pb2.ToolCallDelta] | None = ...,
+        refusal: _builtins.str = ...,
+        logprobs: _abc.Iterable[_common_pb2.TokenLogprob] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "text", b"text", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "choice_index", b"choice_index", "logprobs", b"logprobs", "refusal", b"refusal", "text", b"text", "tier", b"tier", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
