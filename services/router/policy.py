@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -344,7 +344,23 @@ def parse_policy(document: Any, catalogue: PriceCatalogue) -> Policy:
         str(tenant_id): _parse_tenant(str(tenant_id), raw, catalogue)
         for tenant_id, raw in _require(document, "tenants", "policy").items()
     }
+    _check_keys_unique(tenants.values())
     return Policy(version, tenants)
+
+
+def _check_keys_unique(tenants: Iterable[TenantPolicy]) -> None:
+    """A key must authenticate as one tenant: one listed under two would silently belong to
+    whichever the file names first."""
+    owners: dict[str, str] = {}
+    for tenant in tenants:
+        for digest in sorted(tenant.key_digests):
+            owner = owners.setdefault(digest, tenant.tenant_id)
+            if owner != tenant.tenant_id:
+                # A prefix names the digest without pasting a credential's hash into logs.
+                raise PolicyError(
+                    f"tenants {owner!r} and {tenant.tenant_id!r} list the same API key "
+                    f"(api_key_sha256 {digest[:8]}...); a key must belong to one tenant"
+                )
 
 
 def load_policy(path: Path, catalogue: PriceCatalogue) -> Policy:
