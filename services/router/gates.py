@@ -15,7 +15,9 @@ from typing import Any
 
 import jsonschema
 
-from shared.chat import TEXT_FORMAT, Finish, FormatKind, ResponseFormat
+from services.router.tool_gate import GATE as TOOL_CALL_GATE
+from services.router.tool_gate import ToolCallProblem, check_tool_calls
+from shared.chat import NO_TOOLS, TEXT_FORMAT, Finish, FormatKind, ResponseFormat, ToolCall, ToolSet
 
 # Phrasings with which chat models decline; matched at the start of the answer, where refusals
 # sit, so an answer that merely quotes one of these later on still passes.
@@ -76,6 +78,17 @@ class GateInput:
     response_format: ResponseFormat = TEXT_FORMAT
     # None when the provider returned no logprobs.
     logprobs: LogprobSummary | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    # The tools the request offered, which the answer's calls must fit.
+    tools: ToolSet = NO_TOOLS
+    # The caller set max_tokens itself: an answer cut there is what it asked for.
+    caller_max_tokens: bool = False
+
+    @property
+    def cut_as_asked(self) -> bool:
+        """Stopped at the caller's own max_tokens: the baseline model would stop there too, so
+        no gate may hold the cut against the answer."""
+        return self.finish is Finish.LENGTH and self.caller_max_tokens
 
 
 @dataclass(frozen=True)
@@ -93,7 +106,7 @@ Gate = Callable[[GateInput, GateSettings], Verdict]
 
 
 def finish_reason_gate(answer: GateInput, _: GateSettings) -> Verdict:
-    if answer.finish in (Finish.STOP, Finish.TOOL_CALLS):
+    if answer.finish in (Finish.STOP, Finish.TOOL_CALLS) or answer.cut_as_asked:
         return PASS
     return Verdict(False, "finish_reason", f"finish_reason was {answer.finish.value!r}")
 
@@ -107,6 +120,8 @@ def min_length_gate(answer: GateInput, settings: GateSettings) -> Verdict:
 
 def truncation_gate(answer: GateInput, _: GateSettings) -> Verdict:
     """Catches answers that were cut off even when the provider reported `stop`."""
+    if answer.cut_as_asked:
+        return PASS
     text = answer.content.rstrip()
     if text.count("```") % 2:
         return Verdict(False, "truncation", "unterminated code block")
@@ -138,7 +153,7 @@ def format_gate(answer: GateInput, settings: GateSettings) -> Verdict:
 
 def json_gate(answer: GateInput, _: GateSettings) -> Verdict:
     """Checks JSON validity (and the schema) when the request asked for JSON."""
-    if not answer.response_format.wants_json:
+    if not answer.response_format.wants_json or answer.cut_as_asked:
         return PASS
     try:
         document = json.loads(_strip_fence(answer.content))
@@ -200,12 +215,30 @@ LEARNED_GATES = frozenset({"scorer", "logprob", "judge"})
 GATE_NAMES = frozenset(GATES) | LEARNED_GATES
 
 
+def tool_call_gate(answer: GateInput) -> Verdict:
+    try:
+        check_tool_calls(answer.tool_calls, answer.tools)
+    except ToolCallProblem as problem:
+        return Verdict(False, TOOL_CALL_GATE, str(problem))
+    return PASS
+
+
+# Gates that read the answer's text; an answer made only of tool calls has none to read.
+_TEXT_GATES = frozenset({"min_length", "truncation", "refusal", "format", "json"})
+
+
 def evaluate(gate_names: tuple[str, ...], answer: GateInput, settings: GateSettings) -> Verdict:
     """Runs the named gates in order and returns the first failure, or a pass. A request that
-    asks for JSON gets the json gate on every tier, listed or not."""
+    asks for JSON gets the json gate on every tier, listed or not; one that offers tools (or an
+    answer that calls any) gets the tool-call gate first."""
+    if answer.tools.offered or answer.tool_calls:
+        verdict = tool_call_gate(answer)
+        if not verdict.passed:
+            return verdict
     implied = ("json",) if answer.response_format.wants_json and "json" not in gate_names else ()
+    calls_only = bool(answer.tool_calls) and not answer.content.strip()
     for name in (*gate_names, *implied):
-        if name in LEARNED_GATES:
+        if name in LEARNED_GATES or (calls_only and name in _TEXT_GATES):
             continue
         verdict = GATES[name](answer, settings)
         if not verdict.passed:
