@@ -187,3 +187,30 @@ def last_user_text(turns: tuple[Turn, ...] | list[Turn]) -> str:
         if turn.role is Role.USER:
             return turn.content
     return ""
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A fragment of one streamed tool call: the first carries id and name, later ones add
+    arguments text."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class ChoiceDelta:
+    """A streamed piece of one choice."""
+
+    index: int = 0
+    content: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    refusal: str = ""
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+    @property
+    def text_only(self) -> bool:
+        """Plain text of the first choice, which older readers take as a bare string."""
+        return self.index == 0 and not (self.tool_calls or self.refusal or self.logprobs)
