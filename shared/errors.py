@@ -97,3 +97,15 @@ _BY_CODE: dict[grpc.StatusCode, type[SluiceError]] = {
 def from_status(error: grpc.aio.AioRpcError) -> SluiceError:
     """Re-raises a peer's status as the matching domain error, keeping its message."""
     return _BY_CODE.get(error.code(), SluiceError)(error.details() or error.code().name)
+
+
+# Messages quote what the caller sent so they can find it, but never more than this: a 10k
+# character model name must not come back 10k characters long (nor fill the logs).
+QUOTE_LIMIT = 64
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """repr() of a caller's value for an error message, cut to `limit` characters with an
+    ellipsis."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

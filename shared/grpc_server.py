@@ -75,11 +75,16 @@ def build_grpc_server(
     service_names: Sequence[str],
     register: Callable[[grpc.aio.Server], None],
     telemetry: Telemetry,
+    *,
+    max_receive_bytes: int = MAX_MESSAGE_BYTES,
 ) -> HostedServer:
-    """Creates the server, registers the servicers, health and reflection, and binds address."""
-    server = grpc.aio.server(
-        interceptors=list(telemetry.server_interceptors()), options=list(SERVER_OPTIONS)
-    )
+    """Creates the server, registers the servicers, health and reflection, and binds address.
+    A message over max_receive_bytes ends its call RESOURCE_EXHAUSTED before it is parsed."""
+    options = [
+        *(option for option in SERVER_OPTIONS if option[0] != "grpc.max_receive_message_length"),
+        ("grpc.max_receive_message_length", max_receive_bytes),
+    ]
+    server = grpc.aio.server(interceptors=list(telemetry.server_interceptors()), options=options)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
+import unicodedata
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import Any, ParamSpec, TypeVar
 
 import jsonschema
 
@@ -16,10 +19,39 @@ from services.router.model import CacheMode, ChatRequest, ShadowDecision
 from services.router.policy import ModelClass, Policy
 from services.router.rollout import PolicySelector
 from shared.chat import TEXT_FORMAT, FormatKind, ResponseFormat, Role, Sampling, Turn
-from shared.errors import InvalidRequest, SluiceError
+from shared.errors import InvalidRequest, SluiceError, quoted
 from shared.tokens import TokenCounter
 
 MAX_STOP_SEQUENCES = 4
+# SamplingParams.max_tokens is an int32 on the wire to every later hop.
+MAX_INT32 = 2**31 - 1
+# A request id is echoed in answers, logs and spans; a caller's own id is bounded.
+MAX_REQUEST_ID_CHARS = 128
+# Deeper schemas are refused before jsonschema (recursive) walks them.
+MAX_SCHEMA_DEPTH = 64
+# Requests with more prompt text than this are validated and counted on a worker thread:
+# counting 10 MB takes about a second, which would stall every other call on the router's
+# event loop. Smaller ones stay inline, where the thread hop would cost more than the work.
+OFFLOAD_CHARS = 64 * 1024
+# Characters that show nothing: format characters (zero-width space/joiners, U+2060, BOM),
+# separators and controls. A prompt made only of these is empty.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp"})
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def off_loop(size: int, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """work(*args, **kwargs), on a worker thread when `size` (characters or bytes of the
+    input it walks) is over OFFLOAD_CHARS, inline otherwise."""
+    if size <= OFFLOAD_CHARS:
+        return work(*args, **kwargs)
+    return await asyncio.to_thread(work, *args, **kwargs)
+
+
+def is_blank(text: str) -> bool:
+    """True when the text shows nothing: whitespace, zero-width or other invisible characters."""
+    return not any(unicodedata.category(c) not in _INVISIBLE_CATEGORIES for c in text.strip())
 
 
 def api_key_from_metadata(metadata: Iterable[tuple[str, str | bytes]]) -> str:
@@ -40,8 +72,10 @@ def validate_sampling(sampling: Sampling) -> None:
         raise InvalidRequest(f"sampling.temperature={sampling.temperature} must be within [0, 2]")
     if sampling.top_p is not None and not (0 < sampling.top_p <= 1):
         raise InvalidRequest(f"sampling.top_p={sampling.top_p} must be within (0, 1]")
-    if sampling.max_tokens < 0:
-        raise InvalidRequest(f"sampling.max_tokens={sampling.max_tokens} must not be negative")
+    if not 0 <= sampling.max_tokens <= MAX_INT32:
+        raise InvalidRequest(
+            f"sampling.max_tokens={sampling.max_tokens} must be within [0, {MAX_INT32}]"
+        )
     if len(sampling.stop) > MAX_STOP_SEQUENCES:
         raise InvalidRequest(f"sampling.stop has {len(sampling.stop)} entries; at most 4")
 
@@ -51,8 +85,10 @@ def validate_turns(turns: tuple[Turn, ...]) -> None:
         raise InvalidRequest("messages is empty; send at least one user message")
     if turns[-1].role is not Role.USER:
         raise InvalidRequest(f"the last message must come from the user, not {turns[-1].role}")
-    if not turns[-1].content.strip():
-        raise InvalidRequest(f"messages[{len(turns) - 1}].content is empty")
+    if is_blank(turns[-1].content):
+        raise InvalidRequest(
+            f"messages[{len(turns) - 1}].content is empty (or only invisible characters)"
+        )
 
 
 def shadow_decision(
@@ -73,13 +109,41 @@ def validate_response_format(response_format: ResponseFormat) -> None:
         return
     try:
         schema = json.loads(response_format.json_schema)
+        if _depth(schema) > MAX_SCHEMA_DEPTH:
+            raise InvalidRequest(
+                f"response_format.json_schema nests deeper than {MAX_SCHEMA_DEPTH} levels"
+            )
         jsonschema.validators.validator_for(schema).check_schema(schema)
-    except json.JSONDecodeError as error:
-        raise InvalidRequest(f"response_format.json_schema is not JSON: {error.msg}") from None
+    except (json.JSONDecodeError, RecursionError) as error:
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
+        raise InvalidRequest(f"response_format.json_schema is not JSON: {reason}") from None
     except jsonschema.exceptions.SchemaError as error:
         raise InvalidRequest(
-            f"response_format.json_schema is not a valid schema: {error.message}"
+            f"response_format.json_schema is not a valid schema: {quoted(error.message, 200)}"
         ) from None
+
+
+def _depth(document: Any) -> int:
+    """How deeply JSON objects and arrays nest, counted without recursion."""
+    deepest = 0
+    pending = [(document, 1)]
+    while pending:
+        node, depth = pending.pop()
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        )
+        before = len(pending)
+        pending.extend((child, depth + 1) for child in children)
+        if len(pending) > before:
+            deepest = max(deepest, depth)
+    return deepest
+
+
+def validate_request_id(request_id: str) -> None:
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise InvalidRequest(
+            f"context.request_id has {len(request_id)} characters; at most {MAX_REQUEST_ID_CHARS}"
+        )
 
 
 class Admission:
@@ -111,11 +175,68 @@ class Admission:
     ) -> ChatRequest:
         """Returns the validated request, or raises Unauthenticated / InvalidRequest /
         BudgetExhausted."""
+        return self._settle(
+            self._check(
+                api_key,
+                request_id=request_id,
+                model_class=model_class,
+                turns=turns,
+                sampling=sampling,
+                cache_mode=cache_mode,
+                max_cost_nano_usd=max_cost_nano_usd,
+                response_format=response_format,
+            )
+        )
+
+    async def admit_async(
+        self,
+        api_key: str,
+        *,
+        request_id: str,
+        model_class: str,
+        turns: tuple[Turn, ...],
+        sampling: Sampling,
+        cache_mode: CacheMode | None,
+        max_cost_nano_usd: int,
+        response_format: ResponseFormat = TEXT_FORMAT,
+    ) -> ChatRequest:
+        """admit() for the front doors, which share one event loop: the validation and token
+        count of a large prompt run on a worker thread; the budget check stays on the loop."""
+        size = sum(len(turn.content) for turn in turns) + len(response_format.json_schema)
+        checked = await off_loop(
+            size,
+            self._check,
+            api_key,
+            request_id=request_id,
+            model_class=model_class,
+            turns=turns,
+            sampling=sampling,
+            cache_mode=cache_mode,
+            max_cost_nano_usd=max_cost_nano_usd,
+            response_format=response_format,
+        )
+        return self._settle(checked)
+
+    def _check(
+        self,
+        api_key: str,
+        *,
+        request_id: str,
+        model_class: str,
+        turns: tuple[Turn, ...],
+        sampling: Sampling,
+        cache_mode: CacheMode | None,
+        max_cost_nano_usd: int,
+        response_format: ResponseFormat,
+    ) -> ChatRequest:
+        """Authentication, validation and the token count: everything but the budget, and
+        nothing that touches state shared with the event loop."""
         selection = self._policies.select(
             [hashlib.sha256(api_key.encode()).hexdigest(), model_class, *(t.content for t in turns)]
         )
         tenant = selection.serving.authenticate(api_key)
         chosen_class = tenant.model_class(model_class)
+        validate_request_id(request_id)
         validate_turns(turns)
         validate_sampling(sampling)
         validate_response_format(response_format)
@@ -134,9 +255,6 @@ class Admission:
             if selection.shadow is None
             else shadow_decision(selection.shadow, api_key, model_class, chosen_class)
         )
-        downgrade = "" if self._ledger is None else check_budget(tenant, self._ledger) or ""
-        if downgrade:
-            chosen_class = replace(chosen_class, tiers=chosen_class.tiers[:1])
         return ChatRequest(
             tenant=tenant,
             request_id=request_id or uuid.uuid4().hex,
@@ -146,8 +264,15 @@ class Admission:
             cache_mode=cache_mode or CacheMode.ENABLED,
             max_cost_nano_usd=max_cost_nano_usd or tenant.max_cost_nano_usd,
             policy_version=selection.serving.version,
-            downgrade_reason=downgrade,
             shadow=shadow,
             response_format=response_format,
             prompt_tokens=prompt_tokens,
         )
+
+    def _settle(self, request: ChatRequest) -> ChatRequest:
+        """The tenant's budget, checked on the caller's thread (the ledger is the loop's)."""
+        tenant, chosen_class = request.tenant, request.model_class
+        downgrade = "" if self._ledger is None else check_budget(tenant, self._ledger) or ""
+        if downgrade:
+            chosen_class = replace(chosen_class, tiers=chosen_class.tiers[:1])
+        return replace(request, model_class=chosen_class, downgrade_reason=downgrade)

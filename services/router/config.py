@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from services.router.http_limits import MIB, DoorLimits
 from services.router.learning.scorer import MODELS_DIR
 from shared.pricing import DEFAULT_CATALOGUE
 from shared.settings import (
@@ -51,6 +52,11 @@ class Settings:
     # Where tenant spend is counted: memory:// (this replica only) or redis://host:port/db
     # (shared by every router replica; services/router/budgets_redis.py).
     ledger_url: str = "memory://"
+    # What one HTTP caller may cost the front door: body and header sizes, read timeouts.
+    door: DoorLimits = DoorLimits()
+    # The largest gRPC request the router reads; bigger ones end RESOURCE_EXHAUSTED before
+    # any parsing. The same bound as the HTTP body, for the same reason.
+    grpc_max_message_bytes: int = 8 * MIB
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -78,7 +84,35 @@ class Settings:
             log_level=env_str(env, "SLUICE_LOG_LEVEL", "INFO"),
             learning_dir=env_path(env, "SLUICE_ROUTER_LEARNING_DIR", MODELS_DIR, must_exist=True),
             ledger_url=_ledger_url(env),
+            door=_door_limits(env),
+            grpc_max_message_bytes=env_int(
+                env, "SLUICE_ROUTER_GRPC_MAX_MESSAGE_BYTES", 8 * MIB, minimum=1024
+            ),
         )
+
+
+def _door_limits(env: Mapping[str, str]) -> DoorLimits:
+    default = DoorLimits()
+    return DoorLimits(
+        max_body_bytes=env_int(
+            env, "SLUICE_ROUTER_HTTP_MAX_BODY_BYTES", default.max_body_bytes, minimum=1024
+        ),
+        max_header_bytes=env_int(
+            env, "SLUICE_ROUTER_HTTP_MAX_HEADER_BYTES", default.max_header_bytes, minimum=1024
+        ),
+        header_timeout_s=env_float(
+            env, "SLUICE_ROUTER_HTTP_HEADER_TIMEOUT_S", default.header_timeout_s, minimum=0.1
+        ),
+        body_timeout_s=env_float(
+            env, "SLUICE_ROUTER_HTTP_BODY_TIMEOUT_S", default.body_timeout_s, minimum=0.1
+        ),
+        keep_alive_s=env_int(
+            env, "SLUICE_ROUTER_HTTP_KEEP_ALIVE_S", default.keep_alive_s, minimum=1
+        ),
+        max_connections=env_int(
+            env, "SLUICE_ROUTER_HTTP_MAX_CONNECTIONS", default.max_connections, minimum=1
+        ),
+    )
 
 
 def _ledger_url(env: Mapping[str, str]) -> str:

@@ -24,7 +24,7 @@ from services.router.admission import (
 from services.router.budgets import BudgetLedger, JobLedger, check_budget
 from services.router.policy import Policy, TenantPolicy
 from shared.chat import Finish, ResponseFormat, Sampling, Turn
-from shared.errors import InvalidRequest, NotFound, SluiceError
+from shared.errors import InvalidRequest, NotFound, SluiceError, quoted
 from shared.pricing import TokenUsage
 
 # The provider Batch API's own limit on requests per batch.
@@ -127,7 +127,7 @@ def parse_job_id(job_id: str) -> tuple[str, str]:
         and batcher_job_id
     )
     if not valid:
-        raise InvalidRequest(f"job_id {job_id!r} is not a deferred job id (dj_<key>_<job>)")
+        raise InvalidRequest(f"job_id {quoted(job_id)} is not a deferred job id (dj_<key>_<job>)")
     return key, batcher_job_id
 
 
@@ -233,7 +233,8 @@ class DeferredWork:
         try:
             report = await operation(key, tenant.tenant_id, batcher_job_id, deadline)
         except NotFound:
-            raise NotFound(f"no deferred job {job_id!r} for tenant {tenant.tenant_id!r}") from None
+            message = f"no deferred job {quoted(job_id)} for tenant {tenant.tenant_id!r}"
+            raise NotFound(message) from None
         self._charge(tenant.tenant_id, job_id, report)
         return report
 

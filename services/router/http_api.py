@@ -19,24 +19,28 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import attach, detach
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from services.router.admission import Admission
+from services.router.admission import Admission, off_loop
+from services.router.http_limits import BodyLimit, DoorLimits, ErrorShield, guarded_protocol
 from services.router.model import ChatRequest, RouteResult, TierDelta
 from services.router.openai_wire import (
     ChatCall,
     chunk,
     completion_body,
     error_body,
+    error_of,
     final_chunks,
-    parse_chat_request,
+    read_chat_call,
     sluice_headers,
 )
 from services.router.pipeline import Pipeline, complete
 from services.router.policy import Policy
-from shared.errors import InvalidRequest, SluiceError, Unauthenticated
+from services.router.public_errors import public_error
+from shared.errors import SluiceError, Unauthenticated
 from shared.telemetry import current_trace_id, with_request_baggage
 
 # How long shutdown waits for cache stores still running; inside the drain budget that
@@ -52,7 +56,7 @@ def _api_key(request: Request) -> str:
 
 
 def _error(error: SluiceError) -> JSONResponse:
-    status, body = error_body(error.code, str(error))
+    status, body = error_of(public_error(error))
     return JSONResponse(body, status_code=status)
 
 
@@ -77,8 +81,8 @@ class FrontDoor:
         self._tracer = tracer
         self._deadline_s = deadline_s
 
-    def _admit(self, request: Request, call: ChatCall) -> ChatRequest:
-        return self._admission.admit(
+    async def _admit(self, request: Request, call: ChatCall) -> ChatRequest:
+        return await self._admission.admit_async(
             _api_key(request),
             request_id="",
             model_class=call.model_class,
@@ -98,24 +102,22 @@ class FrontDoor:
             yield span
 
     async def chat_completions(self, request: Request) -> Response:
+        # BodyLimit has read the body already, within the size limit and read timeout.
+        raw = await request.body()
         try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as error:
-            return _error(InvalidRequest(f"the request body is not valid JSON: {error}"))
-        try:
-            call = parse_chat_request(body)
+            call = await off_loop(len(raw), read_chat_call, raw)
         except SluiceError as error:
             return _error(error)
         if call.stream:
             # Admitted up front, so a bad key or request gets its status code, not a 200 stream.
             try:
-                chat = self._admit(request, call)
+                chat = await self._admit(request, call)
             except SluiceError as error:
                 return _error(error)
             return StreamingResponse(self._stream(request, chat), media_type="text/event-stream")
         with self._server_span(request):
             try:
-                chat = self._admit(request, call)
+                chat = await self._admit(request, call)
                 token = attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
                 try:
                     result = await complete(
@@ -200,7 +202,9 @@ class FrontDoor:
         )
 
 
-def build_http_app(front_door: FrontDoor) -> Starlette:
+def build_http_app(front_door: FrontDoor, limits: DoorLimits | None = None) -> Starlette:
+    """The front door's routes behind its body limits and its last-resort error handler."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -214,6 +218,10 @@ def build_http_app(front_door: FrontDoor) -> Starlette:
             Route("/v1/models", front_door.models, methods=["GET"]),
         ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(ErrorShield),
+            Middleware(BodyLimit, limits=limits or DoorLimits()),
+        ],
     )
 
 
@@ -226,8 +234,9 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class HttpServer:
-    def __init__(self, app: Starlette, address: str) -> None:
+    def __init__(self, app: Starlette, address: str, limits: DoorLimits | None = None) -> None:
         host, _, port = address.rpartition(":")
+        limits = limits or DoorLimits()
         config = uvicorn.Config(
             app,
             host=host,
@@ -235,6 +244,10 @@ class HttpServer:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=10,
+            # httptools, plus the header size limit and read timeouts it lacks (http_limits).
+            http=guarded_protocol(limits),
+            timeout_keep_alive=limits.keep_alive_s,
+            limit_concurrency=limits.max_connections,
         )
         self._server = _EmbeddedServer(config)
         self._config = config

@@ -20,7 +20,7 @@ import yaml
 
 from services.router.compression_policy import CompressionPolicy, parse_compression
 from services.router.gates import GATE_NAMES, GateSettings
-from shared.errors import InvalidRequest, Unauthenticated
+from shared.errors import InvalidRequest, Unauthenticated, quoted
 from shared.pricing import PriceCatalogue
 from shared.settings import ConfigError
 
@@ -115,7 +115,8 @@ class TenantPolicy:
         if found is None:
             known = ", ".join(sorted(self.model_classes))
             raise InvalidRequest(
-                f"unknown model_class {chosen!r} for tenant {self.tenant_id!r}; known: {known}"
+                f"unknown model_class {quoted(chosen)} for tenant {self.tenant_id!r}; "
+                f"known: {known}"
             )
         return found
 

@@ -57,7 +57,13 @@ def build_server(
         deferred_grpc.add_DeferredServiceServicer_to_server(deferred, server)
 
     names = [SERVICE_NAME, SPEND_SERVICE_NAME, DEFERRED_SERVICE_NAME]
-    return build_grpc_server(settings.listen, names, register, telemetry)
+    return build_grpc_server(
+        settings.listen,
+        names,
+        register,
+        telemetry,
+        max_receive_bytes=settings.grpc_max_message_bytes,
+    )
 
 
 def build_ledger(settings: Settings, selector: PolicySelector) -> ServedLedger:
@@ -167,9 +173,11 @@ async def serve(settings: Settings) -> None:
                 selector.primary,
                 telemetry.tracer("sluice.router.http"),
                 settings.default_deadline_s,
-            )
+            ),
+            settings.door,
         ),
         settings.http_listen,
+        settings.door,
     )
 
     async def start() -> None:

@@ -15,6 +15,7 @@ from sluice.router.v1 import router_service_pb2_grpc as pb_grpc
 from services.router.admission import Admission, api_key_from_metadata
 from services.router.model import CacheMode, ChatRequest, Outcome, RouteResult, StageName, TierDelta
 from services.router.pipeline import Pipeline, complete
+from services.router.public_errors import public_error
 from shared.convert import (
     duration_from_seconds,
     finish_to_proto,
@@ -23,7 +24,7 @@ from shared.convert import (
     turns_from_proto,
     usage_to_proto,
 )
-from shared.errors import SluiceError, abort_with
+from shared.errors import InvalidRequest, SluiceError, abort_with
 from shared.grpc_server import caller_deadline
 from shared.telemetry import current_trace_id, with_request_baggage
 
@@ -36,6 +37,17 @@ _CACHE_MODES = {
     pb.CACHE_MODE_EXACT_ONLY: CacheMode.EXACT_ONLY,
     pb.CACHE_MODE_BYPASS: CacheMode.BYPASS,
 }
+
+
+def cache_mode_from_proto(value: pb.CacheMode.ValueType) -> CacheMode | None:
+    """The cache mode asked for; None for "the default". An enum number this router does not
+    know (a newer client, or garbage) is refused rather than read as the default."""
+    if value not in _CACHE_MODES:
+        known = ", ".join(f"{pb.CacheMode.Name(number)} ({number})" for number in _CACHE_MODES)
+        raise InvalidRequest(f"cache_mode {value} is unknown; use one of {known}")
+    return _CACHE_MODES[value]
+
+
 _STAGES = {
     StageName.CACHE: common_pb2.STAGE_CACHE,
     StageName.COMPRESSOR: common_pb2.STAGE_COMPRESSOR,
@@ -114,14 +126,14 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         self._pipeline = pipeline
         self._default_deadline_s = default_deadline_s
 
-    def _admit(self, request: _ChatRequestMessage, context: Context) -> ChatRequest:
-        return self._admission.admit(
+    async def _admit(self, request: _ChatRequestMessage, context: Context) -> ChatRequest:
+        return await self._admission.admit_async(
             api_key_from_metadata(context.invocation_metadata() or ()),
             request_id=request.context.request_id,
             model_class=request.model_class,
             turns=turns_from_proto(request.messages),  # type: ignore[arg-type]
             sampling=sampling_from_proto(request.sampling),
-            cache_mode=_CACHE_MODES.get(request.cache_mode),
+            cache_mode=cache_mode_from_proto(request.cache_mode),
             max_cost_nano_usd=request.context.max_cost_nano_usd,
             response_format=response_format_from_proto(request.response_format),
         )
@@ -132,21 +144,21 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
 
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
         try:
-            chat = self._admit(request, context)
+            chat = await self._admit(request, context)
             token = attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
             try:
                 result = await complete(self._pipeline, chat, self._deadline(context))
             finally:
                 detach(token)
         except SluiceError as error:
-            await abort_with(context, ORIGIN, error)
+            await abort_with(context, ORIGIN, public_error(error))
         return complete_response(result)
 
     async def CompleteStream(
         self, request: pb.CompleteStreamRequest, context: Context
     ) -> AsyncIterator[pb.CompleteStreamResponse]:
         try:
-            chat = self._admit(request, context)
+            chat = await self._admit(request, context)
             # Attached for the whole stream; a generator's context ends with it.
             attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
             async for event in self._pipeline.run(chat, self._deadline(context), stream=True):
@@ -156,4 +168,4 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
                 else:
                     yield pb.CompleteStreamResponse(summary=complete_response(event))
         except SluiceError as error:
-            await abort_with(context, ORIGIN, error)
+            await abort_with(context, ORIGIN, public_error(error))
