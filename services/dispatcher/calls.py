@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.chat import TEXT_FORMAT, Finish, ResponseFormat, Sampling, Turn
+from shared.chat import (
+    NO_TOOLS,
+    TEXT_FORMAT,
+    Choice,
+    ChoiceDelta,
+    Finish,
+    ResponseFormat,
+    Sampling,
+    ToolSet,
+    Turn,
+)
 from shared.pricing import TokenUsage
 
 
@@ -20,6 +30,9 @@ class ModelRequest:
     response_format: ResponseFormat = TEXT_FORMAT
     # Ask the provider for the answer's token logprobs (the router's `logprob` gate).
     logprobs: bool = False
+    tools: ToolSet = NO_TOOLS
+    # The caller's end user, passed on as OpenAI's `user`.
+    end_user: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,9 @@ class ProviderAnswer:
     reported_cost_usd: float | None = None
     # None unless logprobs were asked for and the provider returned them.
     logprobs: LogprobSummary | None = None
+    # Every choice, with tool calls, refusals and token logprobs; choice 0 repeats content
+    # and finish.
+    choices: tuple[Choice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,9 @@ class DispatchResult:
 
 @dataclass(frozen=True)
 class Delta:
-    """A piece of streamed answer text."""
+    """A piece of a streamed answer. `text` is all the text it adds (answer, refusal, tool
+    names and arguments), which is what a cancelled call is billed for; `piece` says where it
+    belongs when it is more than plain text of the first choice."""
 
     text: str
+    piece: ChoiceDelta | None = None

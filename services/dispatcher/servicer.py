@@ -24,6 +24,7 @@ from shared.convert import (
     turns_from_proto,
     usage_to_proto,
 )
+from shared.convert_tools import choice_delta_to_proto, choices_to_proto, tools_from_proto
 from shared.errors import InvalidRequest, SluiceError, abort_with
 from shared.grpc_server import caller_deadline
 
@@ -52,6 +53,8 @@ def model_request(context: common_pb2.RequestContext, call: common_pb2.ModelCall
         tier=call.tier,
         response_format=response_format,
         logprobs=call.logprobs,
+        tools=tools_from_proto(call.tools),
+        end_user=call.end_user,
     )
 
 
@@ -71,6 +74,7 @@ def completion_to_proto(result: DispatchResult) -> common_pb2.Completion:
         hedge_won=result.hedge_won,
         cancelled_cost_nano_usd=result.cancelled_cost_nano_usd,
         time_to_first_token=duration_from_seconds(result.ttft_s),
+        choices=choices_to_proto(answer.choices),
         **_logprob_fields(answer),
     )
 
@@ -110,7 +114,9 @@ class DispatcherServicer(pb_grpc.RegionalDispatcherServiceServicer):
         try:
             call = model_request(request.context, request.call)
             async for event in self._dispatcher.dispatch_stream(call, caller_deadline(context)):
-                if isinstance(event, Delta):
+                if isinstance(event, Delta) and event.piece is not None:
+                    yield pb.DispatchStreamResponse(choice_delta=choice_delta_to_proto(event.piece))
+                elif isinstance(event, Delta):
                     yield pb.DispatchStreamResponse(content_delta=event.text)
                 else:
                     _annotate(event)

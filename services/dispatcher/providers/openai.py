@@ -27,7 +27,14 @@ import orjson
 
 from services.dispatcher.calls import Delta, LogprobSummary, ModelRequest, ProviderAnswer
 from services.dispatcher.endpoints import Endpoint
-from shared.chat import Finish, FormatKind
+from services.dispatcher.providers.openai_choices import (
+    StreamedChoices,
+    choice_from_body,
+    message_json,
+    sampling_json,
+    tools_json,
+)
+from shared.chat import Choice, ChoiceDelta, Finish, FormatKind, ToolCallDelta
 from shared.pricing import TokenUsage
 from shared.tokens import TokenCounter
 
@@ -74,10 +81,7 @@ class UpstreamError(Exception):
 def request_body(call: ModelRequest, *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": call.model,
-        "messages": [
-            {"role": t.role.value, "content": t.content, **({"name": t.name} if t.name else {})}
-            for t in call.turns
-        ],
+        "messages": [message_json(turn) for turn in call.turns],
         "stream": stream,
     }
     sampling = call.sampling
@@ -89,42 +93,51 @@ def request_body(call: ModelRequest, *, stream: bool) -> dict[str, Any]:
         body["top_p"] = sampling.top_p
     if sampling.stop:
         body["stop"] = list(sampling.stop)
+    body.update(sampling_json(sampling, gate_logprobs=call.logprobs))
     if call.response_format.kind is FormatKind.JSON_OBJECT:
         body["response_format"] = {"type": "json_object"}
     elif call.response_format.kind is FormatKind.JSON_SCHEMA:
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {
-                "name": "answer",
-                "schema": orjson.loads(call.response_format.json_schema),
-            },
-        }
+        body["response_format"] = {"type": "json_schema", "json_schema": _json_schema(call)}
+    body.update(tools_json(call.tools))
+    if call.end_user:
+        body["user"] = call.end_user
     if stream:
         body["stream_options"] = {"include_usage": True}
-    if call.logprobs:
-        body["logprobs"] = True
     return body
 
 
-def token_logprobs(choice: Mapping[str, Any]) -> list[float]:
-    """The token logprobs of one choice (or stream chunk) in OpenAI's shape,
-    `logprobs.content[].logprob`; [] when absent or malformed, since logprobs are optional."""
-    raw = choice.get("logprobs")
-    content = raw.get("content") if isinstance(raw, Mapping) else None
-    if not isinstance(content, list):
-        return []
-    return [
-        float(item["logprob"])
-        for item in content
-        if isinstance(item, Mapping) and isinstance(item.get("logprob"), int | float)
-    ]
+def _json_schema(call: ModelRequest) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": call.response_format.schema_name or "answer",
+        "schema": orjson.loads(call.response_format.json_schema),
+    }
+    if call.response_format.strict:
+        spec["strict"] = True
+    return spec
 
 
-def summarise_logprobs(call: ModelRequest, values: list[float]) -> LogprobSummary | None:
-    """None when the call did not ask for logprobs or the provider sent none."""
+def _delta(piece: ChoiceDelta) -> Delta:
+    """Plain text of the first choice stays a bare delta; anything else carries its piece."""
+    if piece.text_only:
+        return Delta(piece.content)
+    calls = "".join(call.name + call.arguments for call in piece.tool_calls)
+    return Delta(piece.content + piece.refusal + calls, piece)
+
+
+def summarise_logprobs(call: ModelRequest, choices: tuple[Choice, ...]) -> LogprobSummary | None:
+    """The first choice's token logprobs, summarised for the router's `logprob` gate; None when
+    the call did not ask for them or the provider sent none."""
+    values = [entry.logprob for entry in choices[0].logprobs] if choices else []
     if not call.logprobs or not values:
         return None
     return LogprobSummary(sum(values) / len(values), min(values), len(values))
+
+
+def _call_pieces(choice: Choice) -> tuple[ToolCallDelta, ...]:
+    return tuple(
+        ToolCallDelta(index, call.id, call.name, call.arguments)
+        for index, call in enumerate(choice.tool_calls)
+    )
 
 
 def _error_message(response_body: bytes) -> str:
@@ -238,9 +251,7 @@ class OpenAICompatibleClient:
     async def _events(
         self, endpoint: Endpoint, call: ModelRequest, response: httpx.Response
     ) -> AsyncIterator[Delta | ProviderAnswer]:
-        parts: list[str] = []
-        logprobs: list[float] = []
-        finish: str | None = None
+        choices = StreamedChoices()
         usage_raw: Any = None
         model = call.model
         done = False
@@ -253,24 +264,31 @@ class OpenAICompatibleClient:
                 raise self._error(endpoint, "http", f"error in stream: {message}", status=500)
             model = str(chunk.get("model") or model)
             usage_raw = chunk.get("usage") or usage_raw
-            for choice in chunk.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content") or ""
-                finish = choice.get("finish_reason") or finish
-                logprobs.extend(token_logprobs(choice))
-                if text:
-                    parts.append(text)
-                    yield Delta(text)
-        if not done and finish is None:
+            for raw_choice in chunk.get("choices") or ():
+                piece = choices.add(raw_choice) if isinstance(raw_choice, Mapping) else None
+                if piece is not None:
+                    yield _delta(piece)
+        if not done and not choices.finished:
             # The connection ended cleanly but the answer did not: a cut, not a short answer.
             raise self._error(endpoint, "protocol", "stream ended before the answer finished")
-        content = "".join(parts)
-        yield ProviderAnswer(
-            content=content,
-            finish=Finish.parse(finish),
+        yield self._answer(call, choices.choices(), model, usage_raw)
+
+    def _answer(
+        self, call: ModelRequest, choices: tuple[Choice, ...], model: str, usage_raw: Any
+    ) -> ProviderAnswer:
+        first = choices[0] if choices else Choice(0, "", Finish.UNKNOWN)
+        generated = "".join(
+            c.content + c.refusal + "".join(t.name + t.arguments for t in c.tool_calls)
+            for c in choices
+        )
+        return ProviderAnswer(
+            content=first.content,
+            finish=first.finish,
             model=model,
-            usage=self._usage(call, usage_raw, content),
+            usage=self._usage(call, usage_raw, generated),
             reported_cost_usd=_reported_cost(usage_raw),
-            logprobs=summarise_logprobs(call, logprobs),
+            logprobs=summarise_logprobs(call, choices),
+            choices=choices,
         )
 
     async def _whole(
@@ -279,21 +297,20 @@ class OpenAICompatibleClient:
         """A server that ignored `stream`: the whole answer as one delta, then the answer."""
         try:
             payload = orjson.loads(raw)
-            choice = payload["choices"][0]
-            content = str(choice["message"].get("content") or "")
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+            choices = tuple(
+                choice_from_body(raw_choice, position)
+                for position, raw_choice in enumerate(payload["choices"])
+            )
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
             raise self._error(endpoint, "protocol", "malformed completion body") from None
-        if content:
-            yield Delta(content)
-        usage_raw = payload.get("usage")
-        yield ProviderAnswer(
-            content=content,
-            finish=Finish.parse(choice.get("finish_reason")),
-            model=str(payload.get("model") or call.model),
-            usage=self._usage(call, usage_raw, content),
-            reported_cost_usd=_reported_cost(usage_raw),
-            logprobs=summarise_logprobs(call, token_logprobs(choice)),
-        )
+        if not choices:
+            raise self._error(endpoint, "protocol", "malformed completion body: no choices")
+        for choice in choices:
+            piece = ChoiceDelta(choice.index, choice.content, _call_pieces(choice), choice.refusal)
+            if piece.content or piece.tool_calls or piece.refusal:
+                yield _delta(piece)
+        model = str(payload.get("model") or call.model)
+        yield self._answer(call, choices, model, payload.get("usage"))
 
     async def _sse_events(
         self, endpoint: Endpoint, response: httpx.Response
