@@ -8,10 +8,12 @@ flips every service to NOT_SERVING before `server.stop(grace)` lets in-flight ca
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -96,10 +98,43 @@ def build_grpc_server(
         ],
         server,
     )
-    port = server.add_insecure_port(address)
+    ensure_address_free(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        # grpcio raises a bare RuntimeError ("Failed to bind") when the port is taken.
+        raise AddressInUseError(address) from None
     if port == 0:
-        raise OSError(f"could not bind gRPC server to {address}")
+        raise AddressInUseError(address)
     return HostedServer(server, health_servicer, service_names, port)
+
+
+class AddressInUseError(OSError):
+    """The listen address is taken; the message names it and says what to do."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"cannot listen on {address}: the address is already in use (another process, "
+            "perhaps an earlier Sluice service, holds it); stop it or set another *_LISTEN address"
+        )
+
+
+def ensure_address_free(address: str) -> None:
+    """Raises AddressInUseError when something listens on host:port already. Checked before
+    grpcio binds, so the failure is one clear line instead of gRPC core's error log."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    if not port.isdigit() or int(port) == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise AddressInUseError(address) from None
+            # Anything else (a host name, an address not on this machine) is grpcio's to judge.
 
 
 async def run_until_terminated(

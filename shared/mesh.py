@@ -6,6 +6,7 @@ what runs here is exactly what runs in a pod, only wired to 127.0.0.1.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -33,6 +34,13 @@ DEFAULT_PORTS = {
 }
 # Start order: upstreams first, so that health turning SERVING means a request can flow.
 START_ORDER = ("simulator", "dispatcher", "batcher", "cache", "compressor", "router")
+# Who listens on each port, for messages that must say what a taken port was meant for.
+PORT_OWNERS = {name: f"the {name}" for name in START_ORDER} | {
+    "router_http": "the router's OpenAI HTTP front door"
+}
+# A SIGTERMed service announces NOT_SERVING (SLUICE_SHUTDOWN_ANNOUNCE_S, 2 s) and drains for up
+# to 20 s (shared/grpc_server.py); past this, stop() kills it.
+STOP_TIMEOUT_S = 30.0
 
 
 def free_port() -> int:
@@ -55,6 +63,31 @@ def free_ports() -> dict[str, int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something already listens on host:port. SO_REUSEADDR, as the services' own
+    servers set it, keeps a port with only TIME_WAIT connections from counting as taken."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def taken_ports(ports: Mapping[str, int]) -> dict[str, int]:
+    """The subset of ports that something else already listens on."""
+    return {name: port for name, port in ports.items() if port and port_taken(port)}
+
+
+def rotate_log(path: Path) -> None:
+    """Keeps the previous run's log once, as `<name>.log.1`, so each run starts a fresh file."""
+    if path.exists():
+        path.replace(path.with_name(path.name + ".1"))
 
 
 def mesh_env(ports: Mapping[str, int]) -> dict[str, str]:
@@ -93,21 +126,33 @@ class Mesh:
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
         log_dir.mkdir(parents=True, exist_ok=True)
+        for name in START_ORDER:
+            rotate_log(log_dir / f"{name}.log")
         return cls(dict(ports), log_dir, env)
 
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
 
-    def start(self, name: str) -> None:
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def start(self, name: str, note: str = "") -> subprocess.Popen[bytes]:
+        """Starts the service, appending to this run's log; note (a restart marker) is written
+        to the log first, so a reader sees where one life of the process ends."""
         # The child keeps its own copy of the log descriptor; ours can close at once.
-        with (self.log_dir / f"{name}.log").open("ab") as log:
-            self.processes[name] = subprocess.Popen(
+        with self.log_path(name).open("ab") as log:
+            if note:
+                log.write(f"\n----- {note} -----\n".encode())
+                log.flush()
+            process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
                 env={**self.env, "OTEL_SERVICE_NAME": f"sluice-{name}"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+        self.processes[name] = process
+        return process
 
     def start_all(self) -> None:
         for name in START_ORDER:
@@ -135,27 +180,41 @@ class Mesh:
             if pending:
                 time.sleep(0.2)
 
-    def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 30) -> int:
+    def stop(
+        self, name: str, sig: signal.Signals = signal.SIGTERM, timeout_s: float = STOP_TIMEOUT_S
+    ) -> int:
         process = self.processes.pop(name)
         if process.poll() is None:
             process.send_signal(sig)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _wait_or_kill(process, time.monotonic() + timeout_s)
         return process.returncode
 
-    def stop_all(self) -> dict[str, int]:
-        return {name: self.stop(name) for name in reversed(START_ORDER) if name in self.processes}
+    def stop_all(self, timeout_s: float = STOP_TIMEOUT_S) -> dict[str, int]:
+        """SIGTERM to every service at once, then one shared wait: the mesh stops within one
+        drain bound instead of one per service."""
+        stopping = {n: self.processes.pop(n) for n in reversed(START_ORDER) if n in self.processes}
+        for process in stopping.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        return {name: _wait_or_kill(process, deadline) for name, process in stopping.items()}
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.log_dir / f"{name}.log"
+        path = self.log_path(name)
         return (
             "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
             if path.exists()
             else ""
         )
+
+
+def _wait_or_kill(process: subprocess.Popen[bytes], deadline: float) -> int:
+    try:
+        process.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return process.returncode
 
 
 def grpc_serving(address: str, service: str = "") -> bool:
