@@ -8,6 +8,7 @@ plain records; no Jaeger binary is needed on a developer machine.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -89,18 +90,37 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+# Enough recent traces for a test or a developer to look one up, while a long `sluice up` stays
+# flat: a request's trace is some 10-20 spans of about 1 KB each.
+DEFAULT_MAX_TRACES = 1000
+# The journal is rotated to `<name>.1` past this size; one previous file is kept.
+DEFAULT_JOURNAL_MAX_BYTES = 64 * 1024 * 1024
+
+
 class OtlpReceiver:
-    """Receives spans on host:port; keeps them in memory (unless keep is off, for long runs that
-    only count them) and optionally appends them to a file."""
+    """Receives spans on host:port. Keeps the spans of the max_traces most recently started
+    traces in memory (none when keep is off, for long runs that only count them), and
+    optionally appends them to a journal file rotated past journal_max_bytes."""
 
     def __init__(
-        self, address: str = "127.0.0.1:0", journal: Path | None = None, *, keep: bool = True
+        self,
+        address: str = "127.0.0.1:0",
+        journal: Path | None = None,
+        *,
+        keep: bool = True,
+        max_traces: int = DEFAULT_MAX_TRACES,
+        journal_max_bytes: int = DEFAULT_JOURNAL_MAX_BYTES,
     ) -> None:
+        if max_traces < 1 or journal_max_bytes < 1:
+            raise ValueError("max_traces and journal_max_bytes must be positive")
         self._lock = threading.Lock()
-        self._spans: list[SpanRecord] = []
+        # Insertion order is first-seen order, so the first entry is the oldest trace.
+        self._traces: OrderedDict[str, list[SpanRecord]] = OrderedDict()
         self._keep = keep
+        self._max_traces = max_traces
         self.received = 0
         self._journal = journal
+        self._journal_max_bytes = journal_max_bytes
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             _TraceService(self._receive), self._server
@@ -117,14 +137,32 @@ class OtlpReceiver:
         with self._lock:
             self.received += len(records)
             if self._keep:
-                self._spans.extend(records)
+                self._remember(records)
             if self._journal is not None:
-                with self._journal.open("ab") as handle:
-                    handle.writelines(r.to_json() + b"\n" for r in records)
+                self._append(self._journal, records)
+
+    def _remember(self, records: list[SpanRecord]) -> None:
+        for record in records:
+            self._traces.setdefault(record.trace_id, []).append(record)
+        while len(self._traces) > self._max_traces:
+            self._traces.popitem(last=False)
+
+    def _append(self, journal: Path, records: list[SpanRecord]) -> None:
+        with journal.open("ab") as handle:
+            handle.writelines(r.to_json() + b"\n" for r in records)
+            size = handle.tell()
+        if size >= self._journal_max_bytes:
+            journal.replace(rotated(journal))
 
     def spans(self, trace_id: str | None = None) -> list[SpanRecord]:
         with self._lock:
-            return [s for s in self._spans if trace_id is None or s.trace_id == trace_id]
+            if trace_id is not None:
+                return list(self._traces.get(trace_id, ()))
+            return [s for spans in self._traces.values() for s in spans]
+
+    def trace_count(self) -> int:
+        with self._lock:
+            return len(self._traces)
 
     def start(self) -> OtlpReceiver:
         self._server.start()
@@ -134,11 +172,25 @@ class OtlpReceiver:
         self._server.stop(grace=1).wait()
 
 
+def rotated(journal: Path) -> Path:
+    """Where the previous journal goes when the current one is full."""
+    return journal.with_name(journal.name + ".1")
+
+
 def read_journal(path: Path, trace_id: str) -> list[SpanRecord]:
-    if not path.exists():
-        return []
-    with path.open("rb") as handle:
-        return [r for r in map(SpanRecord.from_json, handle) if r.trace_id == trace_id]
+    """The trace's spans from the journal and the previous (rotated) file."""
+    found: list[SpanRecord] = []
+    for source in (rotated(path), path):
+        if not source.exists():
+            continue
+        with source.open("rb") as handle:
+            # A line is checked for the id before it is parsed: most lines are other traces.
+            found.extend(
+                SpanRecord.from_json(line)
+                for line in handle
+                if trace_id.encode() in line and line.endswith(b"\n")
+            )
+    return [s for s in found if s.trace_id == trace_id]
 
 
 def span_tree(spans: Iterable[SpanRecord]) -> list[tuple[int, SpanRecord]]:
