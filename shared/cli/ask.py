@@ -58,16 +58,21 @@ def cost_table(response: pb.CompleteResponse) -> str:
     return "\n".join(rows)
 
 
-def describe(response: pb.CompleteResponse) -> str:
+def summary(response: pb.CompleteResponse) -> str:
+    """Who answered, the cost table and the trace id: everything but the answer itself."""
     who = (
         "the cache"
         if response.cache_hit
         else f"tier {response.tier} · {response.model} · region {response.region}"
     )
     return (
-        f"{response.content}\n\nanswered by {who} · policy {response.policy_version}\n\n"
+        f"answered by {who} · policy {response.policy_version}\n\n"
         f"{cost_table(response)}\n\ntrace {response.trace_id}"
     )
+
+
+def describe(response: pb.CompleteResponse) -> str:
+    return f"{response.content}\n\n{summary(response)}"
 
 
 def _request(args: argparse.Namespace) -> pb.CompleteRequest:
@@ -115,8 +120,9 @@ def run_ask(args: argparse.Namespace, state: Path) -> int:
         stub = pb_grpc.RouterServiceStub(channel)
         try:
             if args.stream:
+                # The answer was printed as it streamed; only the summary is left to show.
                 response = _stream(stub, _request(args), metadata, args.timeout)
-                print(describe(response).split("\n\n", 1)[1])
+                print(summary(response))
             else:
                 response = stub.Complete(_request(args), metadata=metadata, timeout=args.timeout)
                 print(describe(response))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import runpy
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +23,10 @@ def _parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run the whole mesh and the provider simulator locally")
     up.add_argument(
-        "--replay", type=Path, help="RouterBench CSV folder for the simulator's replay mode"
+        "--replay",
+        type=Path,
+        help="RouterBench CSV folder: the simulator answers with the recordings, and the "
+        "dispatcher and router are wired to the replayed models (API key `routerbench`)",
     )
     up.add_argument(
         "--free-ports", action="store_true", help="pick free ports instead of the defaults"
@@ -44,12 +48,18 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=[*GRPC_SERVICES, "simulator"])
+    serve.add_argument(
+        "service_args", nargs="*", help="passed to the service (the simulator: a replay folder)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
+        # The service's __main__ reads its own argv (the simulator takes a replay folder as a
+        # positional argument), so it must see its own arguments, not `serve <service>`.
+        sys.argv = [f"services.{args.service}", *args.service_args]
         runpy.run_module(f"services.{args.service}", run_name="__main__", alter_sys=True)
         return 0
     if args.command == "up":

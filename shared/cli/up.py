@@ -1,22 +1,48 @@
-"""`sluice up`: the whole mesh plus the provider simulator on loopback, with a local trace store."""
+"""`sluice up`: the whole mesh plus the provider simulator on loopback, with a local trace store.
+
+Every service is supervised: one that exits is started again with backoff while the rest keep
+serving, and Ctrl-C (SIGINT) or SIGTERM stops them all.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
-from shared.mesh import DEFAULT_PORTS, START_ORDER, Mesh, free_port, free_ports
+from shared.cli.keys import DEFAULT_QUESTION, KeyHint, key_hint
+from shared.cli.replay import ReplaySetupError, replay_env
+from shared.cli.supervisor import Supervisor
+from shared.mesh import (
+    DEFAULT_PORTS,
+    PORT_OWNERS,
+    START_ORDER,
+    Mesh,
+    free_port,
+    free_ports,
+    taken_ports,
+)
 from shared.otlp_receiver import OtlpReceiver
+from shared.settings import SettingsError, env_int
+
+# How often the supervisor looks for exited services.
+_CHECK_EVERY_S = 0.5
+_READY_TIMEOUT_S = 180.0
 
 
-def _trace_env(state: Path) -> tuple[OtlpReceiver | None, dict[str, str]]:
+def _trace_env(state: Path, env: Mapping[str, str]) -> tuple[OtlpReceiver | None, dict[str, str]]:
     """Starts a local OTLP receiver unless the user already points traces somewhere."""
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return None, {}
-    journal = state / "traces.jsonl"
-    receiver = OtlpReceiver(f"127.0.0.1:{free_port()}", journal).start()
+    receiver = OtlpReceiver(
+        f"127.0.0.1:{free_port()}",
+        state / "traces.jsonl",
+        max_traces=env_int(env, "SLUICE_TRACES_KEPT", 1000, minimum=1),
+        journal_max_bytes=env_int(env, "SLUICE_TRACES_JOURNAL_MB", 64, minimum=1) * 1024 * 1024,
+    ).start()
     return receiver, {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
@@ -25,56 +51,102 @@ def _trace_env(state: Path) -> tuple[OtlpReceiver | None, dict[str, str]]:
     }
 
 
+def port_conflicts(ports: Mapping[str, int]) -> str:
+    """A message naming every taken port and what it was meant for; "" when all are free."""
+    taken = taken_ports(ports)
+    if not taken:
+        return ""
+    lines = [
+        f"  {PORT_OWNERS[name]} cannot listen on 127.0.0.1:{port}: the address is already in use"
+        for name, port in taken.items()
+    ]
+    return "\n".join(
+        [
+            "the mesh cannot start:",
+            *lines,
+            "Stop what holds the port (`ss -ltnp` shows it; often an earlier `sluice up`), "
+            "or run `sluice up --free-ports` to pick free ports.",
+        ]
+    )
+
+
 def run_up(state: Path, *, replay: Path | None, free: bool) -> int:
     state.mkdir(parents=True, exist_ok=True)
-    receiver, env = _trace_env(state)
-    env.setdefault("SLUICE_CACHE_DATA_DIR", str(state / "cache"))
-    env.setdefault("SLUICE_BATCHER_DATA_DIR", str(state / "batcher"))
-    if replay is not None:
-        env["SLUICE_SIMULATOR_REPLAY_DIR"] = str(replay.resolve())
-    ports = free_ports() if free else dict(DEFAULT_PORTS)
-    mesh = Mesh.plan(ports, state / "logs", env)
+    env: dict[str, str] = {
+        "SLUICE_CACHE_DATA_DIR": str(state / "cache"),
+        "SLUICE_BATCHER_DATA_DIR": str(state / "batcher"),
+    }
+    question = DEFAULT_QUESTION
+    try:
+        if replay is not None:
+            wired, data = replay_env(replay, state, os.environ)
+            env.update(wired)
+            question = data.shortest_prompt
+        ports = free_ports() if free else dict(DEFAULT_PORTS)
+        conflicts = port_conflicts(ports)
+        if conflicts:
+            print(conflicts, flush=True)
+            return 1
+        receiver, trace_env = _trace_env(state, os.environ)
+    except (ReplaySetupError, SettingsError) as error:
+        print(f"sluice up: {error}", flush=True)
+        return 2
+    mesh = Mesh.plan(ports, state / "logs", {**env, **trace_env})
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print("starting the Sluice mesh (the cache and compressor load their embedding model) ...")
     try:
         mesh.start_all()
-        mesh.wait_ready()
-        _print_addresses(mesh, receiver, state)
-        while not stop.wait(1.0):
-            for name in START_ORDER:
-                if mesh.processes[name].poll() is not None:
-                    print(f"{name} exited; see {mesh.log_dir / (name + '.log')}")
-                    return 1
+        if not _wait_ready(mesh, stop):
+            return 0
+        _print_addresses(mesh, receiver, state, key_hint(mesh.env, question))
+        supervisor = Supervisor(mesh, time.monotonic, lambda line: print(line, flush=True))
+        supervisor.adopt_all(mesh.processes.items())
+        while not stop.wait(_CHECK_EVERY_S):
+            supervisor.check()
     except (RuntimeError, TimeoutError) as error:
-        print(f"the mesh did not start: {error}")
+        print(f"the mesh did not start: {error}", flush=True)
         return 1
     finally:
-        print("stopping the mesh ...")
+        print("stopping the mesh ...", flush=True)
         mesh.stop_all()
         if receiver is not None:
             receiver.stop()
     return 0
 
 
-def _print_addresses(mesh: Mesh, receiver: OtlpReceiver | None, state: Path) -> None:
+def _wait_ready(mesh: Mesh, stop: threading.Event) -> bool:
+    """Waits until every service is ready; False when the user stopped the wait."""
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    pending = list(START_ORDER)
+    while pending and not stop.is_set():
+        pending = [name for name in pending if not mesh.is_ready(name)]
+        if pending and time.monotonic() > deadline:
+            raise TimeoutError(f"not ready after {_READY_TIMEOUT_S:.0f}s: {', '.join(pending)}")
+        if pending:
+            stop.wait(0.2)
+    return not stop.is_set()
+
+
+def _print_addresses(mesh: Mesh, receiver: OtlpReceiver | None, state: Path, hint: KeyHint) -> None:
     print("\nSluice is up:")
     for name in START_ORDER:
         scheme = "http://" if name == "simulator" else "grpc://"
         print(f"  {name:<11} {scheme}{mesh.address(name)}")
-    print(
-        f"  openai      http://{mesh.address('router_http')}/v1  (OpenAI-compatible, API key dev)"
-    )
+    print(f"  openai      http://{mesh.address('router_http')}/v1  (OpenAI-compatible)")
     if receiver is not None:
         print(f"  traces      {receiver.endpoint} (OTLP) -> {state / 'traces.jsonl'}")
-    print(f"  logs        {mesh.log_dir}")
-    router = mesh.address("router")
-    print("\nTry it (API key `dev`, tenant `dev`):")
-    print(f'  .venv/bin/sluice ask --router {router} "What is the capital of France?"')
-    print(
-        f"  curl -s http://{mesh.address('router_http')}/v1/chat/completions -H 'authorization: "
-        'Bearer dev\' -d \'{"model": "auto", "messages": [{"role": "user", '
-        '"content": "What is the capital of France?"}]}\''
-    )
+    print(f"  logs        {mesh.log_dir} (the previous run's as *.log.1)")
+    print(f"\n{hint.describe()}")
+    if hint.key:
+        router = mesh.address("router")
+        key_flag = "" if hint.key == "dev" else f" --api-key {hint.key}"
+        print(f'  .venv/bin/sluice ask --router {router}{key_flag} "{hint.question}"')
+        print(
+            f"  curl -s http://{mesh.address('router_http')}/v1/chat/completions -H "
+            f'\'authorization: Bearer {hint.key}\' -d \'{{"model": "auto", "messages": '
+            f'[{{"role": "user", "content": "{hint.question}"}}]}}\''
+        )
+    print("A service that exits is restarted with backoff.")
     print("Stop with Ctrl-C.", flush=True)

@@ -1,0 +1,105 @@
+"""`sluice up --replay DIR`: wires the whole mesh, not only the simulator, to recorded answers.
+
+The simulator serves the RouterBench models only when it replays; the dispatcher calls only
+models its endpoints list, and the router only the tiers its policy names. So replay mode writes
+an endpoints file into the state folder (the embedded endpoints plus every replayed model) and
+serves the RouterBench policy (`services/router/policies/routerbench.yaml`, key `routerbench`),
+unless the user already set SLUICE_DISPATCHER_ENDPOINTS or SLUICE_ROUTER_POLICY.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.cli.keys import REPO
+
+DEFAULT_ENDPOINTS = REPO / "services" / "dispatcher" / "endpoints.yaml"
+REPLAY_POLICY = REPO / "services" / "router" / "policies" / "routerbench.yaml"
+_RESPONSE_SUFFIX = "|model_response"
+# Few-shot prompts and long code answers exceed csv's default 128 KiB field limit.
+_FIELD_LIMIT = 2**31 - 1
+
+
+class ReplaySetupError(ValueError):
+    """The replay folder cannot be used; the message names the folder or file."""
+
+
+@dataclass(frozen=True)
+class ReplayData:
+    """What the mesh needs to know of a replay folder."""
+
+    models: tuple[str, ...]
+    # The shortest recorded prompt: a question the start hint can suggest that has an answer.
+    shortest_prompt: str
+
+
+def read_replay(folder: Path) -> ReplayData:
+    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    if not files:
+        raise ReplaySetupError(f"--replay {folder}: no RouterBench *.csv files in that folder")
+    csv.field_size_limit(_FIELD_LIMIT)
+    models: dict[str, None] = {}
+    shortest = ""
+    for path in files:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            if "prompt" not in columns:
+                raise ReplaySetupError(f"{path}: no `prompt` column (not a RouterBench CSV)")
+            for column in columns:
+                if column.endswith(_RESPONSE_SUFFIX):
+                    models.setdefault(column.removesuffix(_RESPONSE_SUFFIX))
+            for row in reader:
+                prompt = _first_text(row["prompt"])
+                if prompt and (not shortest or len(prompt) < len(shortest)):
+                    shortest = prompt
+    if not models:
+        raise ReplaySetupError(f"--replay {folder}: no `<model>|model_response` columns")
+    return ReplayData(tuple(models), shortest)
+
+
+def _first_text(raw: str) -> str:
+    """RouterBench stores a prompt as the repr of a list; the first element is the text."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw.strip()
+    text = value[0] if isinstance(value, list) and value else value
+    return " ".join(str(text).split())
+
+
+def endpoints_document(base: Mapping[str, Any], models: tuple[str, ...]) -> dict[str, Any]:
+    """The embedded endpoints with every replayed model added to each (the simulator serves
+    replay models in every region)."""
+    endpoints = []
+    for endpoint in base.get("endpoints", []):
+        served = list(endpoint.get("models", []))
+        endpoints.append({**endpoint, "models": served + [m for m in models if m not in served]})
+    return {**base, "endpoints": endpoints}
+
+
+def replay_env(
+    folder: Path, state: Path, env: Mapping[str, str]
+) -> tuple[dict[str, str], ReplayData]:
+    """The variables that put the mesh in replay mode, and what the folder holds; writes the
+    endpoints file into state."""
+    data = read_replay(folder)
+    wired = {"SLUICE_SIMULATOR_REPLAY_DIR": str(folder.resolve())}
+    if not env.get("SLUICE_DISPATCHER_ENDPOINTS"):
+        base = yaml.safe_load(DEFAULT_ENDPOINTS.read_text())
+        target = state / "replay-endpoints.yaml"
+        target.write_text(
+            "# Written by `sluice up --replay`: the embedded endpoints plus the replayed models.\n"
+            + yaml.safe_dump(endpoints_document(base, data.models), sort_keys=False)
+        )
+        wired["SLUICE_DISPATCHER_ENDPOINTS"] = str(target)
+    if not env.get("SLUICE_ROUTER_POLICY"):
+        wired["SLUICE_ROUTER_POLICY"] = str(REPLAY_POLICY)
+    return wired, data
