@@ -33,7 +33,8 @@ from typing import Any
 
 import orjson
 
-from shared.chat import TEXT_FORMAT, Finish, FormatKind, ResponseFormat, Sampling, Turn
+from shared.chat import NO_TOOLS, TEXT_FORMAT, Finish, ResponseFormat, Sampling, ToolSet, Turn
+from shared.openai_chat import chat_body
 from shared.pricing import TokenUsage
 
 CHAT_URL = "/v1/chat/completions"
@@ -96,6 +97,7 @@ class ItemRequest:
     turns: tuple[Turn, ...]
     sampling: Sampling = field(default_factory=Sampling)
     response_format: ResponseFormat = TEXT_FORMAT
+    tools: ToolSet = NO_TOOLS
 
 
 @dataclass(frozen=True)
@@ -173,37 +175,14 @@ def validate_items(items: Sequence[ItemRequest]) -> str:
     return model
 
 
-def chat_body(item: ItemRequest) -> dict[str, Any]:
+def item_body(item: ItemRequest) -> dict[str, Any]:
     """The OpenAI chat-completions body of an item."""
-    body: dict[str, Any] = {
-        "model": item.model,
-        "messages": [
-            {"role": t.role.value, "content": t.content, **({"name": t.name} if t.name else {})}
-            for t in item.turns
-        ],
-    }
-    sampling = item.sampling
-    optional = {
-        "max_tokens": sampling.max_tokens or None,
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-        "stop": list(sampling.stop) or None,
-    }
-    body.update({key: value for key, value in optional.items() if value is not None})
-    if item.response_format.kind is FormatKind.JSON_OBJECT:
-        body["response_format"] = {"type": "json_object"}
-    elif item.response_format.kind is FormatKind.JSON_SCHEMA:
-        schema = orjson.loads(item.response_format.json_schema)
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": schema},
-        }
-    return body
+    return chat_body(item.model, item.turns, item.sampling, item.response_format, item.tools)
 
 
 def request_line(item: ItemRequest) -> str:
     """One line of the batch input file, in OpenAI's Batch API format."""
-    line = {"custom_id": item.custom_id, "method": "POST", "url": CHAT_URL, "body": chat_body(item)}
+    line = {"custom_id": item.custom_id, "method": "POST", "url": CHAT_URL, "body": item_body(item)}
     return orjson.dumps(line).decode()
 
 

@@ -13,6 +13,7 @@ from shared.convert import (
     turns_from_proto,
     usage_to_proto,
 )
+from shared.convert_tools import tools_from_proto
 
 _STATUS = {
     JobState.PENDING: pb.JOB_STATUS_QUEUED,
@@ -36,6 +37,7 @@ def items_from_proto(items: list[pb.BatchItem]) -> list[ItemRequest]:
             turns=turns_from_proto(item.call.messages),
             sampling=sampling_from_proto(item.call.sampling),
             response_format=response_format_from_proto(item.call.response_format),
+            tools=tools_from_proto(item.call.tools),
         )
         for index, item in enumerate(items)
     ]

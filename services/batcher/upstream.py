@@ -77,13 +77,20 @@ def pack_key(context: common_pb2.RequestContext, call: common_pb2.ModelCall) -> 
 def packable_shape(
     call: common_pb2.ModelCall, count_tokens: Callable[[str], int], min_system_tokens: int
 ) -> bool:
-    """One system turn then one user turn, free text, no stop sequences (they would cut the
-    JSON reply), and a system prompt long enough that sending it once saves something."""
+    """One system turn then one user turn of plain text, free text back, no stop sequences
+    (they would cut the JSON reply), one choice, no tools and no logprobs asked for (a packed
+    reply cannot carry them per member), and a system prompt long enough that sending it once
+    saves something."""
     roles = [m.role for m in call.messages]
     return (
         roles == [common_pb2.ROLE_SYSTEM, common_pb2.ROLE_USER]
         and not call.messages[0].name
         and not call.messages[1].name
+        and not any(m.parts for m in call.messages)
+        and not call.tools.functions
+        and call.sampling.n <= 1
+        and not call.sampling.logprobs
+        and not call.logprobs
         and call.response_format.type
         in (common_pb2.RESPONSE_FORMAT_TYPE_UNSPECIFIED, common_pb2.RESPONSE_FORMAT_TYPE_TEXT)
         and not call.sampling.stop

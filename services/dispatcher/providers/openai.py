@@ -27,14 +27,8 @@ import orjson
 
 from services.dispatcher.calls import Delta, LogprobSummary, ModelRequest, ProviderAnswer
 from services.dispatcher.endpoints import Endpoint
-from services.dispatcher.providers.openai_choices import (
-    StreamedChoices,
-    choice_from_body,
-    message_json,
-    sampling_json,
-    tools_json,
-)
-from shared.chat import Choice, ChoiceDelta, Finish, FormatKind, ToolCallDelta
+from shared.chat import Choice, ChoiceDelta, Finish, ToolCallDelta
+from shared.openai_chat import StreamedChoices, chat_body, choice_from_body
 from shared.pricing import TokenUsage
 from shared.tokens import TokenCounter
 
@@ -79,41 +73,19 @@ class UpstreamError(Exception):
 
 
 def request_body(call: ModelRequest, *, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": call.model,
-        "messages": [message_json(turn) for turn in call.turns],
-        "stream": stream,
-    }
-    sampling = call.sampling
-    if sampling.max_tokens:
-        body["max_tokens"] = sampling.max_tokens
-    if sampling.temperature is not None:
-        body["temperature"] = sampling.temperature
-    if sampling.top_p is not None:
-        body["top_p"] = sampling.top_p
-    if sampling.stop:
-        body["stop"] = list(sampling.stop)
-    body.update(sampling_json(sampling, gate_logprobs=call.logprobs))
-    if call.response_format.kind is FormatKind.JSON_OBJECT:
-        body["response_format"] = {"type": "json_object"}
-    elif call.response_format.kind is FormatKind.JSON_SCHEMA:
-        body["response_format"] = {"type": "json_schema", "json_schema": _json_schema(call)}
-    body.update(tools_json(call.tools))
-    if call.end_user:
-        body["user"] = call.end_user
+    body = chat_body(
+        call.model,
+        call.turns,
+        call.sampling,
+        call.response_format,
+        call.tools,
+        end_user=call.end_user,
+        gate_logprobs=call.logprobs,
+    )
+    body["stream"] = stream
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
-
-
-def _json_schema(call: ModelRequest) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": call.response_format.schema_name or "answer",
-        "schema": orjson.loads(call.response_format.json_schema),
-    }
-    if call.response_format.strict:
-        spec["strict"] = True
-    return spec
 
 
 def _delta(piece: ChoiceDelta) -> Delta:

@@ -19,7 +19,17 @@ from services.batcher.jobs import (
     results_for,
     validate_items,
 )
-from shared.chat import Finish, FormatKind, ResponseFormat, Role, Sampling, Turn
+from shared.chat import (
+    Finish,
+    FormatKind,
+    ResponseFormat,
+    Role,
+    Sampling,
+    ToolChoiceMode,
+    ToolFunction,
+    ToolSet,
+    Turn,
+)
 from shared.pricing import TokenUsage
 
 
@@ -116,6 +126,21 @@ def test_a_request_line_is_openais_batch_format():
             "response_format": {"type": "json_object"},
         },
     }
+
+
+def test_a_request_line_carries_tools_and_choices():
+    tools = ToolSet((ToolFunction("lookup", "", '{"type": "object"}'),), ToolChoiceMode.REQUIRED)
+    body = orjson.loads(
+        request_line(
+            ItemRequest(
+                "q2", "gpt-4o", (Turn(Role.USER, "hi"),), Sampling(n=2, seed=3), tools=tools
+            )
+        )
+    )["body"]
+    assert body["tools"] == [
+        {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    ]
+    assert (body["tool_choice"], body["n"], body["seed"]) == ("required", 2, 3)
 
 
 @pytest.mark.parametrize(

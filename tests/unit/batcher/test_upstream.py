@@ -48,6 +48,19 @@ def test_only_a_system_and_a_user_turn_of_free_text_without_stops_is_packable():
     assert not packable_shape(three_turns, words, 200)
 
 
+def test_calls_with_tools_choices_logprobs_or_images_are_never_packed():
+    tools = common_pb2.ToolSet(functions=[common_pb2.ToolFunction(name="f")])
+    assert not packable_shape(call(tools=tools), words, 200)
+    assert not packable_shape(call(sampling=common_pb2.SamplingParams(n=2)), words, 200)
+    assert not packable_shape(call(sampling=common_pb2.SamplingParams(logprobs=True)), words, 200)
+    gated = call()
+    gated.logprobs = True
+    assert not packable_shape(gated, words, 200)
+    image = call()
+    image.messages[1].parts.add(image_url=common_pb2.ImageUrl(url="data:,x"))
+    assert not packable_shape(image, words, 200)
+
+
 def test_the_pack_key_ignores_the_question_and_max_tokens_only():
     context = common_pb2.RequestContext(tenant_id="t", request_id="a")
     other = call()

@@ -1,6 +1,7 @@
-"""OpenAI chat-completions choices, both ways: turns, tools and sampling written as request JSON,
-and choices (text, tool calls, refusals, token logprobs) read from a whole body or assembled
-from stream chunks.
+"""The OpenAI chat-completions wire format as a client speaks it, both ways: a request body
+(turns, tools, sampling, response format), and choices (text, tool calls, refusals, token
+logprobs) read from a whole body or assembled from stream chunks. The dispatcher calls
+providers with it and the batcher writes Batch API input files with it.
 
 Shapes follow the API reference for `POST /v1/chat/completions`: an assistant turn that only
 calls tools has `content: null`; a streamed tool call arrives as fragments keyed by `index`,
@@ -20,7 +21,9 @@ from shared.chat import (
     Choice,
     ChoiceDelta,
     Finish,
+    FormatKind,
     ImagePart,
+    ResponseFormat,
     Role,
     Sampling,
     TokenLogprob,
@@ -32,6 +35,43 @@ from shared.chat import (
     TopLogprob,
     Turn,
 )
+
+
+def chat_body(
+    model: str,
+    turns: tuple[Turn, ...],
+    sampling: Sampling,
+    response_format: ResponseFormat,
+    tools: ToolSet,
+    *,
+    end_user: str = "",
+    gate_logprobs: bool = False,
+) -> dict[str, Any]:
+    """A chat-completions body without the streaming fields. gate_logprobs asks for logprobs
+    the caller did not ask for, which the router's `logprob` gate reads."""
+    body: dict[str, Any] = {"model": model, "messages": [message_json(t) for t in turns]}
+    optional = {
+        "max_tokens": sampling.max_tokens or None,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "stop": list(sampling.stop) or None,
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    body.update(sampling_json(sampling, gate_logprobs=gate_logprobs))
+    if response_format.kind is FormatKind.JSON_OBJECT:
+        body["response_format"] = {"type": "json_object"}
+    elif response_format.kind is FormatKind.JSON_SCHEMA:
+        schema: dict[str, Any] = {
+            "name": response_format.schema_name or "answer",
+            "schema": orjson.loads(response_format.json_schema),
+        }
+        if response_format.strict:
+            schema["strict"] = True
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    body.update(tools_json(tools))
+    if end_user:
+        body["user"] = end_user
+    return body
 
 
 def message_json(turn: Turn) -> dict[str, Any]:

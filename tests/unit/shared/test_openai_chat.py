@@ -7,13 +7,6 @@ import pydantic
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from services.dispatcher.providers.openai_choices import (
-    StreamedChoices,
-    choice_from_body,
-    message_json,
-    sampling_json,
-    tools_json,
-)
 from shared.chat import (
     Finish,
     ImagePart,
@@ -24,6 +17,13 @@ from shared.chat import (
     ToolFunction,
     ToolSet,
     Turn,
+)
+from shared.openai_chat import (
+    StreamedChoices,
+    choice_from_body,
+    message_json,
+    sampling_json,
+    tools_json,
 )
 
 WEATHER = ToolFunction(
