@@ -86,9 +86,11 @@ def _topic(prompt: str) -> str:
     return '"' + " ".join(words[:_TOPIC_WORDS]) + suffix + '"'
 
 
-def synthetic_text(tokens: TokenCounter, model: ModelSpec, prompt: str) -> str:
-    """Plausible prose of roughly model.mean_output_tokens tokens that names the model."""
-    digest = hashlib.sha256(f"{model.name}\0{prompt}".encode()).digest()
+def synthetic_text(tokens: TokenCounter, model: ModelSpec, prompt: str, variant: str = "") -> str:
+    """Plausible prose of roughly model.mean_output_tokens tokens that names the model; a
+    variant (a sampling seed and choice index) gives another answer to the same prompt."""
+    key = f"{model.name}\0{prompt}" + (f"\0{variant}" if variant else "")
+    digest = hashlib.sha256(key.encode()).digest()
     rng = random.Random(int.from_bytes(digest[:8], "big"))
     target = max(1, round(model.mean_output_tokens * rng.uniform(0.75, 1.25)))
     fill = {"model": model.name, "topic": _topic(prompt)}
@@ -108,18 +110,31 @@ def synthetic_text(tokens: TokenCounter, model: ModelSpec, prompt: str) -> str:
 
 
 class AnswerBook:
-    """Answers for the scenario's models: the first matching rule, else synthetic prose."""
+    """Answers for the scenario's models: the first matching rule, else synthetic prose.
+
+    Rules with `malform` never answer text; they only spoil tool calls and JSON answers."""
 
     def __init__(self, rules: tuple[Rule, ...], tokens: TokenCounter) -> None:
-        self._rules = rules
+        self._rules = tuple(rule for rule in rules if rule.malform is None)
+        self._malform_rules = tuple(rule for rule in rules if rule.malform is not None)
         self._tokens = tokens
 
-    def answer(self, model: ModelSpec, prompt: str, max_tokens: int | None) -> Answer:
+    def rule_for(self, model: ModelSpec, prompt: str) -> Rule | None:
+        """The first answering rule that applies, if any."""
+        return next((r for r in self._rules if r.applies(model.name, prompt)), None)
+
+    def malformation(self, model: ModelSpec, prompt: str) -> str | None:
+        """The malformation the first applying `malform` rule forces, if any."""
+        rule = next((r for r in self._malform_rules if r.applies(model.name, prompt)), None)
+        return None if rule is None else rule.malform
+
+    def answer(
+        self, model: ModelSpec, prompt: str, max_tokens: int | None, variant: str = ""
+    ) -> Answer:
         limit = output_limit(model, max_tokens)
-        for rule in self._rules:
-            if rule.applies(model.name, prompt):
-                answer = cap_answer(
-                    self._tokens, rule.text_for(model.name), limit, rule.finish_reason
-                )
-                return replace(answer, unsure=rule.unsure)
-        return cap_answer(self._tokens, synthetic_text(self._tokens, model, prompt), limit)
+        rule = self.rule_for(model, prompt)
+        if rule is not None:
+            answer = cap_answer(self._tokens, rule.text_for(model.name), limit, rule.finish_reason)
+            return replace(answer, unsure=rule.unsure)
+        text = synthetic_text(self._tokens, model, prompt, variant)
+        return cap_answer(self._tokens, text, limit)

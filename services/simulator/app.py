@@ -23,28 +23,17 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from services.simulator.answers import Answer
 from services.simulator.batch_api import BatchApi
-from services.simulator.composer import Composer
+from services.simulator.composer import Composed, Composer, prompt_tokens, whole_logprobs
 from services.simulator.config import Settings
 from services.simulator.faults import FaultKind, FaultModel, Sleep
-from services.simulator.logprobs import logprobs_json, token_logprobs
+from services.simulator.parsing import parse_chat_request
 from services.simulator.replay import ReplayBook, load_replay_dir
+from services.simulator.request import BadRequest, ChatRequest
 from services.simulator.scenario import RegionSpec, Scenario, ScenarioError, load_scenario
 from services.simulator.state import SimulatorState
-from services.simulator.wire import (
-    DONE_EVENT,
-    BadRequest,
-    ChatRequest,
-    Reply,
-    completion_body,
-    delta_event,
-    error_body,
-    models_body,
-    parse_chat_request,
-    stream_pieces,
-    usage_event,
-)
+from services.simulator.streaming import stream_steps
+from services.simulator.wire import DONE_EVENT, Reply, completion_body, error_body, models_body
 from shared.pricing import TokenUsage, load_catalogue
 from shared.tokens import TokenCounter
 
@@ -85,8 +74,10 @@ def _json(payload: Mapping[str, Any], status: int = 200, **headers: str) -> Resp
     return Response(orjson.dumps(payload), status, headers, media_type="application/json")
 
 
-def _error(status: int, message: str, code: str, kind: str, **headers: str) -> Response:
-    return _json(error_body(message, code, kind), status, **headers)
+def _error(
+    status: int, message: str, code: str, kind: str, param: str | None = None, **headers: str
+) -> Response:
+    return _json(error_body(message, code, kind, param), status, **headers)
 
 
 def _fault_response(kind: FaultKind, region: RegionSpec) -> Response:
@@ -160,55 +151,47 @@ class SimulatorApi:
             if fault is FaultKind.TIMEOUT:
                 await self._faults.wait(region.faults.timeout_hang_s)
             return _fault_response(fault, region)
-        found = self._composer.compose(admitted)
-        if found is None:
+        composed = self._composer.compose(admitted)
+        if composed is None:
             self._state.rejected(name, admitted.model)
             message = f"no recorded answer of {admitted.model!r} for this prompt"
             return _error(404, message, "no_recorded_answer", "invalid_request_error")
         self._state.answered(name, admitted.model)
-        answer, cost_usd = found
-        reply = self._reply(admitted, answer, cost_usd)
+        reply = self._reply(admitted, composed)
         headers = {REGION_HEADER: name}
         slow = self._faults.slow_factor(region.faults)
         if slow > 1.0:
             self._state.slowed(name, admitted.model)
-        logprobs = (
-            token_logprobs(admitted.model, admitted.last_user_text(), answer.text, answer.unsure)
-            if admitted.logprobs
-            else None
-        )
         if admitted.stream:
-            events = self._stream(region, reply, answer, slow, logprobs)
+            events = self._stream(region, reply, admitted, composed, slow)
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
         await self._faults.wait(
             slow
             * (
                 self._faults.ttft_s(region.latency)
-                + self._faults.per_token_s(region.latency) * answer.completion_tokens
+                + self._faults.per_token_s(region.latency) * composed.completion_tokens
             )
         )
-        whole = None if logprobs is None else logprobs_json(logprobs)
-        return _json(completion_body(reply, answer.text, answer.finish_reason, whole), **headers)
+        return _json(
+            completion_body(reply, composed.choices, whole_logprobs(admitted, composed)), **headers
+        )
 
-    def _reply(self, chat: ChatRequest, answer: Answer, cost_usd: float | None) -> Reply:
+    def _reply(self, chat: ChatRequest, composed: Composed) -> Reply:
         return Reply(
             completion_id=f"chatcmpl-sim-{uuid.uuid4().hex}",
             created=int(time.time()),
             model=chat.model,
-            usage=TokenUsage(
-                self._tokens.count_chat(text for _, text in chat.messages),
-                answer.completion_tokens,
-            ),
-            cost_usd=cost_usd,
+            usage=TokenUsage(prompt_tokens(self._tokens, chat), composed.completion_tokens),
+            cost_usd=composed.cost_usd,
         )
 
     def _admit(self, region: RegionSpec, raw: bytes) -> ChatRequest | Response:
         """Counts the request and answers outages, bad bodies and unknown models."""
         try:
             chat: ChatRequest | None = parse_chat_request(raw)
-            problem = ""
+            problem, param = "", None
         except BadRequest as error:
-            chat, problem = None, str(error)
+            chat, problem, param = None, str(error), error.param
         model = chat.model if chat is not None else None
         self._state.received(region.name, model)
         if region.faults.outage:
@@ -216,44 +199,38 @@ class SimulatorApi:
             return _fault_response(FaultKind.OUTAGE, region)
         if chat is None:
             self._state.rejected(region.name, None)
-            return _error(400, problem, "invalid_request", "invalid_request_error")
+            return _error(400, problem, "invalid_request", "invalid_request_error", param)
         if not self._simulation.serves(chat.model):
             self._state.rejected(region.name, None)
             message = f"the model {chat.model!r} does not exist; GET models lists the served ones"
-            return _error(404, message, "model_not_found", "invalid_request_error")
+            return _error(404, message, "model_not_found", "invalid_request_error", "model")
         return chat
 
     async def _stream(
         self,
         region: RegionSpec,
         reply: Reply,
-        answer: Answer,
+        chat: ChatRequest,
+        composed: Composed,
         slow: float = 1.0,
-        logprobs: list[tuple[str, float]] | None = None,
     ) -> AsyncIterator[bytes]:
-        pieces = list(stream_pieces(answer.text)) or [""]
-        # Each piece is three words (stream_pieces), so it carries those words' logprobs.
-        per_piece = [
-            None if logprobs is None else logprobs[i * 3 : i * 3 + 3] for i in range(len(pieces))
-        ]
+        steps = stream_steps(reply, composed, chat.top_logprobs, chat.include_usage)
+        generated = max(1, sum(step.generated for step in steps))
         per_piece_s = (
-            slow * self._faults.per_token_s(region.latency) * answer.completion_tokens / len(pieces)
+            slow * self._faults.per_token_s(region.latency) * composed.completion_tokens / generated
         )
         finished = False
         cut = self._faults.cut(region.faults)
         try:
             await self._faults.wait(slow * self._faults.ttft_s(region.latency))
-            yield delta_event(reply, {"role": "assistant", "content": ""})
-            for piece, entries in zip(pieces, per_piece, strict=True):
-                await self._faults.wait(per_piece_s)
-                piece_logprobs = None if entries is None else logprobs_json(entries)
-                yield delta_event(reply, {"content": piece}, logprobs=piece_logprobs)
-                if cut:
+            for step in steps:
+                if step.generated:
+                    await self._faults.wait(per_piece_s)
+                yield step.event
+                if cut and step.generated:
                     self._state.fault(region.name, reply.model, FaultKind.STREAM_CUT)
                     finished = True  # ended by the fault, not by the client
                     return
-            yield delta_event(reply, {}, answer.finish_reason)
-            yield usage_event(reply)
             # Counted as finished before the last event: a client may close once it has [DONE].
             finished = True
             yield DONE_EVENT

@@ -43,9 +43,10 @@ from services.simulator.batch_work import (
     validate_input,
 )
 from services.simulator.composer import Composer
+from services.simulator.request import BadRequest
 from services.simulator.scenario import Scenario
 from services.simulator.state import SimulatorState
-from services.simulator.wire import BadRequest, error_body
+from services.simulator.wire import error_body
 from shared.pricing import PriceCatalogue
 from shared.tokens import TokenCounter
 

@@ -20,23 +20,17 @@ from typing import Any
 
 import orjson
 
-from services.simulator.answers import Answer
-from services.simulator.wire import (
-    BadRequest,
-    ChatRequest,
-    Reply,
-    completion_body,
-    error_body,
-    parse_chat_request,
-)
+from services.simulator.composer import Composed, prompt_tokens, whole_logprobs
+from services.simulator.parsing import parse_chat_request
+from services.simulator.request import BadRequest, ChatRequest
+from services.simulator.wire import Reply, completion_body, error_body
 from shared.pricing import PriceCatalogue, TokenUsage
 from shared.tokens import TokenCounter
 
 CHAT_URL = "/v1/chat/completions"
 BAD_LINE_MARKER = "[sim:batch-bad-line]"
-# Answers a chat request: (answer, recorded USD cost or None), None when the model does not
-# exist, or None in the answer's place when there is no recording.
-Compose = Callable[[ChatRequest], tuple[Answer, float | None] | None]
+# Answers a chat request; None when a replayed model has no recording for it.
+Compose = Callable[[ChatRequest], Composed | None]
 Serves = Callable[[str], bool]
 
 
@@ -211,23 +205,21 @@ class BatchRunner:
         try:
             chat = parse_chat_request(orjson.dumps(body))
         except BadRequest as error:
-            return 400, error_body(str(error), "invalid_request"), False
+            return 400, error_body(str(error), "invalid_request", param=error.param), False
         if chat.stream:
             return 400, error_body("'stream' is not supported in a batch", "invalid_request"), False
         if not self._serves(chat.model):
             message = f"the model {chat.model!r} does not exist"
             return 404, error_body(message, "model_not_found"), False
-        found = self._compose(chat)
-        if found is None:
+        composed = self._compose(chat)
+        if composed is None:
             return (
                 404,
                 error_body("no recorded answer for this prompt", "no_recorded_answer"),
                 False,
             )
-        answer, recorded_usd = found
-        usage = TokenUsage(
-            self._tokens.count_chat(text for _, text in chat.messages), answer.completion_tokens
-        )
+        recorded_usd = composed.cost_usd
+        usage = TokenUsage(prompt_tokens(self._tokens, chat), composed.completion_tokens)
         reply = Reply(
             completion_id=new_id("chatcmpl"),
             created=now_s(),
@@ -236,7 +228,8 @@ class BatchRunner:
             cost_usd=self._batch_cost_usd(chat.model, region, usage, recorded_usd),
         )
         bad = BAD_LINE_MARKER in chat.last_user_text()
-        return 200, completion_body(reply, answer.text, answer.finish_reason), bad
+        logprobs = whole_logprobs(chat, composed)
+        return 200, completion_body(reply, composed.choices, logprobs), bad
 
     def _batch_cost_usd(
         self, model: str, region: str, usage: TokenUsage, recorded_usd: float | None

@@ -18,6 +18,13 @@ import yaml
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent / "default.yaml"
 FINISH_REASONS = frozenset({"stop", "length", "content_filter"})
+# Ways a model can get structured output wrong (a rule's `malform`, or a drawn malformation):
+# a tool call naming no given function, with arguments that are not JSON, that lack a required
+# field or hold a wrong type or enum value, prose where a tool call was required, and, in JSON
+# mode, text that is not JSON or JSON that breaks the schema.
+TOOL_MALFORMATIONS = ("tool_name", "tool_json", "tool_missing_field", "tool_wrong_type")
+JSON_MALFORMATIONS = ("json_syntax", "json_schema")
+MALFORMATIONS = frozenset({*TOOL_MALFORMATIONS, "skip_tool", *JSON_MALFORMATIONS})
 # Region names become URL path segments; these would shadow the simulator's own routes.
 _RESERVED_REGIONS = frozenset({"admin", "healthz"})
 _REGION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -36,6 +43,9 @@ class ModelSpec:
     mean_output_tokens: int
     # The model's own output limit; None means only the request's max_tokens applies.
     max_output_tokens: int | None = None
+    # The share of this model's tool calls and JSON answers that come out malformed, drawn
+    # deterministically per (model, prompt), so a gate on them has work.
+    malformed_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,12 @@ class Rule:
     repeat: int = 1
     # The model is unsure of this answer: asked for logprobs, it reports low ones.
     unsure: bool = False
+    # The answer declines the request; under a json_schema response format it goes to
+    # `message.refusal` instead of the content, as OpenAI's structured outputs do.
+    refusal: bool = False
+    # Instead of answering, makes the model's tool call or JSON answer malformed this way
+    # (one of MALFORMATIONS); such a rule never answers a plain text turn.
+    malform: str | None = None
 
     def applies(self, model: str, prompt: str) -> bool:
         in_scope = self.models is None or model in self.models
@@ -162,7 +178,8 @@ def _boolean(where: str, raw: Any) -> bool:
 
 def parse_model(name: str, raw: Any) -> ModelSpec:
     where = f"models.{name}"
-    spec = _mapping(where, raw, frozenset({"mean_output_tokens", "max_output_tokens"}))
+    known = frozenset({"mean_output_tokens", "max_output_tokens", "malformed_rate"})
+    spec = _mapping(where, raw, known)
     if "mean_output_tokens" not in spec:
         raise ScenarioError(f"{where}.mean_output_tokens is required")
     cap = spec.get("max_output_tokens")
@@ -174,6 +191,9 @@ def parse_model(name: str, raw: Any) -> ModelSpec:
         max_output_tokens=None
         if cap is None
         else _integer(f"{where}.max_output_tokens", cap, minimum=1),
+        malformed_rate=_number(
+            f"{where}.malformed_rate", spec.get("malformed_rate", 0.0), maximum=1.0
+        ),
     )
 
 
@@ -241,9 +261,17 @@ def parse_region(name: str, raw: Any) -> RegionSpec:
 
 def parse_rule(index: int, raw: Any, models: Mapping[str, ModelSpec]) -> Rule:
     where = f"rules[{index}]"
-    known = frozenset({"match", "models", "answer", "finish_reason", "repeat", "unsure"})
+    known = frozenset(
+        {"match", "models", "answer", "finish_reason", "repeat", "unsure", "refusal", "malform"}
+    )
     spec = _mapping(where, raw, known)
-    for key in ("match", "answer"):
+    malform = spec.get("malform")
+    if malform is not None and malform not in MALFORMATIONS:
+        allowed = ", ".join(sorted(MALFORMATIONS))
+        raise ScenarioError(f"{where}.malform={malform!r} is not one of {allowed}")
+    if malform is not None and "answer" in spec:
+        raise ScenarioError(f"{where} has both answer and malform; give one")
+    for key in ("match",) if malform is not None else ("match", "answer"):
         if not isinstance(spec.get(key), str) or not spec[key]:
             raise ScenarioError(f"{where}.{key} must be a non-empty string")
     try:
@@ -263,17 +291,19 @@ def parse_rule(index: int, raw: Any, models: Mapping[str, ModelSpec]) -> Rule:
         raise ScenarioError(f"{where}.finish_reason={finish!r} is not one of {allowed}")
     return Rule(
         pattern=pattern,
-        answer=spec["answer"],
+        answer=spec.get("answer", ""),
         models=None if scope is None else frozenset(scope),
         finish_reason=finish,
         repeat=_integer(f"{where}.repeat", spec.get("repeat", 1), minimum=1),
-        unsure=_unsure(where, spec.get("unsure", False)),
+        unsure=_flag(where, "unsure", spec.get("unsure", False)),
+        refusal=_flag(where, "refusal", spec.get("refusal", False)),
+        malform=malform,
     )
 
 
-def _unsure(where: str, raw: Any) -> bool:
+def _flag(where: str, key: str, raw: Any) -> bool:
     if not isinstance(raw, bool):
-        raise ScenarioError(f"{where}.unsure must be true or false")
+        raise ScenarioError(f"{where}.{key} must be true or false")
     return raw
 
 

@@ -1,51 +1,32 @@
-"""OpenAI chat-completions wire shapes: request parsing, bodies, SSE chunks and errors.
+"""OpenAI chat-completions wire shapes: reply bodies, SSE chunks and errors.
 
-Shapes follow the OpenAI API reference for `POST /v1/chat/completions`: a streamed reply is a
-series of `chat.completion.chunk` objects, the first carrying the role, one carrying
-`finish_reason`, and (as with `stream_options.include_usage`) a last chunk with empty `choices`
-and the `usage`. The simulator always sends that usage chunk.
+Shapes follow the OpenAI API reference for `POST /v1/chat/completions` and the `openai` SDK's
+types (`ChatCompletion`, `ChatCompletionChunk`): a streamed reply is a series of
+`chat.completion.chunk` objects (streaming.py orders them), and only with
+`stream_options.include_usage` a last chunk with empty `choices` and the `usage`. Request
+parsing lives in parsing.py.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from services.simulator.choices import Choice
 from shared.pricing import TokenUsage
 
 _WORD_START = re.compile(r"(?<=\s)(?=\S)")
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
-class BadRequest(ValueError):
-    """The request body is malformed; the message names the problem."""
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    model: str
-    # (role, text) pairs, text parts of multi-part content joined.
-    messages: tuple[tuple[str, str], ...]
-    max_tokens: int | None
-    temperature: float | None
-    stream: bool
-    # OpenAI `logprobs: true`: each answer token comes with its log probability.
-    logprobs: bool = False
-
-    def last_user_text(self) -> str:
-        for role, text in reversed(self.messages):
-            if role == "user":
-                return text
-        return ""
-
-
 @dataclass(frozen=True)
 class Reply:
-    """What goes into a completion body or stream, besides the answer text."""
+    """What goes into a completion body or stream, besides the choices."""
 
     completion_id: str
     created: int
@@ -54,81 +35,11 @@ class Reply:
     # OpenRouter-style `usage.cost` in USD; only recorded (replay) answers carry it.
     cost_usd: float | None = None
 
-
-def _content_text(where: str, content: Any) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):
-        parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
-        if all(isinstance(p, str) for p in parts):
-            return "".join(parts)
-    raise BadRequest(f"{where}.content must be a string or a list of text parts")
-
-
-def _parse_messages(raw: Any) -> tuple[tuple[str, str], ...]:
-    if raw is None:
-        raise BadRequest("'messages' is required")
-    if not isinstance(raw, list) or not raw:
-        raise BadRequest("'messages' must be a non-empty array")
-    messages = []
-    for index, message in enumerate(raw):
-        where = f"messages[{index}]"
-        if not isinstance(message, Mapping):
-            raise BadRequest(f"{where} must be an object")
-        role = message.get("role")
-        if not isinstance(role, str) or not role:
-            raise BadRequest(f"{where}.role must be a non-empty string")
-        messages.append((role, _content_text(where, message.get("content"))))
-    return tuple(messages)
-
-
-def _max_tokens(body: Mapping[str, Any]) -> int | None:
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadRequest(f"'{key}' must be a positive integer")
-        return value
-    return None
-
-
-def _temperature(raw: Any) -> float | None:
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 2:
-        raise BadRequest("'temperature' must be a number between 0 and 2")
-    return float(raw)
-
-
-def parse_chat_request(raw: bytes) -> ChatRequest:
-    """Parses and validates a chat-completions body."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise BadRequest(f"request body is not valid JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("'model' is required and must be a non-empty string")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequest("'stream' must be true or false")
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, Mapping):
-        raise BadRequest("'stream_options' must be an object")
-    logprobs = body.get("logprobs", False)
-    if not isinstance(logprobs, bool):
-        raise BadRequest("'logprobs' must be true or false")
-    return ChatRequest(
-        model=model,
-        messages=_parse_messages(body.get("messages")),
-        max_tokens=_max_tokens(body),
-        temperature=_temperature(body.get("temperature")),
-        stream=stream,
-        logprobs=logprobs,
-    )
+    @property
+    def system_fingerprint(self) -> str:
+        """Names the simulated backend; it changes only with the model, as a seed's promise of
+        repeatable answers holds only while the fingerprint stays the same."""
+        return "fp_sim_" + hashlib.sha256(self.model.encode()).hexdigest()[:10]
 
 
 def usage_json(usage: TokenUsage, cost_usd: float | None) -> dict[str, Any]:
@@ -142,21 +53,44 @@ def usage_json(usage: TokenUsage, cost_usd: float | None) -> dict[str, Any]:
     return payload
 
 
+def message_json(choice: Choice) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": choice.content,
+        "refusal": choice.refusal,
+    }
+    if choice.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in choice.tool_calls
+        ]
+    return message
+
+
 def completion_body(
-    reply: Reply, text: str, finish_reason: str, logprobs: Mapping[str, Any] | None = None
+    reply: Reply,
+    choices: Sequence[Choice],
+    logprobs: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
+    """A `chat.completion`; logprobs, when given, holds each choice's `logprobs` object."""
     return {
         "id": reply.completion_id,
         "object": "chat.completion",
         "created": reply.created,
         "model": reply.model,
+        "system_fingerprint": reply.system_fingerprint,
         "choices": [
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish_reason,
-                "logprobs": logprobs,
+                "index": choice.index,
+                "message": message_json(choice),
+                "finish_reason": choice.finish_reason,
+                "logprobs": None if logprobs is None else logprobs[position],
             }
+            for position, choice in enumerate(choices)
         ],
         "usage": usage_json(reply.usage, reply.cost_usd),
     }
@@ -172,6 +106,7 @@ def _chunk(reply: Reply, choices: list[dict[str, Any]]) -> dict[str, Any]:
         "object": "chat.completion.chunk",
         "created": reply.created,
         "model": reply.model,
+        "system_fingerprint": reply.system_fingerprint,
         "choices": choices,
     }
 
@@ -181,9 +116,11 @@ def delta_event(
     delta: Mapping[str, Any],
     finish_reason: str | None = None,
     logprobs: Mapping[str, Any] | None = None,
+    index: int = 0,
 ) -> bytes:
+    """One chunk carrying one choice's delta."""
     choice = {
-        "index": 0,
+        "index": index,
         "delta": dict(delta),
         "finish_reason": finish_reason,
         "logprobs": logprobs,
@@ -202,8 +139,10 @@ def stream_pieces(text: str, words_per_piece: int = 3) -> Iterator[str]:
         yield "".join(words[start : start + words_per_piece])
 
 
-def error_body(message: str, code: str, kind: str = "invalid_request_error") -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+def error_body(
+    message: str, code: str, kind: str = "invalid_request_error", param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def models_body(names: list[str]) -> dict[str, Any]:

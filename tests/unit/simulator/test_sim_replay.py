@@ -71,9 +71,11 @@ async def test_replayed_answer_carries_the_recorded_response_and_cost():
 
 async def test_replayed_stream_ends_with_usage_including_cost():
     async with make_client(replay=replay_book()) as client:
-        response = await chat(client, ADD, model=MISTRAL, stream=True)
+        response = await chat(
+            client, ADD, model=MISTRAL, stream=True, stream_options={"include_usage": True}
+        )
     payloads = sse_payloads(response.text)
-    text = "".join(p["choices"][0]["delta"].get("content", "") for p in payloads[:-2])
+    text = "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads[:-2])
     assert text == "def add(a, b): return a + b"
     assert payloads[-2]["usage"]["cost"] == 4.2e-05
 

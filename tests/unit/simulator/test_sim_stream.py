@@ -5,12 +5,13 @@ from __future__ import annotations
 from tests.unit.simulator.helpers import RecordingSleep, chat, make_client, sse_payloads
 
 PROMPT = "Summarise the history of the printing press."
+WITH_USAGE = {"stream": True, "stream_options": {"include_usage": True}}
 
 
 async def test_stream_is_sse_with_role_content_finish_usage_and_done():
     async with make_client() as client:
         plain = (await chat(client, PROMPT, model="deepseek-v4-flash")).json()
-        response = await chat(client, PROMPT, model="deepseek-v4-flash", stream=True)
+        response = await chat(client, PROMPT, model="deepseek-v4-flash", **WITH_USAGE)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.text.endswith("data: [DONE]\n\n")
@@ -31,18 +32,24 @@ async def test_stream_is_sse_with_role_content_finish_usage_and_done():
     assert usage["usage"] == plain["usage"]
 
 
-async def test_stream_sends_usage_even_without_stream_options():
+async def test_stream_sends_usage_only_when_stream_options_ask_for_it():
     async with make_client() as client:
-        with_option = await chat(
-            client, PROMPT, stream=True, stream_options={"include_usage": True}
-        )
+        with_option = await chat(client, PROMPT, **WITH_USAGE)
         without = await chat(client, PROMPT, stream=True)
-    assert sse_payloads(with_option.text)[-2]["usage"] == sse_payloads(without.text)[-2]["usage"]
+        declined = await chat(client, PROMPT, stream=True, stream_options={"include_usage": False})
+    assert sse_payloads(with_option.text)[-2]["choices"] == []
+    assert "usage" in sse_payloads(with_option.text)[-2]
+    for response in (without, declined):
+        chunks = sse_payloads(response.text)[:-1]
+        # Every chunk has a choice, so `chunk.choices[0]` never raises in a plain loop.
+        assert all(chunk["choices"] for chunk in chunks)
+        assert not any("usage" in chunk for chunk in chunks)
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
 async def test_stream_honours_max_tokens():
     async with make_client() as client:
-        response = await chat(client, PROMPT, stream=True, max_tokens=7)
+        response = await chat(client, PROMPT, max_tokens=7, **WITH_USAGE)
     *_, finish, usage, _done = sse_payloads(response.text)
     assert finish["choices"][0]["finish_reason"] == "length"
     assert usage["usage"]["completion_tokens"] == 7
@@ -51,7 +58,7 @@ async def test_stream_honours_max_tokens():
 async def test_stream_waits_ttft_once_then_per_chunk_token_time():
     sleep = RecordingSleep()
     async with make_client(latency_scale=1.0, sleep=sleep) as client:
-        response = await chat(client, PROMPT, region="ap-south", stream=True)
+        response = await chat(client, PROMPT, region="ap-south", **WITH_USAGE)
     payloads = sse_payloads(response.text)
     content_chunks = len(payloads) - 4  # role, finish, usage and [DONE] carry no content
     completion_tokens = payloads[-2]["usage"]["completion_tokens"]
