@@ -1,8 +1,10 @@
-"""Per-tenant spending: a ledger of what each tenant spent today and this month (UTC).
+"""Per-tenant spending: a ledger of what each tenant spent today and this month (UTC), and the
+money it holds for requests in flight.
 
-The in-memory ledger counts what this router replica served; with several replicas each
-enforces its share, until a shared ledger (Redis, like the cache's scale-out store) backs the
-same protocol.
+A request of a tenant with a budget reserves its worst-case cost before any model is called and
+settles its actual cost after (spending.py owns that); the ledger decides a reservation
+atomically, by `fits`. The in-memory ledger counts what this router replica served; the Redis
+ledger (budgets_redis.py) shares spend and reservations between replicas.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
 from services.router.policy import Budget, OnExhausted, TenantPolicy
@@ -27,12 +30,52 @@ class Spend:
     month: str = ""
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A ledger's decision on a reservation, with the figures it decided on."""
+
+    granted: bool
+    spend: Spend
+    # What other requests in flight held when this one was decided.
+    reserved_nano_usd: int
+
+
+def fits(limit_nano_usd: int, spent: int, reserved: int, amount: int) -> bool:
+    """Whether a reservation of `amount` fits a limit (0: none). It fits when it fits in what
+    spend and the reservations in flight leave; or, when nothing is in flight and something is
+    left, alone, so a budget smaller than one request's worst case still serves its requests
+    one at a time. Either way a tenant ends at most one request's estimate over its budget.
+    budgets_redis.py's RESERVE_LUA applies the same rule."""
+    if not limit_nano_usd:
+        return True
+    if spent + reserved + amount <= limit_nano_usd:
+        return True
+    return reserved == 0 and spent < limit_nano_usd
+
+
+def budget_fits(budget: Budget, spend: Spend, reserved: int, amount: int) -> bool:
+    return fits(budget.daily_nano_usd, spend.today_nano_usd, reserved, amount) and fits(
+        budget.monthly_nano_usd, spend.month_nano_usd, reserved, amount
+    )
+
+
 class BudgetLedger(Protocol):
     def spent(self, tenant_id: str) -> Spend: ...
 
     def record(self, tenant_id: str, cost_nano_usd: int, *, request: bool = True) -> None:
         """Adds a charge to the tenant's day and month; `request` says whether it also counts
         as a charged request (a background audit of a cache hit costs money but is not one)."""
+
+    async def reserve(
+        self, tenant_id: str, reservation_id: str, amount: int, budget: Budget, *, force: bool
+    ) -> Hold:
+        """Holds `amount` for a request when it fits the budget (or when `force`d), atomically
+        with every other reservation of the tenant."""
+
+    async def settle(
+        self, tenant_id: str, reservation_id: str, cost_nano_usd: int, *, request: bool = True
+    ) -> None:
+        """Releases the reservation and records its actual cost (nothing when it is zero)."""
 
 
 class JobLedger(BudgetLedger, Protocol):
@@ -47,14 +90,6 @@ class ServedLedger(JobLedger, Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
-
-
-def charge(
-    ledger: BudgetLedger | None, tenant_id: str, cost_nano_usd: int, *, request: bool = True
-) -> None:
-    """Records a charge on the ledger, when there is one and the charge is not zero."""
-    if ledger is not None and cost_nano_usd:
-        ledger.record(tenant_id, cost_nano_usd, request=request)
 
 
 def periods(now: datetime) -> tuple[str, str]:
@@ -72,6 +107,8 @@ class InMemoryLedger:
         self._totals: dict[tuple[str, str], int] = {}
         self._counts: dict[tuple[str, str], int] = {}
         self._charged: dict[str, None] = {}
+        # Reservations in flight: tenant -> reservation id -> nano-USD held.
+        self._held: dict[str, dict[str, int]] = {}
         # The day the entries were last pruned for; pruning runs once a day, not per request.
         self._pruned_for = ""
 
@@ -98,6 +135,31 @@ class InMemoryLedger:
             )
         self._counts[(tenant_id, day)] = self._counts.get((tenant_id, day), 0) + int(request)
 
+    async def reserve(
+        self, tenant_id: str, reservation_id: str, amount: int, budget: Budget, *, force: bool
+    ) -> Hold:
+        # No await between the check and the hold: on one event loop the pair is atomic.
+        held = self._held.setdefault(tenant_id, {})
+        hold = Hold(False, self.spent(tenant_id), sum(held.values()))
+        if force or budget_fits(budget, hold.spend, hold.reserved_nano_usd, amount):
+            held[reservation_id] = amount
+            return Hold(True, hold.spend, hold.reserved_nano_usd)
+        return hold
+
+    async def settle(
+        self, tenant_id: str, reservation_id: str, cost_nano_usd: int, *, request: bool = True
+    ) -> None:
+        held = self._held.get(tenant_id, {})
+        held.pop(reservation_id, None)
+        if not held:
+            self._held.pop(tenant_id, None)
+        if cost_nano_usd:
+            self.record(tenant_id, cost_nano_usd, request=request)
+
+    def reserved(self, tenant_id: str) -> int:
+        """What this tenant's requests in flight hold."""
+        return sum(self._held.get(tenant_id, {}).values())
+
     async def start(self) -> None:
         """Nothing to connect to; here so every ledger has the same lifecycle."""
 
@@ -113,21 +175,30 @@ class InMemoryLedger:
         self.record(tenant_id, cost_nano_usd)
 
 
-def _usd(nano: int) -> str:
-    return f"${nano / 1e9:.2f}"
+def format_usd(nano: int) -> str:
+    """Dollars with at least two decimals and enough to show three significant digits, so a
+    small amount stays readable: $1.00, $0.0053, $0.00005, $0.0000715."""
+    amount = Decimal(nano) / 1_000_000_000
+    decimals = 2
+    if 0 < abs(amount) < Decimal("0.1"):
+        # adjusted() is the exponent of the leading digit, e.g. -5 for 0.0000715.
+        decimals = max(decimals, 2 - amount.adjusted())
+    quantized = amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    whole, _, fraction = f"{quantized:f}".partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def exhausted_reason(budget: Budget, spend: Spend) -> str | None:
     """Which budget is spent, in words, or None while both have room."""
     if budget.daily_nano_usd and spend.today_nano_usd >= budget.daily_nano_usd:
         return (
-            f"daily budget of {_usd(budget.daily_nano_usd)} is exhausted "
-            f"({_usd(spend.today_nano_usd)} spent today)"
+            f"daily budget of {format_usd(budget.daily_nano_usd)} is exhausted "
+            f"({format_usd(spend.today_nano_usd)} spent today)"
         )
     if budget.monthly_nano_usd and spend.month_nano_usd >= budget.monthly_nano_usd:
         return (
-            f"monthly budget of {_usd(budget.monthly_nano_usd)} is exhausted "
-            f"({_usd(spend.month_nano_usd)} spent this month)"
+            f"monthly budget of {format_usd(budget.monthly_nano_usd)} is exhausted "
+            f"({format_usd(spend.month_nano_usd)} spent this month)"
         )
     return None
 

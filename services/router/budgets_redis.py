@@ -1,21 +1,31 @@
 """RedisLedger: one budget ledger shared by every router replica.
 
-Admission reads the ledger synchronously on every request, so a Redis round trip there would
-put the network on the hot path. Instead each replica keeps a local view:
+Tenants with a budget reserve and settle in Redis, one round trip each, so the check is atomic
+across replicas:
+
+- `reserve` runs RESERVE_LUA: it drops reservations whose lease ran out (a crashed replica's
+  free themselves), checks `spent + reserved + estimate` against the day's and the month's
+  limits (budgets.fits, the same rule as the in-memory ledger) and holds the estimate;
+- `settle` runs SETTLE_LUA: it adds the actual cost to the day and month, once per reservation
+  id (a marker makes a retried settle harmless), and removes the reservation.
+
+Charges of tenants without a budget stay off the network, on a lazily synced local view:
 
 - `record` adds to the local counts at once and queues the increment;
 - every `sync_s` a background task sends the queued increments (INCRBY in one MULTI/EXEC, with
   an expiry so finished periods free themselves) and reads back the totals of the tenants this
   replica has seen, which include the other replicas' spend;
-- `spent` is the last totals read plus the increments not yet sent.
+- `spent` is the last totals read plus what is not yet sent.
 
-So a replica sees the others' spend at most `sync_s` late, and a budget can be overrun by what
-the other replicas spend in that time. When Redis cannot be reached the increments stay queued
-(nothing is lost) and each replica enforces what it knows, which is the in-memory ledger's
-behaviour; the next successful sync catches up.
+When Redis cannot be reached nothing is lost and nothing crashes: increments and settles stay
+queued for the next sync, and reservations are decided on this replica's view (its last totals,
+its unsent charges and its own reservations), so each replica enforces what it knows, which is
+the in-memory ledger's behaviour; the next successful sync catches up.
 
 Keys: `sluice:ledger:<tenant>:<period>` (nano-USD) and `sluice:ledger:<tenant>:<day>:n`
-(charged requests), where a period is a UTC day (`2026-11-27`) or month (`2026-11`).
+(charged requests), where a period is a UTC day (`2026-11-27`) or month (`2026-11`);
+`sluice:ledger:<tenant>:held` (reservation id -> nano-USD) with `...:held:expiry` (a sorted set
+of the ids by lease end); `sluice:ledger:settled:<id>` (a settle's marker).
 """
 
 from __future__ import annotations
@@ -24,12 +34,14 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from services.router.budgets import Spend, periods
+from services.router.budgets import Hold, Spend, budget_fits, periods
+from services.router.policy import Budget
 
 LOG = logging.getLogger(__name__)
 PREFIX = "sluice:ledger:"
@@ -51,6 +63,63 @@ return 0
 """
 
 
+# A reservation outlives any request's deadline (an audit's is 60 s); after it a crashed
+# replica's reservations no longer hold back the tenant's budget.
+LEASE_S = 300
+# Long enough for a settle queued during an outage to be retried without counting twice.
+SETTLED_TTL_S = 86_400
+# KEYS: day, month, held, held expiry. ARGV: id, amount, daily limit, monthly limit, force,
+# lease. Returns {granted, spent today, spent this month, held by the others}.
+RESERVE_LUA = """
+local now = tonumber(redis.call('TIME')[1])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
+  redis.call('HDEL', KEYS[3], id)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+local reserved = 0
+for _, held in ipairs(redis.call('HVALS', KEYS[3])) do reserved = reserved + tonumber(held) end
+local day = tonumber(redis.call('GET', KEYS[1]) or '0')
+local month = tonumber(redis.call('GET', KEYS[2]) or '0')
+local amount = tonumber(ARGV[2])
+local function fits(limit, spent)
+  limit = tonumber(limit)
+  return limit == 0 or spent + reserved + amount <= limit or (reserved == 0 and spent < limit)
+end
+local granted = ARGV[5] == '1' or (fits(ARGV[3], day) and fits(ARGV[4], month))
+if granted then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[6]); redis.call('EXPIRE', KEYS[4], ARGV[6])
+end
+return {granted and 1 or 0, day, month, reserved}
+"""
+# KEYS: settled marker, day, month, count, held, held expiry. ARGV: cost, day ttl, month ttl,
+# marker ttl, counts as a request, id. Returns {spent today, this month, requests today}.
+SETTLE_LUA = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) and tonumber(ARGV[1]) > 0 then
+  redis.call('INCRBY', KEYS[2], ARGV[1]); redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('INCRBY', KEYS[3], ARGV[1]); redis.call('EXPIRE', KEYS[3], ARGV[3])
+  if ARGV[5] == '1' then
+    redis.call('INCRBY', KEYS[4], 1); redis.call('EXPIRE', KEYS[4], ARGV[2])
+  end
+end
+redis.call('HDEL', KEYS[5], ARGV[6]); redis.call('ZREM', KEYS[6], ARGV[6])
+return {tonumber(redis.call('GET', KEYS[2]) or '0'), tonumber(redis.call('GET', KEYS[3]) or '0'),
+        tonumber(redis.call('GET', KEYS[4]) or '0')}
+"""
+
+
+@dataclass(frozen=True)
+class _Settle:
+    """A settle to send: queued first, so a failed or cancelled send is retried by sync."""
+
+    reservation_id: str
+    tenant_id: str
+    cost_nano_usd: int
+    request: bool
+    keys: tuple[str, str, str]
+
+
 def _keys(tenant_id: str, day: str, month: str) -> tuple[str, str, str]:
     base = PREFIX + tenant_id + ":"
     return base + day, base + month, base + day + ":n"
@@ -68,9 +137,11 @@ class RedisLedger:
         client: aioredis.Redis,
         sync_s: float = DEFAULT_SYNC_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lease_s: int = LEASE_S,
     ) -> None:
         self._client = client
         self._sync_s = sync_s
+        self._lease_s = lease_s
         self._clock = clock
         # Totals as Redis last reported them, and increments not yet sent, by key.
         self._synced: dict[str, int] = {}
@@ -79,6 +150,13 @@ class RedisLedger:
         # Charges by id waiting for the next sync: (charge id, tenant, cost, day, month).
         self._charges: list[tuple[str, str, int, str, str]] = []
         self._charge_once = client.register_script(CHARGE_ONCE_LUA)
+        self._reserve = client.register_script(RESERVE_LUA)
+        self._settle = client.register_script(SETTLE_LUA)
+        # Settles not yet applied in Redis, and their amounts by key (they show in spent()).
+        self._settles: list[_Settle] = []
+        self._unsent: Counter[str] = Counter()
+        # Reservations decided on this replica's view while Redis was unreachable.
+        self._local_holds: dict[str, dict[str, int]] = {}
         self._task: asyncio.Task[None] | None = None
         self.healthy = True
 
@@ -88,8 +166,9 @@ class RedisLedger:
         url: str,
         sync_s: float = DEFAULT_SYNC_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lease_s: int = LEASE_S,
     ) -> RedisLedger:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=2.0), sync_s, clock)
+        return cls(aioredis.Redis.from_url(url, socket_timeout=2.0), sync_s, clock, lease_s)
 
     def track(self, tenant_ids: Iterable[str]) -> None:
         """Reads these tenants' totals from every sync on, before this replica serves them (the
@@ -97,7 +176,7 @@ class RedisLedger:
         self._tenants.update(tenant_ids)
 
     def _view(self, key: str) -> int:
-        return self._synced.get(key, 0) + self._pending[key]
+        return self._synced.get(key, 0) + self._pending[key] + self._unsent[key]
 
     def spent(self, tenant_id: str) -> Spend:
         self._tenants.add(tenant_id)
@@ -118,7 +197,82 @@ class RedisLedger:
         self._tenants.add(tenant_id)
         self._charges.append((charge_id, tenant_id, cost_nano_usd, *periods(self._clock())))
 
+    async def reserve(
+        self, tenant_id: str, reservation_id: str, amount: int, budget: Budget, *, force: bool
+    ) -> Hold:
+        self._tenants.add(tenant_id)
+        day_key, month_key, _ = _keys(tenant_id, *periods(self._clock()))
+        held_key = PREFIX + tenant_id + ":held"
+        keys = [day_key, month_key, held_key, held_key + ":expiry"]
+        limits = [budget.daily_nano_usd, budget.monthly_nano_usd]
+        try:
+            granted, day, month, reserved = await self._reserve(
+                keys, [reservation_id, amount, *limits, int(force), self._lease_s]
+            )
+        except RedisError as error:
+            self._degraded(error)
+            return self._reserve_locally(tenant_id, reservation_id, amount, budget, force)
+        self._synced.update({day_key: int(day), month_key: int(month)})
+        return Hold(bool(granted), self.spent(tenant_id), int(reserved))
+
+    def _reserve_locally(
+        self, tenant_id: str, reservation_id: str, amount: int, budget: Budget, force: bool
+    ) -> Hold:
+        held = self._local_holds.setdefault(tenant_id, {})
+        hold = Hold(False, self.spent(tenant_id), sum(held.values()))
+        if force or budget_fits(budget, hold.spend, hold.reserved_nano_usd, amount):
+            held[reservation_id] = amount
+            return Hold(True, hold.spend, hold.reserved_nano_usd)
+        return hold
+
+    async def settle(
+        self, tenant_id: str, reservation_id: str, cost_nano_usd: int, *, request: bool = True
+    ) -> None:
+        local = self._local_holds.get(tenant_id, {})
+        if reservation_id in local:
+            # Held on this replica's view only: nothing to release in Redis.
+            del local[reservation_id]
+            if cost_nano_usd:
+                self.record(tenant_id, cost_nano_usd, request=request)
+            return
+        settle = _Settle(
+            reservation_id,
+            tenant_id,
+            cost_nano_usd,
+            request and cost_nano_usd > 0,
+            _keys(tenant_id, *periods(self._clock())),
+        )
+        self._queue(settle)
+        try:
+            await self._send_settle(settle)
+        except RedisError as error:
+            self._degraded(error)
+
+    def _queue(self, settle: _Settle) -> None:
+        self._settles.append(settle)
+        day_key, month_key, count_key = settle.keys
+        self._unsent.update({day_key: settle.cost_nano_usd, month_key: settle.cost_nano_usd})
+        self._unsent[count_key] += int(settle.request)
+
+    async def _send_settle(self, settle: _Settle) -> None:
+        day_key, month_key, count_key = settle.keys
+        held_key = PREFIX + settle.tenant_id + ":held"
+        keys = [PREFIX + "settled:" + settle.reservation_id, *settle.keys]
+        keys += [held_key, held_key + ":expiry"]
+        ttls = [DAY_TTL_S, MONTH_TTL_S, SETTLED_TTL_S]
+        day, month, count = await self._settle(
+            keys,
+            [settle.cost_nano_usd, *ttls, int(settle.request), settle.reservation_id],
+        )
+        if settle in self._settles:  # a sync may have sent it meanwhile
+            self._settles.remove(settle)
+            self._unsent.subtract({day_key: settle.cost_nano_usd, month_key: settle.cost_nano_usd})
+            self._unsent[count_key] -= int(settle.request)
+        self._synced.update({day_key: int(day), month_key: int(month), count_key: int(count)})
+
     async def _send_charges(self) -> None:
+        for settle in list(self._settles):
+            await self._send_settle(settle)
         while self._charges:
             charge_id, tenant_id, cost, day, month = self._charges[0]
             day_key, month_key, count_key = _keys(tenant_id, day, month)

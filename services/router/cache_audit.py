@@ -31,7 +31,6 @@ from opentelemetry import trace
 
 from services.router.audit_compare import Comparison, HitVerdict, compare
 from services.router.background import BackgroundJobs
-from services.router.budgets import BudgetLedger, charge, exhausted_reason
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered
 from services.router.gates import GateInput, Verdict, evaluate
 from services.router.model import (
@@ -44,8 +43,9 @@ from services.router.model import (
 )
 from services.router.policy import TenantPolicy
 from services.router.ports import CachePort
+from services.router.spending import Reservation, Spending
 from shared import telemetry as attrs
-from shared.errors import SluiceError
+from shared.errors import BudgetExhausted, SluiceError
 
 LOG = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class CacheAudit:
         cache: CachePort,
         cascade: Cascade,
         tracer: trace.Tracer,
-        ledger: BudgetLedger | None = None,
+        spending: Spending | None = None,
         sampler: AuditSampler | None = None,
         clock: Callable[[], float] = time.monotonic,
         reports: BackgroundJobs | None = None,
@@ -95,7 +95,7 @@ class CacheAudit:
         self._cache = cache
         self._cascade = cascade
         self._tracer = tracer
-        self._ledger = ledger
+        self._spending = spending
         self._sampler = sampler or AuditSampler()
         self._clock = clock
         # Two runners, so a burst of (slow, billed) audits never crowds out the quick reports.
@@ -136,13 +136,49 @@ class CacheAudit:
         return self.audits.submit(lambda: self.audit(request, hit))
 
     def _budget_spent(self, tenant: TenantPolicy) -> bool:
-        if self._ledger is None:
+        if self._spending is None:
             return False
-        return exhausted_reason(tenant.budget, self._ledger.spent(tenant.tenant_id)) is not None
+        try:
+            return self._spending.precheck(tenant) is not None
+        except BudgetExhausted:
+            return True
 
     async def audit(self, request: ChatRequest, hit: CachedAnswer) -> Comparison | None:
         """Asks the cascade again (no cache, no store), bills it, compares and reports; None
-        when the cascade could not answer."""
+        when the cascade could not answer or the tenant's budget has no room for it."""
+        reservation = await self._reserve(request)
+        if reservation is None:
+            return None
+        try:
+            found = await self._audited(reservation, hit)
+        finally:
+            # Settled once, on every path: what the audit spent, or nothing if it was cut short
+            # before it spent anything (its reservation is released either way).
+            await self._settle(reservation, 0)
+        if found is not None and found.verdict is not None:
+            await self.report(request, hit, found.verdict)
+        return found
+
+    async def _reserve(self, request: ChatRequest) -> Reservation | None:
+        if self._spending is None:
+            return Reservation(request, "", 0, held=False)
+        try:
+            # Billed, but not a request of the tenant's; never downgraded (an audit on the
+            # cheapest tier would check nothing).
+            return await self._spending.reserve(
+                request, counts_as_request=False, may_downgrade=False
+            )
+        except BudgetExhausted as error:
+            self.audit_failures += 1
+            LOG.info("cache audit skipped: %s", error)
+            return None
+
+    async def _settle(self, reservation: Reservation, cost_nano_usd: int) -> None:
+        if self._spending is not None:
+            await self._spending.settle(reservation, cost_nano_usd)
+
+    async def _audited(self, reservation: Reservation, hit: CachedAnswer) -> Comparison | None:
+        request = reservation.request
         with self._tracer.start_as_current_span("audit") as span:
             span.set_attributes(
                 {
@@ -151,11 +187,11 @@ class CacheAudit:
                     attrs.CACHE_SIMILARITY: hit.similarity,
                 }
             )
-            outcome = await self._fresh(request, span)
+            outcome = await self._fresh(reservation, span)
             if outcome is None:
                 return None
             cost = sum(line.cost_nano_usd for line in outcome.lines)
-            self._bill(request, cost)
+            await self._settle(reservation, cost)
             found = compare(hit.content, outcome.answer.content, request.response_format)
             verdict = found.verdict.value if found.verdict is not None else UNDECIDED
             self.verdicts[verdict] += 1
@@ -168,11 +204,10 @@ class CacheAudit:
                     attrs.GEN_AI_REQUEST_MODEL: outcome.answer.model,
                 }
             )
-        if found.verdict is not None:
-            await self.report(request, hit, found.verdict)
         return found
 
-    async def _fresh(self, request: ChatRequest, span: trace.Span) -> CascadeOutcome | None:
+    async def _fresh(self, reservation: Reservation, span: trace.Span) -> CascadeOutcome | None:
+        request = reservation.request
         # The cascade alone never touches the cache: nothing is looked up nor stored.
         fresh = replace(request, cache_mode=CacheMode.BYPASS)
         deadline = self._clock() + AUDIT_DEADLINE_S
@@ -186,15 +221,11 @@ class CacheAudit:
             # No tier answered (or the cost cap left none to try): no verdict to give, but
             # what the failed attempts cost is billed like the audit's answers would be.
             if isinstance(error, NoTierAnswered):
-                self._bill(request, error.spent_nano_usd)
+                await self._settle(reservation, error.spent_nano_usd)
             self.audit_failures += 1
             span.set_attributes({AUDIT_VERDICT: UNDECIDED, AUDIT_REASON: str(error)})
             LOG.warning("cache audit got no fresh answer: %s", error)
         return outcome
-
-    def _bill(self, request: ChatRequest, cost_nano_usd: int) -> None:
-        # Billed, but not a request of the tenant's: the charged-request count stays put.
-        charge(self._ledger, request.tenant.tenant_id, cost_nano_usd, request=False)
 
     async def report(self, request: ChatRequest, hit: CachedAnswer, verdict: HitVerdict) -> None:
         """Sends the verdict on a served hit to the cache; a failure is counted and logged,

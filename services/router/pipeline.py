@@ -9,6 +9,9 @@ cache to embed the prompt and write the entry durably.
 
 A cache hit is served only if its answer passes the first tier's rule gates; sampled semantic
 hits are audited in the background (cache_audit.py), so the cache learns which hits were right.
+
+Money has one owner (spending.py): a hit costs nothing, and a miss reserves its worst case
+before compression and the cascade and settles its actual cost once after, whatever happens.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from opentelemetry import trace
 
-from services.router.budgets import BudgetLedger, charge
+from services.router.budgets import BudgetLedger
 from services.router.cache_audit import CacheAudit, recheck
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered, PromptCost
 from services.router.model import (
@@ -35,9 +38,11 @@ from services.router.model import (
     TierDelta,
 )
 from services.router.ports import CachePort, CompressorPort
+from services.router.spending import Reservation, Spending
 from services.router.stores import BackgroundStores, content_words, store_key
 from shared import telemetry as attrs
 from shared.chat import Finish, Turn
+from shared.errors import SluiceError
 from shared.pricing import PriceCatalogue, TokenUsage
 from shared.tokens import TokenCounter
 
@@ -65,11 +70,11 @@ class Pipeline:
         self._cascade = cascade
         self._catalogue = catalogue
         self._tokens = tokens
-        self._ledger = ledger
+        self._spending = Spending(ledger, catalogue)
         self._clock = clock
         self.stores = stores or BackgroundStores()
         self.audit = audit or CacheAudit(
-            cache, cascade, trace.get_tracer("sluice.router"), ledger, clock=clock
+            cache, cascade, trace.get_tracer("sluice.router"), self._spending, clock=clock
         )
 
     def _baseline_cost(self, request: ChatRequest, output_tokens: int) -> int:
@@ -177,43 +182,85 @@ class Pipeline:
         span = trace.get_current_span()
         annotate_request(span, request)
         found, cache_line = await self._lookup(request, deadline)
-        lines = [cache_line]
         hit = found.hit
         if hit is not None:
-            result = self._cache_result(request, hit, lines)
+            # A hit costs nothing: no money is reserved, and none is charged.
+            result = self._cache_result(request, hit, [cache_line])
             if stream:
                 yield TierDelta(1, 0, hit.content)
-            self._finish(span, request, result)
+            self._annotate(span, result)
             # A sampled semantic hit is checked in the background; submitted before the yield,
             # since a unary caller stops reading at the result.
             self.audit.consider(request, hit)
             yield result
             return
-        turns, compress_line = await self._compress(request, deadline)
-        lines.append(compress_line)
-        outcome: CascadeOutcome | None = None
+        reservation = await self._spending.reserve(request)
+        if reservation.request.downgrade_reason and not request.downgrade_reason:
+            span.set_attribute(attrs.BUDGET_DOWNGRADED, reservation.request.downgrade_reason)
+        async for event in self._answer(reservation, found, cache_line, deadline, stream):
+            yield event
+
+    async def _answer(
+        self,
+        reservation: Reservation,
+        found: CacheLookup,
+        cache_line: StageLine,
+        deadline: float,
+        stream: bool,
+    ) -> AsyncIterator[TierDelta | RouteResult]:
+        """Compression and the cascade under a reservation, which is settled once on every path:
+        with the result's cost before the result is yielded (a unary caller stops reading
+        there), else with what is known to be spent."""
+        request = reservation.request
+        spent = 0
+        # The tier whose call a cancellation would cut short; a provider bills its prompt.
+        in_flight: int | None = None
         try:
-            async for event in self._cascade.run(request, turns, deadline, stream=stream):
-                if isinstance(event, TierDelta):
-                    yield event
-                else:
-                    outcome = event
-        except NoTierAnswered as error:
-            # The caller gets UNAVAILABLE, but what the attempts and a summary cost is owed.
-            charge(
-                self._ledger,
-                request.tenant.tenant_id,
-                compress_line.cost_nano_usd + error.spent_nano_usd,
-            )
-            raise
-        assert outcome is not None, "the cascade always ends with an outcome"
+            turns, compress_line = await self._compress(request, deadline)
+            spent = compress_line.cost_nano_usd
+            in_flight = request.model_class.tiers[0].index
+            outcome: CascadeOutcome | None = None
+            try:
+                async for event in self._cascade.run(request, turns, deadline, stream=stream):
+                    if isinstance(event, TierDelta):
+                        in_flight = event.tier
+                        yield event
+                    else:
+                        outcome = event
+            except NoTierAnswered as error:
+                # The caller gets UNAVAILABLE, but what the attempts and a summary cost is owed.
+                spent += error.spent_nano_usd
+                in_flight = None
+                raise
+            except SluiceError:
+                # Refused before a call (the cost cap), or no dispatcher to call: nothing billed.
+                in_flight = None
+                raise
+            assert outcome is not None, "the cascade always ends with an outcome"
+            in_flight = None
+            result = self._miss_result(request, found, [cache_line, compress_line], outcome)
+            await self._spending.settle(reservation, result.total_cost_nano_usd)
+            self._annotate(trace.get_current_span(), result)
+            yield result
+        finally:
+            if in_flight is not None:
+                spent += self._spending.prompt_cost(request, in_flight)
+            await self._spending.settle(reservation, spent)
+
+    def _miss_result(
+        self,
+        request: ChatRequest,
+        found: CacheLookup,
+        lines: list[StageLine],
+        outcome: CascadeOutcome,
+    ) -> RouteResult:
         lines.extend(outcome.lines)
         self._store(request, outcome)
         if found.nearest_rejected is not None and outcome.answer.finish is Finish.STOP:
             # Free evidence for the cache's threshold: would the rejected answer have done?
             self.audit.shadow(request, found.nearest_rejected, outcome.answer)
         answer = outcome.answer
-        result = RouteResult(
+        return RouteResult(
             request_id=request.request_id,
             content=answer.content,
             finish=answer.finish,
@@ -227,8 +274,6 @@ class Pipeline:
             cache_hit=False,
             policy_version=request.policy_version,
         )
-        self._finish(span, request, result)
-        yield result
 
     def _store(self, request: ChatRequest, outcome: CascadeOutcome) -> None:
         # Only complete answers are worth serving again; a truncated one would fail its gate
@@ -253,10 +298,6 @@ class Pipeline:
         await self.stores.drain(timeout_s)
         left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started))
         await self.audit.drain(left)
-
-    def _finish(self, span: trace.Span, request: ChatRequest, result: RouteResult) -> None:
-        charge(self._ledger, request.tenant.tenant_id, result.total_cost_nano_usd)
-        self._annotate(span, result)
 
     @staticmethod
     def _annotate(span: trace.Span, result: RouteResult) -> None:

@@ -33,6 +33,7 @@ from services.router.rollout import PolicySelector, Rollout, parse_rollout_spec
 from services.router.servicer import RouterServicer
 from services.router.spend_servicer import SERVICE_NAME as SPEND_SERVICE_NAME
 from services.router.spend_servicer import SpendServicer
+from services.router.spending import Spending
 from services.router.tier_gates import TierGates
 from shared.grpc_client import open_channel
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
@@ -144,7 +145,9 @@ def build_pipeline(
         catalogue,
         tokens,
         ledger,
-        audit=CacheAudit(cache, cascade, telemetry.tracer("sluice.router"), ledger),
+        audit=CacheAudit(
+            cache, cascade, telemetry.tracer("sluice.router"), Spending(ledger, catalogue)
+        ),
     )
 
 

@@ -14,11 +14,12 @@ from services.router.budgets import InMemoryLedger
 from services.router.cache_audit import AUDIT_VERDICT, AuditSampler, CacheAudit, recheck
 from services.router.cascade import Cascade
 from services.router.model import CachedAnswer, ChatRequest
+from services.router.spending import Spending
 from shared.chat import Finish, FormatKind, ResponseFormat
 from shared.errors import Unavailable
 from shared.pricing import TokenUsage
 from tests.unit.router.fakes import FakeCache, FakeModels, answer
-from tests.unit.router.fixtures import admit_acme, policy_doc
+from tests.unit.router.fixtures import admit_acme, catalogue, policy_doc
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -47,7 +48,11 @@ class Rig:
         self.cache = cache or FakeCache()
         self.ledger = InMemoryLedger(lambda: NOW)
         self.audit = CacheAudit(
-            self.cache, Cascade(models, tracer), tracer, self.ledger, AuditSampler(lambda: 0.5)
+            self.cache,
+            Cascade(models, tracer),
+            tracer,
+            Spending(self.ledger, catalogue()),
+            AuditSampler(lambda: 0.5),
         )
 
     def span(self, name: str) -> dict[str, object]:
@@ -171,7 +176,8 @@ async def test_an_audit_no_tier_answers_still_bills_the_timed_out_prompts() -> N
     ledger = InMemoryLedger(lambda: NOW)
     tracer = TracerProvider().get_tracer("test")
     cascade = Cascade(models, tracer, prompt_cost=lambda model, turns: 40)
-    audit = CacheAudit(FakeCache(), cascade, tracer, ledger, AuditSampler(lambda: 0.5))
+    spending = Spending(ledger, catalogue())
+    audit = CacheAudit(FakeCache(), cascade, tracer, spending, AuditSampler(lambda: 0.5))
     chat = request()
     tiers = tuple(replace(t, latency_budget_s=0.02) for t in chat.model_class.tiers)
     chat = replace(chat, model_class=replace(chat.model_class, tiers=tiers))

@@ -13,6 +13,7 @@ from services.router.cache_audit import AuditSampler, CacheAudit
 from services.router.cascade import Cascade
 from services.router.model import CachedAnswer, ChatRequest, Outcome, RouteResult, StageName
 from services.router.pipeline import Pipeline, complete
+from services.router.spending import Spending
 from shared.chat import Finish
 from shared.pricing import TokenUsage
 from shared.tokens import TokenCounter
@@ -31,7 +32,9 @@ def build(
     models: FakeModels, cache: FakeCache, ledger: InMemoryLedger | None = None
 ) -> tuple[Pipeline, CacheAudit]:
     cascade = Cascade(models, TRACER)
-    audit = CacheAudit(cache, cascade, TRACER, ledger, AuditSampler(lambda: 0.0))
+    audit = CacheAudit(
+        cache, cascade, TRACER, Spending(ledger, catalogue()), AuditSampler(lambda: 0.0)
+    )
     pipeline = Pipeline(
         cache, FakeCompressor(), cascade, catalogue(), TokenCounter(), ledger, audit=audit
     )
