@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 
 from opentelemetry import trace
 
@@ -197,8 +198,12 @@ class Pipeline:
         reservation = await self._spending.reserve(request)
         if reservation.request.downgrade_reason and not request.downgrade_reason:
             span.set_attribute(attrs.BUDGET_DOWNGRADED, reservation.request.downgrade_reason)
-        async for event in self._answer(reservation, found, cache_line, deadline, stream):
-            yield event
+        # Closed with this generator, so a caller that goes away settles the reservation now,
+        # not whenever the abandoned generator is collected.
+        answering = self._answer(reservation, found, cache_line, deadline, stream)
+        async with aclosing(answering) as events:
+            async for event in events:
+                yield event
 
     async def _answer(
         self,
@@ -220,13 +225,15 @@ class Pipeline:
             spent = compress_line.cost_nano_usd
             in_flight = request.model_class.tiers[0].index
             outcome: CascadeOutcome | None = None
+            cascade = self._cascade.run(request, turns, deadline, stream=stream)
             try:
-                async for event in self._cascade.run(request, turns, deadline, stream=stream):
-                    if isinstance(event, TierDelta):
-                        in_flight = event.tier
-                        yield event
-                    else:
-                        outcome = event
+                async with aclosing(cascade) as events:
+                    async for event in events:
+                        if isinstance(event, TierDelta):
+                            in_flight = event.tier
+                            yield event
+                        else:
+                            outcome = event
             except NoTierAnswered as error:
                 # The caller gets UNAVAILABLE, but what the attempts and a summary cost is owed.
                 spent += error.spent_nano_usd
