@@ -8,8 +8,9 @@ interceptors, passed explicitly to servers and channels rather than patched in g
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ from opentelemetry.instrumentation.grpc import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+from shared.streams import StreamsInTheirOwnTask
 
 # OpenTelemetry GenAI semantic conventions.
 GEN_AI_SYSTEM = "gen_ai.system"
@@ -79,10 +83,44 @@ class BaggageAttributes(SpanProcessor):
                 span.set_attribute(key, value)
 
 
-def with_request_baggage(tenant: str, policy_version: str) -> Context:
-    """A context carrying the request's tenant and policy version to every downstream hop."""
-    context = baggage.set_baggage(TENANT, tenant)
+def with_request_baggage(
+    tenant: str, policy_version: str, context: Context | None = None
+) -> Context:
+    """A context carrying the request's tenant and policy version to every downstream hop:
+    `context` (by default the current one) plus those two entries."""
+    context = baggage.set_baggage(TENANT, tenant, context)
     return baggage.set_baggage(POLICY_VERSION, policy_version, context)
+
+
+class CancelledCallsEndTheirSpan(grpc.aio.UnaryUnaryClientInterceptor):
+    """Sits inside the tracing interceptor, which waits for a unary call's status by itself and,
+    when its caller is cancelled meanwhile, neither cancels the call nor ends the call's span
+    (opentelemetry-python-contrib#3271): the server works on for nobody, and the span is never
+    exported, so the server's half of the trace hangs from a parent that does not exist.
+    Awaiting the call here cancels it with its caller, and a cancelled call's span ends."""
+
+    def __init__(self, traced: Callable[[Any], bool]) -> None:
+        self._traced = traced
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[Any, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        call = await continuation(client_call_details, request)
+        # Inside the tracing interceptor its span is the current one, for calls it traces.
+        span = trace.get_current_span() if self._traced(client_call_details) else None
+        try:
+            await call
+        except grpc.aio.AioRpcError:
+            pass  # the tracing interceptor reads the status from the call, as it would anyway
+        except asyncio.CancelledError:
+            if span is not None:
+                span.set_status(Status(StatusCode.ERROR, "cancelled by the caller"))
+                span.end()
+            raise
+        return call
 
 
 @dataclass(frozen=True)
@@ -101,14 +139,18 @@ class Telemetry:
                 filters.service_name(_HEALTH_SERVICE), filters.service_name(_REFLECTION_SERVICE)
             )
         )
-        return [aio_server_interceptor(tracer_provider=self.provider, filter_=quiet)]  # type: ignore[no-untyped-call]
+        return [
+            # First, so the tracing interceptor's stream wrappers run (and close) in one task.
+            StreamsInTheirOwnTask(),
+            aio_server_interceptor(tracer_provider=self.provider, filter_=quiet),  # type: ignore[no-untyped-call]
+        ]
 
     def client_interceptors(self) -> Sequence[Any]:
         quiet = filters.negate(filters.service_name(_HEALTH_SERVICE))
         interceptors = aio_client_interceptors(  # type: ignore[no-untyped-call]
             tracer_provider=self.provider, filter_=quiet
         )
-        return list(interceptors)
+        return [*interceptors, CancelledCallsEndTheirSpan(quiet)]
 
     def shutdown(self) -> None:
         """Flushes buffered spans; called on graceful shutdown."""
@@ -137,5 +179,10 @@ def usd(nano_usd: int) -> float:
 
 def current_trace_id() -> str:
     """The current span's trace id as 32 hex characters, or "" outside a trace."""
-    context = trace.get_current_span().get_span_context()
+    return trace_id_of(trace.get_current_span())
+
+
+def trace_id_of(span: trace.Span) -> str:
+    """The span's trace id as 32 hex characters, or "" for a span outside any trace."""
+    context = span.get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else ""
