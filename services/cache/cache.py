@@ -158,8 +158,11 @@ class SemanticCache:
     ) -> StoredEntry:
         """Stores an answer durably, replacing any entry with the same exact key."""
         keys = keys_of(request)
-        if not answer.content:
-            raise InvalidRequest("content is required: an empty answer is never cached")
+        if not (answer.content or any(c.tool_calls or c.refusal for c in answer.choices)):
+            raise InvalidRequest(
+                "content is required: an empty answer (no text, tool call or refusal) is never "
+                "cached"
+            )
         if ttl_s is not None and not (ttl_s > 0 and math.isfinite(ttl_s)):
             raise InvalidRequest(f"ttl must be positive, got {ttl_s}s")
         self._require_ready()

@@ -6,12 +6,17 @@ the same key, and the keys are stable across processes and restarts (a later sna
 shared Redis entry store rely on that).
 
 - The exact key covers everything that can change the answer: tenant, model class, every
-  message (role, content, name), the sampling parameters and the required response format
-  (a JSON answer must never serve a free-text request, nor the reverse). Tools are not part
-  of the contract yet; when they are, they belong here too.
+  message (role, content, name, image parts, tool calls, tool-call ids, refusals), the
+  sampling parameters (with seed, n, logprobs and penalties), the required response format
+  (a JSON answer must never serve a free-text request, nor the reverse) and the tools offered
+  with their tool choice.
 - The namespace key covers the same fields except the text of the last user turn, which is the
   only part matched semantically. Earlier turns, the system prompt and any turn after the last
   user turn must therefore match exactly, and tenants never share a namespace.
+- Some requests are matched exactly only (no semantic query): a request with an image, whose
+  picture the embedding never sees; one that offers tools, where a look-alike question would
+  get a tool call with another question's arguments; and one that asks for several choices or
+  for logprobs, which belong to one exact text.
 """
 
 from __future__ import annotations
@@ -23,12 +28,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.chat import TEXT_FORMAT, FormatKind, ResponseFormat, Role, Sampling, Turn
+from shared.chat import (
+    NO_TOOLS,
+    TEXT_FORMAT,
+    FormatKind,
+    ResponseFormat,
+    Role,
+    Sampling,
+    ToolSet,
+    Turn,
+)
 from shared.errors import InvalidRequest
 
 # Bumped whenever the canonical document changes, so that old and new keys never collide.
-# 2: the response format joined both keys.
-KEY_VERSION = 2
+# 2: the response format joined both keys. 3: tools, image parts, tool calls and the sampling
+# fields beyond temperature/top_p/max_tokens/stop joined them.
+KEY_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -37,8 +52,8 @@ class RequestKeys:
 
     exact: str
     namespace: str
-    # Content of the last user turn; None when the request has no user turn, which makes it
-    # cacheable by exact key only.
+    # Content of the last user turn; None when the request has no user turn or is matched
+    # exactly only (semantic_allowed), which makes it cacheable by exact key only.
     query: str | None
 
 
@@ -48,9 +63,10 @@ def request_keys(
     turns: Sequence[Turn],
     sampling: Sampling,
     response_format: ResponseFormat = TEXT_FORMAT,
+    tools: ToolSet = NO_TOOLS,
 ) -> RequestKeys:
     """Computes the exact key, the namespace key and the semantic query of a request."""
-    last_user = _last_user_index(turns)
+    last_user = _last_user_index(turns) if semantic_allowed(turns, sampling, tools) else None
     if last_user is not None and not turns[last_user].content.strip():
         # An empty query embeds to a vector that is "similar" to other short texts; matching
         # on it would serve an answer to a question nobody asked.
@@ -58,7 +74,7 @@ def request_keys(
             f"messages[{last_user}].content is empty: the last user turn needs some text"
         )
     messages: list[dict[str, object]] = [_message(turn) for turn in turns]
-    head = _head(tenant_id, model_class, sampling, response_format)
+    head = _head(tenant_id, model_class, sampling, response_format) | {"tools": _tools(tools)}
     exact = _digest({**head, "kind": "exact", "messages": messages})
     if last_user is None:
         namespace_messages = messages
@@ -71,6 +87,16 @@ def request_keys(
     return RequestKeys(exact=exact, namespace=namespace, query=query)
 
 
+def semantic_allowed(turns: Sequence[Turn], sampling: Sampling, tools: ToolSet) -> bool:
+    """False for the requests matched exactly only (see the module docstring)."""
+    return not (
+        tools.offered
+        or sampling.n > 1
+        or sampling.logprobs
+        or any(turn.has_image for turn in turns)
+    )
+
+
 def _last_user_index(turns: Sequence[Turn]) -> int | None:
     for index in range(len(turns) - 1, -1, -1):
         if turns[index].role is Role.USER:
@@ -81,7 +107,12 @@ def _last_user_index(turns: Sequence[Turn]) -> int | None:
 def _head(
     tenant_id: str, model_class: str, sampling: Sampling, response_format: ResponseFormat
 ) -> dict[str, Any]:
-    for field, value in (("temperature", sampling.temperature), ("top_p", sampling.top_p)):
+    for field, value in (
+        ("temperature", sampling.temperature),
+        ("top_p", sampling.top_p),
+        ("presence_penalty", sampling.presence_penalty),
+        ("frequency_penalty", sampling.frequency_penalty),
+    ):
         # NaN is not equal to itself, so it could never be matched again; refuse it up front.
         if value is not None and not math.isfinite(value):
             raise InvalidRequest(f"sampling.{field}={value} is not a finite number")
@@ -95,6 +126,10 @@ def _head(
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
             "stop": list(sampling.stop),
+            "seed": sampling.seed,
+            "n": sampling.n,
+            "logprobs": [sampling.logprobs, sampling.top_logprobs],
+            "penalties": [sampling.presence_penalty, sampling.frequency_penalty],
         },
         "format": _format(response_format),
     }
@@ -103,13 +138,34 @@ def _head(
 def _format(response_format: ResponseFormat) -> dict[str, Any]:
     if response_format.kind is not FormatKind.JSON_SCHEMA:
         return {"kind": response_format.kind.value}
+    return {
+        "kind": response_format.kind.value,
+        "schema": _json_or_text(response_format.json_schema),
+        "name": response_format.schema_name,
+        "strict": response_format.strict,
+    }
+
+
+def _tools(tools: ToolSet) -> dict[str, Any] | None:
+    if not tools.offered:
+        return None
+    return {
+        "functions": [
+            [f.name, f.description, _json_or_text(f.parameters_json), f.strict]
+            for f in tools.functions
+        ],
+        "choice": [tools.choice.value, tools.function_name],
+        "parallel": tools.parallel_tool_calls,
+    }
+
+
+def _json_or_text(text: str) -> Any:
+    """A JSON document parsed, so that whitespace or key order do not split one document into
+    several keys; the raw text when it does not parse."""
     try:
-        # Parsed and re-serialised canonically, so whitespace or key order in the schema text
-        # does not split one schema into several keys.
-        schema: Any = json.loads(response_format.json_schema, parse_constant=_no_constants)
+        return json.loads(text, parse_constant=_no_constants) if text else None
     except ValueError:
-        schema = response_format.json_schema
-    return {"kind": response_format.kind.value, "schema": schema}
+        return text
 
 
 def _no_constants(name: str) -> Any:
@@ -118,7 +174,23 @@ def _no_constants(name: str) -> Any:
 
 
 def _message(turn: Turn) -> dict[str, object]:
-    return {"role": turn.role.value, "content": turn.content, "name": turn.name}
+    message: dict[str, object] = {
+        "role": turn.role.value,
+        "content": turn.content,
+        "name": turn.name,
+    }
+    if turn.parts:
+        message["parts"] = [
+            part if isinstance(part, str) else {"image": part.url, "detail": part.detail}
+            for part in turn.parts
+        ]
+    if turn.tool_calls:
+        message["tool_calls"] = [[c.id, c.name, c.arguments] for c in turn.tool_calls]
+    if turn.tool_call_id:
+        message["tool_call_id"] = turn.tool_call_id
+    if turn.refusal:
+        message["refusal"] = turn.refusal
+    return message
 
 
 def _digest(document: dict[str, Any]) -> str:

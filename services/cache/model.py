@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from services.cache.adaptive import IndexPolicy
 from services.cache.keys import RequestKeys, request_keys
 from services.cache.records import CachedAnswer
-from shared.chat import TEXT_FORMAT, ResponseFormat, Sampling, Turn
+from shared.chat import NO_TOOLS, TEXT_FORMAT, ResponseFormat, Sampling, ToolSet, Turn
 from shared.errors import InvalidRequest
 
 MAX_TAGS = 16
@@ -62,6 +62,7 @@ class CacheRequest:
     response_format: ResponseFormat = TEXT_FORMAT
     # Lookups only: entries created longer ago than this many seconds do not match.
     max_age_s: float | None = None
+    tools: ToolSet = NO_TOOLS
 
 
 @dataclass(frozen=True)
@@ -158,4 +159,5 @@ def keys_of(request: CacheRequest) -> RequestKeys:
         request.turns,
         request.sampling,
         request.response_format,
+        request.tools,
     )

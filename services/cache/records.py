@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from shared.chat import Finish
+from shared.chat import Choice, Finish, TokenLogprob, ToolCall, TopLogprob
 from shared.pricing import TokenUsage
 
 # Bytes a stored entry costs beyond its texts and vector: ids, times, usage and row overhead.
@@ -32,6 +32,8 @@ class CachedAnswer:
     model: str
     usage: TokenUsage = field(default_factory=TokenUsage)
     finish: Finish = Finish.STOP
+    # Every choice (tool calls, refusals, logprobs); empty for an answer that is its text.
+    choices: tuple[Choice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,46 @@ def meta_of(record: EntryRecord) -> dict[str, Any]:
         "created_at": record.created_at,
         "expires_at": record.expires_at,
         "tags": list(record.tags),
+        **({"choices": choices_json(record.answer.choices)} if record.answer.choices else {}),
     }
+
+
+def choices_json(choices: tuple[Choice, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": c.index,
+            "content": c.content,
+            "finish": c.finish.value,
+            "tool_calls": [[t.id, t.name, t.arguments] for t in c.tool_calls],
+            "refusal": c.refusal,
+            "logprobs": [
+                [e.token, e.logprob, [[t.token, t.logprob] for t in e.top]] for e in c.logprobs
+            ],
+        }
+        for c in choices
+    ]
+
+
+def choices_from_json(raw: list[dict[str, Any]]) -> tuple[Choice, ...]:
+    return tuple(
+        Choice(
+            index=int(c["index"]),
+            content=str(c["content"]),
+            finish=Finish.parse(c["finish"]),
+            tool_calls=tuple(ToolCall(*map(str, t)) for t in c["tool_calls"]),
+            refusal=str(c["refusal"]),
+            logprobs=tuple(
+                TokenLogprob(
+                    str(token),
+                    float(logprob),
+                    None,
+                    tuple(TopLogprob(str(t), float(v)) for t, v in top),
+                )
+                for token, logprob, top in c["logprobs"]
+            ),
+        )
+        for c in raw
+    )
 
 
 def encode_meta(record: EntryRecord) -> bytes:
@@ -124,6 +165,7 @@ def record_from_meta(meta: dict[str, Any], blob: bytes | None, dim: int) -> Entr
         model=meta["model"],
         usage=TokenUsage(int(inputs), int(outputs), int(cached)),
         finish=Finish.parse(meta["finish"]),
+        choices=choices_from_json(meta.get("choices") or []),
     )
     return EntryRecord(
         entry_id=meta["entry_id"],

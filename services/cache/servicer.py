@@ -24,6 +24,7 @@ from services.cache.model import (
 from services.cache.records import CachedAnswer
 from services.cache.stats import CacheStats
 from shared import telemetry as attrs
+from shared.chat import NO_TOOLS
 from shared.convert import (
     finish_from_proto,
     finish_to_proto,
@@ -33,6 +34,7 @@ from shared.convert import (
     usage_from_proto,
     usage_to_proto,
 )
+from shared.convert_tools import choices_from_proto, choices_to_proto, tools_from_proto
 from shared.errors import InvalidRequest, SluiceError, abort_with
 
 ORIGIN = "cache"
@@ -62,6 +64,7 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
                 request.messages,
                 request.sampling,
                 request.response_format,
+                tools=request.tools,
                 allow_semantic=request.allow_semantic,
                 max_age_s=_seconds(request.max_age) if request.HasField("max_age") else None,
             )
@@ -86,12 +89,14 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
                 request.messages,
                 request.sampling,
                 request.response_format,
+                tools=request.tools,
             )
             answer = CachedAnswer(
                 content=request.content,
                 model=request.model,
                 usage=usage_from_proto(request.usage),
                 finish=finish_from_proto(request.finish_reason),
+                choices=choices_from_proto(request.choices),
             )
             stored = await self._cache.store(
                 cache_request,
@@ -163,6 +168,7 @@ def _cache_request(
     sampling: common_pb2.SamplingParams,
     response_format: common_pb2.ResponseFormat,
     *,
+    tools: common_pb2.ToolSet | None = None,
     allow_semantic: bool = True,
     max_age_s: float | None = None,
 ) -> CacheRequest:
@@ -175,6 +181,7 @@ def _cache_request(
         allow_semantic=allow_semantic,
         response_format=response_format_from_proto(response_format),
         max_age_s=max_age_s,
+        tools=NO_TOOLS if tools is None else tools_from_proto(tools),
     )
 
 
@@ -189,6 +196,7 @@ def _target(request: pb.InvalidateRequest) -> InvalidateTarget:
                 exact.messages,
                 exact.sampling,
                 exact.response_format,
+                tools=exact.tools,
             )
         )
     if which == "namespace_key":
@@ -222,6 +230,7 @@ def _lookup_response(result: LookupResult) -> pb.LookupResponse:
         response.model = result.answer.model
         response.usage.CopyFrom(usage_to_proto(result.answer.usage))
         response.finish_reason = finish_to_proto(result.answer.finish)
+        response.choices.extend(choices_to_proto(result.answer.choices))
     return response
 
 
