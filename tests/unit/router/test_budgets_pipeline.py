@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import replace
+from typing import cast
 
 import pytest
 
@@ -121,7 +123,10 @@ async def test_a_stream_cut_short_bills_the_prompt_in_flight_and_releases_the_re
     models = FakeModels({"cheap": answer("one two three", "cheap", cost=40)})
     pipeline = build(models, ledger)
     chat = tiny_request(ledger)
-    events = pipeline.run(chat, time.monotonic() + 10, stream=True)
+    events = cast(
+        AsyncGenerator[TierDelta | RouteResult],
+        pipeline.run(chat, time.monotonic() + 10, stream=True),
+    )
     first = await anext(events)
     assert isinstance(first, TierDelta) and ledger.reserved("acme") > 0
     await events.aclose()  # the caller went away
