@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from typing import cast
 
 from opentelemetry import trace
 
@@ -212,7 +213,7 @@ class Pipeline:
         cache_line: StageLine,
         deadline: float,
         stream: bool,
-    ) -> AsyncIterator[TierDelta | RouteResult]:
+    ) -> AsyncGenerator[TierDelta | RouteResult]:
         """Compression and the cascade under a reservation, which is settled once on every path:
         with the result's cost before the result is yielded (a unary caller stops reading
         there), else with what is known to be spent."""
@@ -225,7 +226,11 @@ class Pipeline:
             spent = compress_line.cost_nano_usd
             in_flight = request.model_class.tiers[0].index
             outcome: CascadeOutcome | None = None
-            cascade = self._cascade.run(request, turns, deadline, stream=stream)
+            # Cascade.run is an async generator; typed as an iterator, so it is cast to be closed.
+            cascade = cast(
+                AsyncGenerator[TierDelta | CascadeOutcome],
+                self._cascade.run(request, turns, deadline, stream=stream),
+            )
             try:
                 async with aclosing(cascade) as events:
                     async for event in events:
