@@ -6,7 +6,9 @@ serving, and Ctrl-C (SIGINT) or SIGTERM stops them all.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import signal
 import threading
 import time
@@ -129,6 +131,18 @@ def _wait_ready(mesh: Mesh, stop: threading.Event) -> bool:
     return not stop.is_set()
 
 
+def _try_commands(mesh: Mesh, hint: KeyHint) -> str:
+    """`sluice ask` and curl lines that work as printed, whatever the question's quotes."""
+    key_flag = "" if hint.key == "dev" else f" --api-key {shlex.quote(hint.key)}"
+    body = {"model": "auto", "messages": [{"role": "user", "content": hint.question}]}
+    return (
+        f"  .venv/bin/sluice ask --router {mesh.address('router')}{key_flag} "
+        f"{shlex.quote(hint.question)}\n"
+        f"  curl -s http://{mesh.address('router_http')}/v1/chat/completions "
+        f"-H {shlex.quote('authorization: Bearer ' + hint.key)} -d {shlex.quote(json.dumps(body))}"
+    )
+
+
 def _print_addresses(mesh: Mesh, receiver: OtlpReceiver | None, state: Path, hint: KeyHint) -> None:
     print("\nSluice is up:")
     for name in START_ORDER:
@@ -140,13 +154,6 @@ def _print_addresses(mesh: Mesh, receiver: OtlpReceiver | None, state: Path, hin
     print(f"  logs        {mesh.log_dir} (the previous run's as *.log.1)")
     print(f"\n{hint.describe()}")
     if hint.key:
-        router = mesh.address("router")
-        key_flag = "" if hint.key == "dev" else f" --api-key {hint.key}"
-        print(f'  .venv/bin/sluice ask --router {router}{key_flag} "{hint.question}"')
-        print(
-            f"  curl -s http://{mesh.address('router_http')}/v1/chat/completions -H "
-            f'\'authorization: Bearer {hint.key}\' -d \'{{"model": "auto", "messages": '
-            f'[{{"role": "user", "content": "{hint.question}"}}]}}\''
-        )
+        print(_try_commands(mesh, hint))
     print("A service that exits is restarted with backoff.")
     print("Stop with Ctrl-C.", flush=True)
