@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.unit.simulator.helpers import RecordingSleep, chat, make_client, sse_payloads
 
 PROMPT = "Summarise the history of the printing press."
-WITH_USAGE = {"stream": True, "stream_options": {"include_usage": True}}
+WITH_USAGE: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
 
 
 async def test_stream_is_sse_with_role_content_finish_usage_and_done():
