@@ -25,21 +25,39 @@ _TOKENS_PER_MESSAGE = 4
 RUN_SLICE_CHARS = 256
 # cl100k's pre-tokenizer never puts whitespace and non-whitespace in one pre-token beyond a
 # single leading character, so a pre-token longer than a slice lies inside one of these runs.
+# Long texts are scanned in windows of about this size, cut before a word where possible.
+WINDOW_CHARS = 64 * 1024
 _LONG_RUN = re.compile(rf"\S{{{RUN_SLICE_CHARS},}}|\s{{{RUN_SLICE_CHARS},}}")
+
+
+def _windows(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) spans of about WINDOW_CHARS covering the text, each ending before a space
+    that follows a word where there is one (where tiktoken's pre-tokenizer splits anyway)."""
+    start = 0
+    while start < len(text):
+        end = min(start + WINDOW_CHARS, len(text))
+        if end < len(text):
+            space = text.rfind(" ", start + WINDOW_CHARS // 2, end)
+            if space > 0 and not text[space - 1].isspace():
+                end = space
+        yield start, end
+        start = end
 
 
 def bounded_pieces(text: str) -> Iterator[str]:
     """The text cut so that no piece holds a run longer than RUN_SLICE_CHARS; their
-    concatenation is the text."""
-    start = 0
-    for run in _LONG_RUN.finditer(text):
-        if run.start() > start:
-            yield text[start : run.start()]
-        for cut in range(run.start(), run.end(), RUN_SLICE_CHARS):
-            yield text[cut : min(cut + RUN_SLICE_CHARS, run.end())]
-        start = run.end()
-    if start < len(text):
-        yield text[start:]
+    concatenation is the text. It is scanned in windows, so no single regex call holds the
+    GIL for long (a counting thread must not stall the event loop's thread)."""
+    for window, end in _windows(text):
+        start = window
+        for run in _LONG_RUN.finditer(text, window, end):
+            if run.start() > start:
+                yield text[start : run.start()]
+            for cut in range(run.start(), run.end(), RUN_SLICE_CHARS):
+                yield text[cut : min(cut + RUN_SLICE_CHARS, run.end())]
+            start = run.end()
+        if start < end:
+            yield text[start:end]
 
 
 class TokenCounter:

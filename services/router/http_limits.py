@@ -137,6 +137,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # A pipelined request waits (unread) for the answer before it; its clock restarts.
             self._arm_header_timer()
             return
+        if self._header_bytes == 0:
+            # Connected and never spoke (a pre-opened connection): nobody to answer.
+            self.transport.close()
+            return
         self._refuse(
             408,
             "request_timeout",
