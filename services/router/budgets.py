@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
@@ -67,10 +67,19 @@ class BudgetLedger(Protocol):
         as a charged request (a background audit of a cache hit costs money but is not one)."""
 
     async def reserve(
-        self, tenant_id: str, reservation_id: str, amount: int, budget: Budget, *, force: bool
+        self,
+        tenant_id: str,
+        reservation_id: str,
+        amount: int,
+        budget: Budget,
+        *,
+        force: bool,
+        lease_s: int | None = None,
     ) -> Hold:
         """Holds `amount` for a request when it fits the budget (or when `force`d), atomically
-        with every other reservation of the tenant."""
+        with every other reservation of the tenant. A reservation id held already is held anew
+        (a retried job submit), not counted against itself. The hold lets go by itself after
+        `lease_s` (None: the ledger's default) unless settled first."""
 
     async def settle(
         self, tenant_id: str, reservation_id: str, cost_nano_usd: int, *, request: bool = True
@@ -82,6 +91,13 @@ class JobLedger(BudgetLedger, Protocol):
     def charge_once(self, tenant_id: str, charge_id: str, cost_nano_usd: int) -> None:
         """Records the cost unless a charge with this id was recorded before (a deferred job is
         charged when it is first seen finished, however often it is read)."""
+
+    async def settle_once(
+        self, tenant_id: str, reservation_id: str, charge_id: str, cost_nano_usd: int
+    ) -> None:
+        """Releases the reservation and records the cost unless a charge with this id was
+        recorded before (by charge_once or settle_once, on any replica sharing the ledger): a
+        deferred job's hold is settled whenever it is seen finished, and charged once."""
 
 
 class ServedLedger(JobLedger, Protocol):
@@ -109,6 +125,8 @@ class InMemoryLedger:
         self._charged: dict[str, None] = {}
         # Reservations in flight: tenant -> reservation id -> nano-USD held.
         self._held: dict[str, dict[str, int]] = {}
+        # When the reservations given a lease let go (a deferred job nobody reads again).
+        self._lease_ends: dict[str, datetime] = {}
         # The day the entries were last pruned for; pruning runs once a day, not per request.
         self._pruned_for = ""
 
@@ -136,21 +154,42 @@ class InMemoryLedger:
         self._counts[(tenant_id, day)] = self._counts.get((tenant_id, day), 0) + int(request)
 
     async def reserve(
-        self, tenant_id: str, reservation_id: str, amount: int, budget: Budget, *, force: bool
+        self,
+        tenant_id: str,
+        reservation_id: str,
+        amount: int,
+        budget: Budget,
+        *,
+        force: bool,
+        lease_s: int | None = None,
     ) -> Hold:
         # No await between the check and the hold: on one event loop the pair is atomic.
         held = self._held.setdefault(tenant_id, {})
-        hold = Hold(False, self.spent(tenant_id), sum(held.values()))
+        self._drop_lapsed(held)
+        others = sum(v for k, v in held.items() if k != reservation_id)
+        hold = Hold(False, self.spent(tenant_id), others)
         if force or budget_fits(budget, hold.spend, hold.reserved_nano_usd, amount):
             held[reservation_id] = amount
+            if lease_s is not None:
+                self._lease_ends[reservation_id] = self._clock() + timedelta(seconds=lease_s)
             return Hold(True, hold.spend, hold.reserved_nano_usd)
         return hold
+
+    def _drop_lapsed(self, held: dict[str, int]) -> None:
+        """Forgets the tenant's reservations whose lease has run out. Requests settle in a
+        `finally`, so only leased holds (jobs) can be left behind."""
+        now = self._clock()
+        for reservation_id in [r for r in held if r in self._lease_ends]:
+            if self._lease_ends[reservation_id] <= now:
+                del held[reservation_id]
+                del self._lease_ends[reservation_id]
 
     async def settle(
         self, tenant_id: str, reservation_id: str, cost_nano_usd: int, *, request: bool = True
     ) -> None:
         held = self._held.get(tenant_id, {})
         held.pop(reservation_id, None)
+        self._lease_ends.pop(reservation_id, None)
         if not held:
             self._held.pop(tenant_id, None)
         if cost_nano_usd:
@@ -158,7 +197,9 @@ class InMemoryLedger:
 
     def reserved(self, tenant_id: str) -> int:
         """What this tenant's requests in flight hold."""
-        return sum(self._held.get(tenant_id, {}).values())
+        held = self._held.get(tenant_id, {})
+        self._drop_lapsed(held)
+        return sum(held.values())
 
     async def start(self) -> None:
         """Nothing to connect to; here so every ledger has the same lifecycle."""
@@ -173,6 +214,13 @@ class InMemoryLedger:
         if len(self._charged) > MAX_CHARGE_IDS:
             del self._charged[next(iter(self._charged))]
         self.record(tenant_id, cost_nano_usd)
+
+    async def settle_once(
+        self, tenant_id: str, reservation_id: str, charge_id: str, cost_nano_usd: int
+    ) -> None:
+        await self.settle(tenant_id, reservation_id, 0)
+        if cost_nano_usd:
+            self.charge_once(tenant_id, charge_id, cost_nano_usd)
 
 
 def format_usd(nano: int) -> str:

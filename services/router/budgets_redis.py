@@ -7,7 +7,9 @@ across replicas:
   free themselves), checks `spent + reserved + estimate` against the day's and the month's
   limits (budgets.fits, the same rule as the in-memory ledger) and holds the estimate;
 - `settle` runs SETTLE_LUA: it adds the actual cost to the day and month, once per reservation
-  id (a marker makes a retried settle harmless), and removes the reservation.
+  id (a marker makes a retried settle harmless), and removes the reservation;
+- `settle_once` runs the same script for a deferred job, marked by the job's charge id instead,
+  so whichever replica sees the job finished first charges it, and the others only release.
 
 Charges of tenants without a budget stay off the network, on a lazily synced local view:
 
@@ -25,7 +27,8 @@ the in-memory ledger's behaviour; the next successful sync catches up.
 Keys: `sluice:ledger:<tenant>:<period>` (nano-USD) and `sluice:ledger:<tenant>:<day>:n`
 (charged requests), where a period is a UTC day (`2026-11-27`) or month (`2026-11`);
 `sluice:ledger:<tenant>:held` (reservation id -> nano-USD) with `...:held:expiry` (a sorted set
-of the ids by lease end); `sluice:ledger:settled:<id>` (a settle's marker).
+of the ids by lease end); `sluice:ledger:settled:<id>` (a settle's marker) and
+`sluice:ledger:charge:<id>` (a deferred job's charge marker).
 """
 
 from __future__ import annotations
@@ -69,7 +72,9 @@ LEASE_S = 300
 # Long enough for a settle queued during an outage to be retried without counting twice.
 SETTLED_TTL_S = 86_400
 # KEYS: day, month, held, held expiry. ARGV: id, amount, daily limit, monthly limit, force,
-# lease. Returns {granted, spent today, spent this month, held by the others}.
+# lease. Returns {granted, spent today, spent this month, held by the others}. An id held
+# already (a retried job submit) is held anew, not counted against itself; the keys' expiry
+# only ever grows, so a request's short lease cannot cut a job's long one.
 RESERVE_LUA = """
 local now = tonumber(redis.call('TIME')[1])
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
@@ -77,7 +82,10 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 local reserved = 0
-for _, held in ipairs(redis.call('HVALS', KEYS[3])) do reserved = reserved + tonumber(held) end
+local holds = redis.call('HGETALL', KEYS[3])
+for i = 1, #holds, 2 do
+  if holds[i] ~= ARGV[1] then reserved = reserved + tonumber(holds[i + 1]) end
+end
 local day = tonumber(redis.call('GET', KEYS[1]) or '0')
 local month = tonumber(redis.call('GET', KEYS[2]) or '0')
 local amount = tonumber(ARGV[2])
@@ -89,7 +97,11 @@ local granted = ARGV[5] == '1' or (fits(ARGV[3], day) and fits(ARGV[4], month))
 if granted then
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
   redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[1])
-  redis.call('EXPIRE', KEYS[3], ARGV[6]); redis.call('EXPIRE', KEYS[4], ARGV[6])
+  for i = 3, 4 do
+    if redis.call('TTL', KEYS[i]) < tonumber(ARGV[6]) then
+      redis.call('EXPIRE', KEYS[i], ARGV[6])
+    end
+  end
 end
 return {granted and 1 or 0, day, month, reserved}
 """
@@ -118,6 +130,9 @@ class _Settle:
     cost_nano_usd: int
     request: bool
     keys: tuple[str, str, str]
+    # The once-only marker: a request's own (settled:<id>), or a job's charge id (charge:<id>).
+    marker: str = ""
+    marker_ttl_s: int = SETTLED_TTL_S
 
 
 def _keys(tenant_id: str, day: str, month: str) -> tuple[str, str, str]:
@@ -198,16 +213,24 @@ class RedisLedger:
         self._charges.append((charge_id, tenant_id, cost_nano_usd, *periods(self._clock())))
 
     async def reserve(
-        self, tenant_id: str, reservation_id: str, amount: int, budget: Budget, *, force: bool
+        self,
+        tenant_id: str,
+        reservation_id: str,
+        amount: int,
+        budget: Budget,
+        *,
+        force: bool,
+        lease_s: int | None = None,
     ) -> Hold:
         self._tenants.add(tenant_id)
+        lease = self._lease_s if lease_s is None else lease_s
         day_key, month_key, _ = _keys(tenant_id, *periods(self._clock()))
         held_key = PREFIX + tenant_id + ":held"
         keys = [day_key, month_key, held_key, held_key + ":expiry"]
         limits = [budget.daily_nano_usd, budget.monthly_nano_usd]
         try:
             granted, day, month, reserved = await self._reserve(
-                keys, [reservation_id, amount, *limits, int(force), self._lease_s]
+                keys, [reservation_id, amount, *limits, int(force), lease]
             )
         except RedisError as error:
             self._degraded(error)
@@ -219,7 +242,8 @@ class RedisLedger:
         self, tenant_id: str, reservation_id: str, amount: int, budget: Budget, force: bool
     ) -> Hold:
         held = self._local_holds.setdefault(tenant_id, {})
-        hold = Hold(False, self.spent(tenant_id), sum(held.values()))
+        others = sum(v for k, v in held.items() if k != reservation_id)
+        hold = Hold(False, self.spent(tenant_id), others)
         if force or budget_fits(budget, hold.spend, hold.reserved_nano_usd, amount):
             held[reservation_id] = amount
             return Hold(True, hold.spend, hold.reserved_nano_usd)
@@ -248,6 +272,27 @@ class RedisLedger:
         except RedisError as error:
             self._degraded(error)
 
+    async def settle_once(
+        self, tenant_id: str, reservation_id: str, charge_id: str, cost_nano_usd: int
+    ) -> None:
+        """One SETTLE_LUA call whose marker is the charge id that charge_once uses, so a job
+        charged before it had a reservation is not charged again."""
+        self._local_holds.get(tenant_id, {}).pop(reservation_id, None)
+        settle = _Settle(
+            reservation_id,
+            tenant_id,
+            cost_nano_usd,
+            cost_nano_usd > 0,
+            _keys(tenant_id, *periods(self._clock())),
+            marker=PREFIX + "charge:" + charge_id,
+            marker_ttl_s=CHARGE_TTL_S,
+        )
+        self._queue(settle)
+        try:
+            await self._send_settle(settle)
+        except RedisError as error:
+            self._degraded(error)
+
     def _queue(self, settle: _Settle) -> None:
         self._settles.append(settle)
         day_key, month_key, count_key = settle.keys
@@ -257,9 +302,9 @@ class RedisLedger:
     async def _send_settle(self, settle: _Settle) -> None:
         day_key, month_key, count_key = settle.keys
         held_key = PREFIX + settle.tenant_id + ":held"
-        keys = [PREFIX + "settled:" + settle.reservation_id, *settle.keys]
-        keys += [held_key, held_key + ":expiry"]
-        ttls = [DAY_TTL_S, MONTH_TTL_S, SETTLED_TTL_S]
+        marker = settle.marker or PREFIX + "settled:" + settle.reservation_id
+        keys = [marker, *settle.keys, held_key, held_key + ":expiry"]
+        ttls = [DAY_TTL_S, MONTH_TTL_S, settle.marker_ttl_s]
         day, month, count = await self._settle(
             keys,
             [settle.cost_nano_usd, *ttls, int(settle.request), settle.reservation_id],

@@ -3,8 +3,11 @@
 Deferred requests skip the cache and the tier cascade: a gate cannot escalate an answer nobody
 is waiting for, and a second batch round would double the wait. So every request of a job
 goes to its model class's last, most capable tier, which the batch discount makes cheaper
-than it is interactively. The tenant's budget still applies: a spent budget refuses the job,
-or, when the policy downgrades instead, sends it to the cheapest tier.
+than it is interactively. The tenant's budget still applies, as a request's does: the job's
+worst case is held from submit (spending.JobSpending), so a tenant cannot submit jobs beyond
+its budget; one that does not fit is refused or, when the policy downgrades instead, sent to
+the cheapest tier. The hold is settled with the job's cost the first time any router replica
+sees the job finished, and released at once when the batcher does not take the job.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -21,8 +24,8 @@ from services.router.admission import (
     validate_sampling,
     validate_turns,
 )
-from services.router.budgets import BudgetLedger, JobLedger, check_budget
 from services.router.policy import Policy, TenantPolicy
+from services.router.spending import JobHold, JobSpending, prompt_upper_bound
 from shared.chat import Finish, ResponseFormat, Sampling, Turn
 from shared.errors import InvalidRequest, NotFound, SluiceError, quoted
 from shared.pricing import TokenUsage
@@ -34,6 +37,11 @@ MAX_CUSTOM_ID_CHARS = 64
 # that holds the job again, whichever router replica is asked.
 JOB_ID_PREFIX = "dj_"
 ROUTING_KEY_HEX = 16
+# A job's hold lasts the provider Batch API's completion window (the batcher asks for "24h"),
+# plus an hour for the batcher's queue before it and the caller's first read after it. A job
+# nobody reads again then lets go of the tenant's budget; it is still charged when read.
+BATCH_COMPLETION_WINDOW_S = 24 * 3600
+JOB_LEASE_S = BATCH_COMPLETION_WINDOW_S + 3600
 
 
 @dataclass(frozen=True)
@@ -81,10 +89,10 @@ def plan_deferred(
     api_key: str,
     model_class: str,
     items: Sequence[DeferredItem],
-    ledger: BudgetLedger | None,
+    spending: JobSpending | None,
 ) -> DeferredPlan:
     """Authenticates, validates every item and picks the model; raises Unauthenticated,
-    InvalidRequest or BudgetExhausted, naming the problem."""
+    InvalidRequest or BudgetExhausted (for a spent budget), naming the problem."""
     tenant = policy.authenticate(api_key)
     chosen = tenant.model_class(model_class)
     if not items:
@@ -93,7 +101,7 @@ def plan_deferred(
         raise InvalidRequest(f"{len(items)} requests, over the limit of {MAX_REQUESTS} per job")
     seen: set[str] = set()
     validated = tuple(_validated(index, item, seen) for index, item in enumerate(items))
-    downgrade = "" if ledger is None else check_budget(tenant, ledger) or ""
+    downgrade = "" if spending is None else spending.precheck(tenant) or ""
     tier = chosen.tiers[0] if downgrade else chosen.tiers[-1]
     return DeferredPlan(
         tenant=tenant,
@@ -115,6 +123,20 @@ def routing_key(tenant_id: str, request_id: str, nonce: str) -> str:
 
 def router_job_id(key: str, batcher_job_id: str) -> str:
     return f"{JOB_ID_PREFIX}{key}_{batcher_job_id}"
+
+
+def job_reservation_id(key: str) -> str:
+    """The ledger id of a job's hold: known before the batcher names the job, and found again
+    from the job id by any router replica."""
+    return f"{JOB_ID_PREFIX}{key}"
+
+
+def worst_calls(plan: DeferredPlan) -> list[TokenUsage]:
+    """Each request's prompt (at most a token per UTF-8 byte) and output cap, as sent."""
+    return [
+        TokenUsage(prompt_upper_bound(item.turns), item.sampling.max_tokens or plan.max_tokens)
+        for item in plan.items
+    ]
 
 
 def parse_job_id(job_id: str) -> tuple[str, str]:
@@ -196,13 +218,20 @@ class Submitted:
 
 
 class DeferredWork:
-    """Submit, Get and Cancel of deferred jobs for authenticated tenants, and the charge of a
-    finished job to the tenant's ledger, once."""
+    """Submit, Get and Cancel of deferred jobs for authenticated tenants; a job's worst case is
+    held from submit and settled with its cost, once, when it is first seen finished."""
 
-    def __init__(self, policy: Policy, batches: BatchPort, ledger: JobLedger | None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        batches: BatchPort,
+        spending: JobSpending,
+        lease_s: int = JOB_LEASE_S,
+    ) -> None:
         self._policy = policy
         self._batches = batches
-        self._ledger = ledger
+        self._spending = spending
+        self._lease_s = lease_s
 
     async def submit(
         self,
@@ -212,12 +241,41 @@ class DeferredWork:
         items: Sequence[DeferredItem],
         deadline: float,
     ) -> Submitted:
-        plan = plan_deferred(self._policy, api_key, model_class, items, self._ledger)
+        plan = plan_deferred(self._policy, api_key, model_class, items, self._spending)
         key = routing_key(plan.tenant.tenant_id, request_id, uuid.uuid4().hex)
-        report = await self._batches.submit(key, request_id, plan, deadline)
+        plan, hold = await self._reserve(plan, model_class, job_reservation_id(key))
+        try:
+            report = await self._batches.submit(key, request_id, plan, deadline)
+        except Exception:
+            # The batcher refused the job or none could be reached: nothing runs on the hold.
+            # (A cancelled submit keeps it until its lease: the batcher may have the job.)
+            await self._spending.release(plan.tenant.tenant_id, job_reservation_id(key), hold)
+            raise
         job_id = router_job_id(key, report.batcher_job_id)
-        self._charge(plan.tenant.tenant_id, job_id, report)
+        await self._settle(plan.tenant.tenant_id, key, job_id, report)
         return Submitted(job_id, report, plan)
+
+    async def _reserve(
+        self, plan: DeferredPlan, model_class: str, reservation_id: str
+    ) -> tuple[DeferredPlan, JobHold]:
+        """Holds the job's worst case; the plan comes back on the cheapest tier when the tenant
+        downgrades for want of room."""
+        chosen = plan.tenant.model_class(model_class)
+        planned = next(tier for tier in chosen.tiers if tier.index == plan.tier)
+        tiers = (planned, chosen.tiers[0])
+        calls = worst_calls(plan)
+        hold = await self._spending.reserve(
+            plan.tenant, reservation_id, calls, tiers, lease_s=self._lease_s
+        )
+        if hold.tier is planned:
+            return plan, hold
+        downgraded = replace(
+            plan,
+            model=hold.tier.model,
+            tier=hold.tier.index,
+            downgrade_reason=hold.downgrade_reason,
+        )
+        return downgraded, hold
 
     async def get(self, api_key: str, job_id: str, deadline: float) -> JobReport:
         return await self._on_job(self._batches.get, api_key, job_id, deadline)
@@ -235,10 +293,11 @@ class DeferredWork:
         except NotFound:
             message = f"no deferred job {quoted(job_id)} for tenant {tenant.tenant_id!r}"
             raise NotFound(message) from None
-        self._charge(tenant.tenant_id, job_id, report)
+        await self._settle(tenant.tenant_id, key, job_id, report)
         return report
 
-    def _charge(self, tenant_id: str, job_id: str, report: JobReport) -> None:
-        # A finished job's cost no longer changes, so it is charged the first time it is seen.
-        if self._ledger is not None and report.status.finished and report.cost_nano_usd:
-            self._ledger.charge_once(tenant_id, job_id, report.cost_nano_usd)
+    async def _settle(self, tenant_id: str, key: str, job_id: str, report: JobReport) -> None:
+        # A finished job's cost no longer changes: every sighting settles, the first charges.
+        if report.status.finished:
+            reservation_id = job_reservation_id(key)
+            await self._spending.settle(tenant_id, reservation_id, job_id, report.cost_nano_usd)

@@ -33,7 +33,7 @@ from services.router.rollout import PolicySelector, Rollout, parse_rollout_spec
 from services.router.servicer import RouterServicer
 from services.router.spend_servicer import SERVICE_NAME as SPEND_SERVICE_NAME
 from services.router.spend_servicer import SpendServicer
-from services.router.spending import Spending
+from services.router.spending import JobSpending, Spending
 from services.router.tier_gates import TierGates
 from shared.grpc_client import open_channel
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
@@ -200,6 +200,7 @@ async def serve(settings: Settings) -> None:
             await channel.close()
 
     spend = SpendServicer(selector.primary, ledger)
-    deferred = DeferredServicer(DeferredWork(selector.primary, DeferredClient(batchers), ledger))
+    work = DeferredWork(selector.primary, DeferredClient(batchers), JobSpending(ledger, catalogue))
+    deferred = DeferredServicer(work)
     hosted = build_server(settings, servicer, spend, deferred, telemetry)
     await run_until_terminated(hosted, name="router", start=start, stop=close, telemetry=telemetry)

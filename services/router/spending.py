@@ -19,17 +19,23 @@ When the estimate does not fit, a `reject` tenant gets RESOURCE_EXHAUSTED naming
 its spend on the cheapest tier is not bounded by the budget, only its escalations are.
 
 Tenants without a budget reserve nothing, and their charges take the ledger's fast path.
+
+Deferred (Batch API) jobs have their own owner, JobSpending, on the same rules: a job holds its
+worst case (every request's prompt and output cap at the model's dearest batch price) from
+submit, for a lease as long as the provider's completion window and a margin, and is settled
+with its actual cost when first seen finished, by whichever replica sees it, charged once.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from services.router.budgets import (
     BudgetLedger,
     Hold,
+    JobLedger,
     check_budget,
     exhausted_reason,
     format_usd,
@@ -84,8 +90,9 @@ def _left(limit: int, spent: int, reserved: int) -> int:
     return max(0, limit - spent - reserved)
 
 
-def refusal_reason(budget: Budget, hold: Hold, amount: int) -> str:
-    """Why a reservation was refused, with every amount readable."""
+def refusal_reason(budget: Budget, hold: Hold, amount: int, what: str = "this request") -> str:
+    """Why a reservation was refused, with every amount readable; `what` names the work the
+    amount is for."""
     exhausted = exhausted_reason(budget, hold.spend)
     if exhausted is not None:
         return exhausted
@@ -99,10 +106,10 @@ def refusal_reason(budget: Budget, hold: Hold, amount: int) -> str:
             left = format_usd(_left(limit, spent, reserved))
             return (
                 f"{name} budget of {format_usd(limit)} has {left} left ({format_usd(spent)} "
-                f"spent {period}, {format_usd(reserved)} held by requests in flight); this "
-                f"request may cost up to {format_usd(amount)}"
+                f"spent {period}, {format_usd(reserved)} held by requests in flight); "
+                f"{what} may cost up to {format_usd(amount)}"
             )
-    return "the budget has no room for this request"
+    return f"the budget has no room for {what}"
 
 
 class Spending:
@@ -110,11 +117,15 @@ class Spending:
         self._ledger = ledger
         self._catalogue = catalogue
 
-    def _price(self, model: str, usage: TokenUsage) -> int:
-        """The call's cost in the model's dearest region."""
+    def _price(self, model: str, usage: TokenUsage, *, batch: bool = False) -> int:
+        """The call's cost in the model's dearest region (at its Batch API price if `batch`)."""
         regional = (p for (m, _), p in self._catalogue.regional.items() if m == model)
         prices = [self._catalogue.price(model), *regional]
-        return max(price.cost_nano_usd(usage) for price in prices)
+        return max(price.cost_nano_usd(usage, batch=batch) for price in prices)
+
+    def batch_estimate(self, model: str, calls: Iterable[TokenUsage]) -> int:
+        """A Batch API job's worst case: every call at the model's dearest batch price."""
+        return sum(self._price(model, usage, batch=True) for usage in calls)
 
     def _tier_worst(self, chosen: ModelClass, tier: TierSpec, prompt: int, output: int) -> int:
         cost = self._price(tier.model, TokenUsage(prompt, output))
@@ -199,3 +210,69 @@ class Spending:
             )
         elif cost_nano_usd:
             self._ledger.record(tenant_id, cost_nano_usd, request=counts)
+
+
+@dataclass(frozen=True)
+class JobHold:
+    """What a deferred job holds, and the tier it runs on (its cheapest when downgraded)."""
+
+    tier: TierSpec
+    amount_nano_usd: int
+    # False for a tenant without a budget: nothing is held, so nothing is released.
+    held: bool
+    downgrade_reason: str = ""
+
+
+class JobSpending:
+    """The money of deferred (Batch API) jobs: a hold at submit, a settle once it finishes."""
+
+    def __init__(self, ledger: JobLedger | None, catalogue: PriceCatalogue) -> None:
+        self._ledger = ledger
+        self._spending = Spending(ledger, catalogue)
+
+    def precheck(self, tenant: TenantPolicy) -> str | None:
+        return self._spending.precheck(tenant)
+
+    async def reserve(
+        self,
+        tenant: TenantPolicy,
+        reservation_id: str,
+        calls: Sequence[TokenUsage],
+        tiers: tuple[TierSpec, TierSpec],
+        *,
+        lease_s: int,
+    ) -> JobHold:
+        """Holds the job's worst case on `tiers[0]` for `lease_s`; raises BudgetExhausted when it
+        does not fit, or holds it on `tiers[1]` (the cheapest) when the tenant downgrades, as a
+        request's reservation does."""
+        planned, cheapest = tiers
+        budget = tenant.budget
+        amount = self._spending.batch_estimate(planned.model, calls)
+        if self._ledger is None or not (budget.daily_nano_usd or budget.monthly_nano_usd):
+            return JobHold(planned, amount, held=False)
+        reserve = self._ledger.reserve
+        hold = await reserve(
+            tenant.tenant_id, reservation_id, amount, budget, force=False, lease_s=lease_s
+        )
+        if hold.granted:
+            return JobHold(planned, amount, held=True)
+        reason = refusal_reason(budget, hold, amount, "this job")
+        if budget.on_exhausted is OnExhausted.REJECT:
+            raise BudgetExhausted(f"tenant {tenant.tenant_id!r}: {reason}")
+        amount = self._spending.batch_estimate(cheapest.model, calls)
+        await reserve(tenant.tenant_id, reservation_id, amount, budget, force=True, lease_s=lease_s)
+        return JobHold(cheapest, amount, True, f"{reason}; downgraded to the cheapest tier")
+
+    async def settle(
+        self, tenant_id: str, reservation_id: str, job_id: str, cost_nano_usd: int
+    ) -> None:
+        """Releases a finished job's hold and charges its cost once per job id, however often
+        and on whichever replica it is seen finished; a job submitted without a hold is only
+        charged, once, as charge_once did."""
+        if self._ledger is not None:
+            await self._ledger.settle_once(tenant_id, reservation_id, job_id, cost_nano_usd)
+
+    async def release(self, tenant_id: str, reservation_id: str, hold: JobHold) -> None:
+        """Lets go of a hold whose job never reached the batcher."""
+        if self._ledger is not None and hold.held:
+            await self._ledger.settle(tenant_id, reservation_id, 0)

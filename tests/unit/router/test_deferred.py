@@ -19,10 +19,11 @@ from services.router.deferred import (
     parse_job_id,
     plan_deferred,
 )
+from services.router.spending import JobSpending
 from shared.chat import TEXT_FORMAT, Finish, Role, Sampling, Turn
 from shared.errors import BudgetExhausted, InvalidRequest, NotFound, Unauthenticated
 from shared.pricing import TokenUsage
-from tests.unit.router.fixtures import policy
+from tests.unit.router.fixtures import catalogue, policy
 from tests.unit.router.test_budgets import budget_policy
 
 
@@ -95,10 +96,11 @@ def test_unknown_key_and_class_are_refused() -> None:
 def test_spent_budget_refuses_or_downgrades_to_the_cheapest_tier() -> None:
     ledger = InMemoryLedger()
     ledger.record("acme", 2_000_000_000)
+    spending = JobSpending(ledger, catalogue())
     with pytest.raises(BudgetExhausted, match="daily budget"):
-        plan_deferred(budget_policy(daily_usd="1"), "acme-key", "", [item()], ledger)
+        plan_deferred(budget_policy(daily_usd="1"), "acme-key", "", [item()], spending)
     downgrading = budget_policy(daily_usd="1", on_exhausted="downgrade")
-    plan = plan_deferred(downgrading, "acme-key", "", [item()], ledger)
+    plan = plan_deferred(downgrading, "acme-key", "", [item()], spending)
     assert plan.model == "cheap" and "downgraded" in plan.downgrade_reason
 
 
@@ -111,7 +113,7 @@ def test_job_ids_round_trip_and_bad_ones_are_refused() -> None:
 
 async def test_finished_job_is_charged_once_however_often_it_is_read() -> None:
     batches, ledger = FakeBatches(), InMemoryLedger()
-    work = DeferredWork(policy(), batches, ledger)
+    work = DeferredWork(policy(), batches, JobSpending(ledger, catalogue()))
     deadline = time.monotonic() + 5
     submitted = await work.submit("acme-key", "req-1", "", [item()], deadline)
     assert submitted.job_id.startswith("dj_") and submitted.job_id.endswith("_job-1")
@@ -129,7 +131,7 @@ async def test_finished_job_is_charged_once_however_often_it_is_read() -> None:
 
 
 async def test_another_tenants_job_is_not_found_under_the_router_job_id() -> None:
-    work = DeferredWork(policy(), FakeBatches(), InMemoryLedger())
+    work = DeferredWork(policy(), FakeBatches(), JobSpending(InMemoryLedger(), catalogue()))
     submitted = await work.submit("acme-key", "", "", [item()], time.monotonic() + 5)
     with pytest.raises(NotFound, match=f"no deferred job '{submitted.job_id}' for tenant 'other'"):
         await work.get("other-key", submitted.job_id, time.monotonic() + 5)
