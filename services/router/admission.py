@@ -78,13 +78,19 @@ def validate_sampling(sampling: Sampling) -> None:
         )
     if len(sampling.stop) > MAX_STOP_SEQUENCES:
         raise InvalidRequest(f"sampling.stop has {len(sampling.stop)} entries; at most 4")
+    if not all(sampling.stop):
+        # Providers refuse an empty stop sequence; refused here, it is the caller's 400.
+        raise InvalidRequest("sampling.stop has an empty entry; each must be non-empty")
 
 
 def validate_turns(turns: tuple[Turn, ...]) -> None:
     if not turns:
         raise InvalidRequest("messages is empty; send at least one user message")
     if turns[-1].role is not Role.USER:
-        raise InvalidRequest(f"the last message must come from the user, not {turns[-1].role}")
+        raise InvalidRequest(
+            f"messages[{len(turns) - 1}]: the last message must come from the user, "
+            f"not {turns[-1].role}"
+        )
     if is_blank(turns[-1].content):
         raise InvalidRequest(
             f"messages[{len(turns) - 1}].content is empty (or only invisible characters)"
@@ -246,7 +252,7 @@ class Admission:
         if prompt_tokens > self._max_prompt_tokens:
             raise InvalidRequest(
                 f"request too large: the prompt has {prompt_tokens} tokens, "
-                f"over the limit of {self._max_prompt_tokens}"
+                f"over the limit of {self._max_prompt_tokens}; shorten the messages"
             )
         if sampling.temperature is None:
             sampling = replace(sampling, temperature=chosen_class.default_temperature)

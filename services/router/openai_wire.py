@@ -112,7 +112,7 @@ def _turns(raw: Any) -> tuple[Turn, ...]:
 
 
 def _stop(raw: Any) -> tuple[str, ...]:
-    stop = (raw,) if isinstance(raw, str) else raw or ()
+    stop = (raw,) if isinstance(raw, str) and raw else raw or ()
     if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
         raise FieldError("stop", "must be a string or a list of strings")
     return tuple(stop)

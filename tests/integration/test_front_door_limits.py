@@ -17,12 +17,15 @@ import orjson
 import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import given, settings
 from sluice.router.v1 import router_service_pb2 as router_pb
 from sluice.router.v1 import router_service_pb2_grpc as router_grpc
 
 from services.router.http_api import HttpServer
 from services.router.http_limits import MIB, DoorLimits
 from shared.mesh import Mesh
+from tests.fuzz.strategies import GrpcCase, HttpCase, grpc_cases, http_cases
+from tests.fuzz.test_front_doors import FUZZ, check_http
 from tests.support import DEV_KEY, ask, router_stub
 from tests.unit.router.door_rig import door_app
 
@@ -177,7 +180,7 @@ def send_big_grpc(mesh: Mesh, request: router_pb.CompleteRequest) -> grpc.Status
         try:
             router_grpc.RouterServiceStub(own).Complete(request, metadata=DEV_KEY, timeout=120)
         except grpc.RpcError as error:
-            return error.code()  # type: ignore[no-any-return]
+            return error.code()
     return grpc.StatusCode.OK
 
 
@@ -252,3 +255,35 @@ async def test_small_calls_answer_within_100ms_while_a_max_size_request_is_admit
         assert not slow, f"{door}: small calls over 100 ms while it was admitted: {slow}"
         # Refused for its token count, after admission counted it.
         assert answer in (400, grpc.StatusCode.INVALID_ARGUMENT), answer
+
+
+def test_fuzzed_requests_to_the_router_process(mesh: Mesh) -> None:
+    """A smaller share of the fuzzing (tests/fuzz) through the real router process."""
+    url = f"http://{mesh.address('router_http')}/v1/chat/completions"
+    with httpx.Client(timeout=60, headers={"authorization": "Bearer dev"}) as client:
+
+        @settings(FUZZ, max_examples=150)
+        @given(case=http_cases().filter(lambda case: case.field != ""))
+        def one(case: HttpCase) -> None:
+            response = client.post(url, content=case.body)
+            check_http(
+                case, response.status_code, response.content, response.headers["content-type"]
+            )
+
+        one()
+
+
+def test_fuzzed_grpc_requests_to_the_router_process(mesh: Mesh) -> None:
+    with grpc.insecure_channel(mesh.address("router")) as channel:
+        stub = router_grpc.RouterServiceStub(channel)
+
+        @settings(FUZZ, max_examples=100)
+        @given(case=grpc_cases().filter(lambda case: case.field != ""))
+        def one(case: GrpcCase) -> None:
+            try:
+                stub.Complete(case.request, metadata=DEV_KEY, timeout=60)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (case, error)
+                assert case.field in (error.details() or ""), (case.field, error.details())
+
+        one()

@@ -86,10 +86,14 @@ def http_client(app: Starlette) -> httpx.AsyncClient:
 
 
 @asynccontextmanager
-async def grpc_door(pipeline: InstantPipeline | None = None) -> AsyncIterator[grpc.aio.Channel]:
+async def grpc_door(
+    pipeline: InstantPipeline | None = None, max_prompt_tokens: int = 10_000
+) -> AsyncIterator[grpc.aio.Channel]:
     """A real grpc.aio server with the router's servicer on a loopback port; yields a channel."""
     server = grpc.aio.server()
-    servicer = RouterServicer(admission(), cast(Pipeline, pipeline or InstantPipeline()), 30.0)
+    servicer = RouterServicer(
+        admission(max_prompt_tokens), cast(Pipeline, pipeline or InstantPipeline()), 30.0
+    )
     pb_grpc.add_RouterServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

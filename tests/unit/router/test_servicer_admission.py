@@ -28,7 +28,7 @@ async def status(call: pb.CompleteRequest, pipeline: InstantPipeline | None = No
 
 
 async def test_an_unknown_cache_mode_is_invalid_argument() -> None:
-    code, details = await status(request(cache_mode=77))  # type: ignore[arg-type]
+    code, details = await status(request(cache_mode=77))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "cache_mode 77 is unknown" in details
 
@@ -64,3 +64,10 @@ async def test_unavailable_names_no_internal_endpoint() -> None:
     code, details = await status(request(), InstantPipeline(down))
     assert code == grpc.StatusCode.UNAVAILABLE
     assert details.startswith("upstream unavailable") and "10.1.2.3" not in details
+
+
+async def test_an_empty_stop_sequence_is_invalid_argument() -> None:
+    # Found by the fuzzer: the upstream refused it, and its own text reached the caller.
+    code, details = await status(request(sampling=common_pb2.SamplingParams(stop=["", "x"])))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "sampling.stop has an empty entry" in details
