@@ -277,6 +277,7 @@ class RedisLedger:
     ) -> None:
         """One SETTLE_LUA call whose marker is the charge id that charge_once uses, so a job
         charged before it had a reservation is not charged again."""
+        self._tenants.add(tenant_id)
         self._local_holds.get(tenant_id, {}).pop(reservation_id, None)
         settle = _Settle(
             reservation_id,
