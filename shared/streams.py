@@ -80,7 +80,43 @@ async def finish_call(call: grpc.aio.UnaryStreamCall[Any, Any]) -> None:
             pass
 
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any]
+Behavior = Callable[[Any, Any], Any]
+
+
+class _Unwritten:
+    """Counts messages produced but not yet written, so an abort can wait for them: the
+    producer runs ahead of the writes, and a status sent first would drop the messages."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self.none = asyncio.Event()
+        self.none.set()
+
+    async def count(self, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for message in messages:
+            self._count += 1
+            self.none.clear()
+            yield message
+
+    def written(self) -> None:
+        self._count -= 1
+        if self._count == 0:
+            self.none.set()
+
+
+class _AbortAfterWrites:
+    """The servicer context the behavior sees: `abort` first lets the queued messages out."""
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], unwritten: _Unwritten):
+        self._context = context
+        self._unwritten = unwritten
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> None:
+        await self._unwritten.none.wait()
+        await self._context.abort(code, details, *args)
 
 
 def _written(behavior: Behavior) -> Callable[..., Awaitable[None]]:
@@ -88,9 +124,12 @@ def _written(behavior: Behavior) -> Callable[..., Awaitable[None]]:
     reader/writer form), its generator run by `relay` and always closed in this RPC's task."""
 
     async def write_each(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        async with contextlib.aclosing(relay(behavior(request, context))) as messages:
+        unwritten = _Unwritten()
+        produced = unwritten.count(behavior(request, _AbortAfterWrites(context, unwritten)))
+        async with contextlib.aclosing(relay(produced)) as messages:
             async for message in messages:
                 await context.write(message)
+                unwritten.written()
 
     return write_each
 

@@ -111,7 +111,7 @@ async def test_a_cancelled_server_stream_closes_its_generator_in_its_own_task(
             yield str(n).encode()
 
     server = grpc.aio.server(interceptors=list(telemetry.server_interceptors()))
-    handler = grpc.unary_stream_rpc_method_handler(count)
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(count)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("test.Streams", {"Count": handler}),)
     )
@@ -119,7 +119,8 @@ async def test_a_cancelled_server_stream_closes_its_generator_in_its_own_task(
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_stream(METHOD)(b"")
+            counting: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(METHOD)
+            call = counting(b"")
             assert await call.read() == b"1"
             call.cancel()
             await wait_until(producer.closed, "closing the servicer's generator")
