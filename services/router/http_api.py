@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -41,7 +42,8 @@ from services.router.pipeline import Pipeline, complete
 from services.router.policy import Policy
 from services.router.public_errors import public_error
 from shared.errors import SluiceError, Unauthenticated
-from shared.telemetry import current_trace_id, with_request_baggage
+from shared.streams import relay
+from shared.telemetry import current_trace_id, trace_id_of, with_request_baggage
 
 # How long shutdown waits for cache stores still running; inside the drain budget that
 # shared/grpc_server.py explains (k8s grace 30 s).
@@ -137,39 +139,44 @@ class FrontDoor:
     async def _stream(self, request: Request, chat: ChatRequest) -> AsyncIterator[bytes]:
         """Streams the accepted answer. Text of a tier that may still be rejected is held back
         (OpenAI clients cannot take text back); the last tier is always accepted, so its text
-        streams as it arrives."""
-        with self._server_span(request):
-            try:
-                attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
-                last_tier = chat.model_class.tiers[-1].index
-                held: list[str] = []
-                attempt = 0
-                started = False
-                async for event in self._pipeline.run(
-                    chat, time.monotonic() + self._deadline_s, stream=True
-                ):
+        streams as it arrives.
+
+        Nothing is attached to the context here: when a client disconnects, Starlette may drop
+        this generator at a yield and the collector finalises it in another context. The
+        pipeline runs under the request's span in a task of its own (shared/streams.py), which
+        the disconnect cancels; this generator only frames what it relays."""
+        parent = propagate.extract(dict(request.headers))
+        span = self._tracer.start_span(
+            "POST /v1/chat/completions", context=parent, kind=SpanKind.SERVER
+        )
+        baggage = with_request_baggage(chat.tenant.tenant_id, chat.policy_version, parent)
+        events = self._pipeline.run(chat, time.monotonic() + self._deadline_s, stream=True)
+        last_tier = chat.model_class.tiers[-1].index
+        held: list[str] = []
+        attempt = 0
+        started = False
+        try:
+            async with aclosing(relay(events, trace.set_span_in_context(span, baggage))) as relayed:
+                async for event in relayed:
                     if isinstance(event, TierDelta):
                         if event.attempt != attempt:
                             attempt, held = event.attempt, []
                         if event.tier in (last_tier, 0):
                             started = True
-                            yield _sse(
-                                chunk(
-                                    chat.request_id,
-                                    "",
-                                    {"role": "assistant", "content": event.text},
-                                )
-                            )
+                            delta = {"role": "assistant", "content": event.text}
+                            yield _sse(chunk(chat.request_id, "", delta))
                         else:
                             held.append(event.text)
                         continue
                     yield b"".join(
-                        self._closing(event, held if not started else [], current_trace_id())
+                        self._closing(event, held if not started else [], trace_id_of(span))
                     )
-            except SluiceError as error:
-                # Headers are sent by now; an error event is what OpenAI's streams use.
-                _, body = error_body(error.code, str(error))
-                yield _sse(body) + b"data: [DONE]\n\n"
+        except SluiceError as error:
+            # Headers are sent by now; an error event is what OpenAI's streams use.
+            _, body = error_body(error.code, str(error))
+            yield _sse(body) + b"data: [DONE]\n\n"
+        finally:
+            span.end()
 
     @staticmethod
     def _closing(result: RouteResult, held: list[str], trace_id: str) -> Iterator[bytes]:

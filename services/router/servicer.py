@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Protocol
 
 import grpc
@@ -26,6 +27,7 @@ from shared.convert import (
 )
 from shared.errors import InvalidRequest, SluiceError, abort_with
 from shared.grpc_server import caller_deadline
+from shared.streams import relay
 from shared.telemetry import current_trace_id, with_request_baggage
 
 ORIGIN = "router"
@@ -159,13 +161,18 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     ) -> AsyncIterator[pb.CompleteStreamResponse]:
         try:
             chat = await self._admit(request, context)
-            # Attached for the whole stream; a generator's context ends with it.
-            attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
-            async for event in self._pipeline.run(chat, self._deadline(context), stream=True):
-                if isinstance(event, TierDelta):
-                    delta = pb.ContentDelta(attempt=event.attempt, tier=event.tier, text=event.text)
-                    yield pb.CompleteStreamResponse(delta=delta)
-                else:
-                    yield pb.CompleteStreamResponse(summary=complete_response(event))
+            # The pipeline runs in a task of its own with the baggage attached there, so a
+            # cancelled stream unwinds in the context that attached it (shared/streams.py).
+            baggage = with_request_baggage(chat.tenant.tenant_id, chat.policy_version)
+            events = self._pipeline.run(chat, self._deadline(context), stream=True)
+            async with aclosing(relay(events, baggage)) as relayed:
+                async for event in relayed:
+                    if isinstance(event, TierDelta):
+                        delta = pb.ContentDelta(
+                            attempt=event.attempt, tier=event.tier, text=event.text
+                        )
+                        yield pb.CompleteStreamResponse(delta=delta)
+                    else:
+                        yield pb.CompleteStreamResponse(summary=complete_response(event))
         except SluiceError as error:
             await abort_with(context, ORIGIN, public_error(error))

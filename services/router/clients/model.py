@@ -25,6 +25,7 @@ from shared.convert import (
     usage_from_proto,
 )
 from shared.errors import from_status
+from shared.streams import finish_call
 
 
 def _tier_answer(
@@ -161,6 +162,9 @@ class ModelClient:
             timeout=stage_timeout(deadline, None, self._clock),
         )
         try:
+            # Awaited apart from the messages (it comes with the first), so that a caller gone
+            # before then leaves the tracing wrapper unstarted for `finish_call` to run.
+            await stream.initial_metadata()
             async for event in stream:
                 if event.HasField("completion"):
                     yield _tier_answer(
@@ -172,3 +176,5 @@ class ModelClient:
                     yield event.content_delta
         except grpc.aio.AioRpcError as error:
             raise self._dispatcher_error(error) from None
+        finally:
+            await finish_call(stream)
