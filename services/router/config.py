@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -53,7 +53,7 @@ class Settings:
     # (shared by every router replica; services/router/budgets_redis.py).
     ledger_url: str = "memory://"
     # What one HTTP caller may cost the front door: body and header sizes, read timeouts.
-    door: DoorLimits = DoorLimits()
+    door: DoorLimits = field(default_factory=DoorLimits)
     # The largest gRPC request the router reads; bigger ones end RESOURCE_EXHAUSTED before
     # any parsing. The same bound as the HTTP body, for the same reason.
     grpc_max_message_bytes: int = 8 * MIB
