@@ -1,5 +1,5 @@
 """Conversions between the common protobuf messages and shared.chat for what goes beyond text:
-content parts, tools, tool calls, choices, token logprobs and stream pieces."""
+finish reasons, content parts, tools, tool calls, choices, token logprobs and stream pieces."""
 
 from __future__ import annotations
 
@@ -44,6 +44,14 @@ _CHOICE_TO_PROTO = {
     ToolChoiceMode.REQUIRED: common_pb2.TOOL_CHOICE_MODE_REQUIRED,
     ToolChoiceMode.FUNCTION: common_pb2.TOOL_CHOICE_MODE_FUNCTION,
 }
+
+
+def finish_to_proto(finish: Finish) -> common_pb2.FinishReason.ValueType:
+    return _FINISH_TO_PROTO[finish]
+
+
+def finish_from_proto(value: common_pb2.FinishReason.ValueType) -> Finish:
+    return _FINISH_FROM_PROTO.get(value, Finish.UNKNOWN)
 
 
 def parts_from_proto(
@@ -149,7 +157,7 @@ def choices_from_proto(choices: Iterable[common_pb2.Choice]) -> tuple[Choice, ..
         Choice(
             index=c.index,
             content=c.content,
-            finish=_FINISH_FROM_PROTO.get(c.finish_reason, Finish.UNKNOWN),
+            finish=finish_from_proto(c.finish_reason),
             tool_calls=tool_calls_from_proto(c.tool_calls),
             refusal=c.refusal,
             logprobs=logprobs_from_proto(c.logprobs),
@@ -163,7 +171,7 @@ def choices_to_proto(choices: Iterable[Choice]) -> list[common_pb2.Choice]:
         common_pb2.Choice(
             index=c.index,
             content=c.content,
-            finish_reason=_FINISH_TO_PROTO[c.finish],
+            finish_reason=finish_to_proto(c.finish),
             tool_calls=tool_calls_to_proto(c.tool_calls),
             refusal=c.refusal,
             logprobs=logprobs_to_proto(c.logprobs),
