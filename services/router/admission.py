@@ -9,7 +9,7 @@ import math
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, TypeVar
 
 import jsonschema
@@ -18,7 +18,16 @@ from services.router.budgets import BudgetLedger, check_budget
 from services.router.model import CacheMode, ChatRequest, ShadowDecision
 from services.router.policy import ModelClass, Policy
 from services.router.rollout import PolicySelector
-from shared.chat import TEXT_FORMAT, FormatKind, ResponseFormat, Role, Sampling, Turn
+from shared.chat import (
+    NO_TOOLS,
+    TEXT_FORMAT,
+    FormatKind,
+    ResponseFormat,
+    Role,
+    Sampling,
+    ToolSet,
+    Turn,
+)
 from shared.errors import InvalidRequest, SluiceError, quoted
 from shared.tokens import TokenCounter
 
@@ -152,6 +161,23 @@ def validate_request_id(request_id: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Asked:
+    """A chat request as the caller sent it, before admission."""
+
+    model_class: str
+    turns: tuple[Turn, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    request_id: str = ""
+    # None: the tenant policy's default.
+    cache_mode: CacheMode | None = None
+    max_cost_nano_usd: int = 0
+    response_format: ResponseFormat = TEXT_FORMAT
+    tools: ToolSet = NO_TOOLS
+    end_user: str = ""
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
 class Admission:
     def __init__(
         self,
@@ -167,112 +193,68 @@ class Admission:
         self._max_prompt_tokens = max_prompt_tokens
         self._ledger = ledger
 
-    def admit(
-        self,
-        api_key: str,
-        *,
-        request_id: str,
-        model_class: str,
-        turns: tuple[Turn, ...],
-        sampling: Sampling,
-        cache_mode: CacheMode | None,
-        max_cost_nano_usd: int,
-        response_format: ResponseFormat = TEXT_FORMAT,
-    ) -> ChatRequest:
+    def admit(self, api_key: str, asked: Asked) -> ChatRequest:
         """Returns the validated request, or raises Unauthenticated / InvalidRequest /
         BudgetExhausted."""
-        return self._settle(
-            self._check(
-                api_key,
-                request_id=request_id,
-                model_class=model_class,
-                turns=turns,
-                sampling=sampling,
-                cache_mode=cache_mode,
-                max_cost_nano_usd=max_cost_nano_usd,
-                response_format=response_format,
-            )
-        )
+        return self._settle(self._check(api_key, asked))
 
-    async def admit_async(
-        self,
-        api_key: str,
-        *,
-        request_id: str,
-        model_class: str,
-        turns: tuple[Turn, ...],
-        sampling: Sampling,
-        cache_mode: CacheMode | None,
-        max_cost_nano_usd: int,
-        response_format: ResponseFormat = TEXT_FORMAT,
-    ) -> ChatRequest:
+    async def admit_async(self, api_key: str, asked: Asked) -> ChatRequest:
         """admit() for the front doors, which share one event loop: the validation and token
         count of a large prompt run on a worker thread; the budget check stays on the loop."""
-        size = sum(len(turn.content) for turn in turns) + len(response_format.json_schema)
-        checked = await off_loop(
-            size,
-            self._check,
-            api_key,
-            request_id=request_id,
-            model_class=model_class,
-            turns=turns,
-            sampling=sampling,
-            cache_mode=cache_mode,
-            max_cost_nano_usd=max_cost_nano_usd,
-            response_format=response_format,
+        size = sum(len(turn.content) for turn in asked.turns) + len(
+            asked.response_format.json_schema
         )
+        size += sum(len(f.parameters_json) + len(f.description) for f in asked.tools.functions)
+        checked = await off_loop(size, self._check, api_key, asked)
         return self._settle(checked)
 
-    def _check(
-        self,
-        api_key: str,
-        *,
-        request_id: str,
-        model_class: str,
-        turns: tuple[Turn, ...],
-        sampling: Sampling,
-        cache_mode: CacheMode | None,
-        max_cost_nano_usd: int,
-        response_format: ResponseFormat,
-    ) -> ChatRequest:
+    def _check(self, api_key: str, asked: Asked) -> ChatRequest:
         """Authentication, validation and the token count: everything but the budget, and
         nothing that touches state shared with the event loop."""
         selection = self._policies.select(
-            [hashlib.sha256(api_key.encode()).hexdigest(), model_class, *(t.content for t in turns)]
+            [
+                hashlib.sha256(api_key.encode()).hexdigest(),
+                asked.model_class,
+                *(t.content for t in asked.turns),
+            ]
         )
         tenant = selection.serving.authenticate(api_key)
-        chosen_class = tenant.model_class(model_class)
-        validate_request_id(request_id)
-        validate_turns(turns)
-        validate_sampling(sampling)
-        validate_response_format(response_format)
-        if max_cost_nano_usd < 0:
+        chosen_class = tenant.model_class(asked.model_class)
+        validate_request_id(asked.request_id)
+        validate_turns(asked.turns)
+        validate_sampling(asked.sampling)
+        validate_response_format(asked.response_format)
+        if asked.max_cost_nano_usd < 0:
             raise InvalidRequest("context.max_cost_nano_usd must not be negative")
-        prompt_tokens = self._tokens.count_chat(t.content for t in turns)
+        prompt_tokens = self._tokens.count_chat(t.content for t in asked.turns)
         if prompt_tokens > self._max_prompt_tokens:
             raise InvalidRequest(
                 f"request too large: the prompt has {prompt_tokens} tokens, "
                 f"over the limit of {self._max_prompt_tokens}; shorten the messages"
             )
+        sampling = asked.sampling
         if sampling.temperature is None:
             sampling = replace(sampling, temperature=chosen_class.default_temperature)
         shadow = (
             None
             if selection.shadow is None
-            else shadow_decision(selection.shadow, api_key, model_class, chosen_class)
+            else shadow_decision(selection.shadow, api_key, asked.model_class, chosen_class)
         )
         return ChatRequest(
             tenant=tenant,
-            request_id=request_id or uuid.uuid4().hex,
+            request_id=asked.request_id or uuid.uuid4().hex,
             model_class=chosen_class,
-            turns=turns,
+            turns=asked.turns,
             sampling=sampling,
-            cache_mode=cache_mode or CacheMode.ENABLED,
-            max_cost_nano_usd=max_cost_nano_usd or tenant.max_cost_nano_usd,
+            cache_mode=asked.cache_mode or CacheMode.ENABLED,
+            max_cost_nano_usd=asked.max_cost_nano_usd or tenant.max_cost_nano_usd,
             policy_version=selection.serving.version,
             shadow=shadow,
-            response_format=response_format,
+            response_format=asked.response_format,
             prompt_tokens=prompt_tokens,
+            tools=asked.tools,
+            end_user=asked.end_user,
+            metadata=asked.metadata,
         )
 
     def _settle(self, request: ChatRequest) -> ChatRequest:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from services.router.admission import Admission, off_loop
+from services.router.admission import Admission, Asked, off_loop
 from services.router.http_limits import BodyLimit, DoorLimits, ErrorShield, guarded_protocol
 from services.router.model import ChatRequest, RouteResult, TierDelta
 from services.router.openai_wire import (
@@ -86,13 +86,13 @@ class FrontDoor:
     async def _admit(self, request: Request, call: ChatCall) -> ChatRequest:
         return await self._admission.admit_async(
             _api_key(request),
-            request_id="",
-            model_class=call.model_class,
-            turns=call.turns,
-            sampling=call.sampling,
-            cache_mode=call.cache_mode,
-            max_cost_nano_usd=0,
-            response_format=call.response_format,
+            Asked(
+                model_class=call.model_class,
+                turns=call.turns,
+                sampling=call.sampling,
+                cache_mode=call.cache_mode,
+                response_format=call.response_format,
+            ),
         )
 
     @contextlib.contextmanager

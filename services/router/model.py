@@ -9,7 +9,18 @@ from grpc import StatusCode
 
 from services.router.gates import LogprobSummary
 from services.router.policy import ModelClass, TenantPolicy
-from shared.chat import TEXT_FORMAT, Finish, ResponseFormat, Sampling, Turn
+from shared.chat import (
+    NO_TOOLS,
+    TEXT_FORMAT,
+    Choice,
+    ChoiceDelta,
+    Finish,
+    ResponseFormat,
+    Sampling,
+    ToolCall,
+    ToolSet,
+    Turn,
+)
 from shared.errors import SluiceError
 from shared.pricing import TokenUsage
 
@@ -75,6 +86,12 @@ class ChatRequest:
     # The prompt's tokens as admission counted them (cl100k, with chat framing), so no later
     # stage counts the same text again; 0 for a request built without admission.
     prompt_tokens: int = 0
+    # The tools the model may call; a tier's calls must fit them (tool_gate.py).
+    tools: ToolSet = NO_TOOLS
+    # The caller's end user (OpenAI `user`), passed to the provider.
+    end_user: str = ""
+    # The caller's own tags (OpenAI `metadata`), recorded with the request, never sent upstream.
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,13 @@ class TierAnswer:
     batcher_detail: str = ""
     # The answer's token logprobs, when the call asked for them and the provider sent them.
     logprobs: LogprobSummary | None = None
+    # Every choice (tool calls, refusals, token logprobs); choice 0 repeats content and finish.
+    # Empty when the answer is its text alone.
+    choices: tuple[Choice, ...] = ()
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return self.choices[0].tool_calls if self.choices else ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +129,7 @@ class CachedAnswer:
     finish: Finish
     # The cache's id of the entry served; ReportHit names the entry by it.
     entry_id: str = ""
+    choices: tuple[Choice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,11 +177,14 @@ class StageLine:
 
 @dataclass(frozen=True)
 class TierDelta:
-    """Streamed text of one cascade attempt."""
+    """A streamed piece of one cascade attempt: `text` is plain text of the first choice;
+    `piece`, when set, is a piece that is more than that (tool-call fragments, a refusal,
+    logprobs, another choice), with its text in piece.content."""
 
     attempt: int
     tier: int
     text: str
+    piece: ChoiceDelta | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +201,13 @@ class RouteResult:
     baseline_cost_nano_usd: int
     cache_hit: bool
     policy_version: str
+    # Every choice of the answer; choice 0 repeats content and finish. Empty when the answer
+    # is its text alone (one choice, no tool calls, refusal or logprobs).
+    choices: tuple[Choice, ...] = ()
+
+    def all_choices(self) -> tuple[Choice, ...]:
+        """The choices, with a text-only answer as its one choice."""
+        return self.choices or (Choice(0, self.content, self.finish),)
 
     @property
     def total_cost_nano_usd(self) -> int:

@@ -13,7 +13,7 @@ from sluice.common.v1 import common_pb2
 from sluice.router.v1 import router_service_pb2 as pb
 from sluice.router.v1 import router_service_pb2_grpc as pb_grpc
 
-from services.router.admission import Admission, api_key_from_metadata
+from services.router.admission import Admission, Asked, api_key_from_metadata
 from services.router.model import CacheMode, ChatRequest, Outcome, RouteResult, StageName, TierDelta
 from services.router.pipeline import Pipeline, complete
 from services.router.public_errors import public_error
@@ -25,6 +25,7 @@ from shared.convert import (
     turns_from_proto,
     usage_to_proto,
 )
+from shared.convert_tools import tools_from_proto
 from shared.errors import InvalidRequest, SluiceError, abort_with
 from shared.grpc_server import caller_deadline
 from shared.streams import relay
@@ -81,6 +82,8 @@ class _ChatRequestMessage(Protocol):
     def cache_mode(self) -> pb.CacheMode.ValueType: ...
     @property
     def response_format(self) -> common_pb2.ResponseFormat: ...
+    @property
+    def tools(self) -> common_pb2.ToolSet: ...
 
 
 def cost_breakdown(result: RouteResult) -> common_pb2.CostBreakdown:
@@ -131,13 +134,18 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
     async def _admit(self, request: _ChatRequestMessage, context: Context) -> ChatRequest:
         return await self._admission.admit_async(
             api_key_from_metadata(context.invocation_metadata() or ()),
-            request_id=request.context.request_id,
-            model_class=request.model_class,
-            turns=turns_from_proto(request.messages),  # type: ignore[arg-type]
-            sampling=sampling_from_proto(request.sampling),
-            cache_mode=cache_mode_from_proto(request.cache_mode),
-            max_cost_nano_usd=request.context.max_cost_nano_usd,
-            response_format=response_format_from_proto(request.response_format),
+            Asked(
+                request_id=request.context.request_id,
+                model_class=request.model_class,
+                turns=turns_from_proto(request.messages),  # type: ignore[arg-type]
+                sampling=sampling_from_proto(request.sampling),
+                cache_mode=cache_mode_from_proto(request.cache_mode),
+                max_cost_nano_usd=request.context.max_cost_nano_usd,
+                response_format=response_format_from_proto(request.response_format),
+                tools=tools_from_proto(request.tools),
+                end_user=request.context.end_user,
+                metadata=tuple(sorted(request.context.metadata.items())),
+            ),
         )
 
     def _deadline(self, context: Context) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from services.router.admission import Admission
+from services.router.admission import Admission, Asked
 from services.router.model import ChatRequest
 from services.router.policy import Policy, parse_policy
 from shared.chat import Role, Sampling, Turn
@@ -60,10 +60,12 @@ def admit_acme(doc: dict[str, Any], question: str) -> ChatRequest:
     """One request of tenant acme (key "acme-key") under the policy `doc`, asking `question`."""
     return Admission(parse_policy(doc, catalogue()), TokenCounter(), 10_000).admit(
         "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=(Turn(Role.USER, question),),
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=0,
+        Asked(
+            request_id="r1",
+            model_class="",
+            turns=(Turn(Role.USER, question),),
+            sampling=Sampling(),
+            cache_mode=None,
+            max_cost_nano_usd=0,
+        ),
     )

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from services.router.admission import Admission, api_key_from_metadata
+from services.router.admission import Admission, Asked, api_key_from_metadata
 from services.router.model import CacheMode
 from shared.chat import FormatKind, ResponseFormat, Role, Sampling, Turn
 from shared.errors import InvalidRequest, Unauthenticated
@@ -25,7 +25,7 @@ def admit(admission: Admission | None = None, **overrides: Any):
     }
     args.update(overrides)
     api_key = args.pop("api_key", "acme-key")
-    return (admission or Admission(policy(), TokenCounter(), 1000)).admit(api_key, **args)
+    return (admission or Admission(policy(), TokenCounter(), 1000)).admit(api_key, Asked(**args))
 
 
 def test_metadata_keys() -> None:

@@ -8,7 +8,7 @@ import threading
 import pytest
 import tiktoken
 
-from services.router.admission import OFFLOAD_CHARS, off_loop
+from services.router.admission import OFFLOAD_CHARS, Asked, off_loop
 from shared.chat import Role, Sampling, Turn
 from shared.tokens import RUN_SLICE_CHARS, TokenCounter, bounded_pieces
 from tests.unit.router.door_rig import API_KEY, admission
@@ -60,12 +60,5 @@ async def test_large_work_runs_on_a_worker_thread_and_small_inline() -> None:
 async def test_admit_async_admits_a_large_prompt_like_admit() -> None:
     gate = admission(max_prompt_tokens=1_000_000)
     turns = (Turn(Role.USER, "a" * (OFFLOAD_CHARS * 4)),)
-    fields = {
-        "request_id": "r1",
-        "model_class": "",
-        "turns": turns,
-        "sampling": Sampling(),
-        "cache_mode": None,
-        "max_cost_nano_usd": 0,
-    }
-    assert await gate.admit_async(API_KEY, **fields) == gate.admit(API_KEY, **fields)  # type: ignore[arg-type]
+    asked = Asked(request_id="r1", model_class="", turns=turns, sampling=Sampling())
+    assert await gate.admit_async(API_KEY, asked) == gate.admit(API_KEY, asked)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.router.admission import Admission
+from services.router.admission import Admission, Asked
 from services.router.budgets import InMemoryLedger
 from services.router.cascade import Cascade
 from services.router.model import StageName
@@ -38,7 +38,7 @@ def admit(policy, ledger, **overrides):
         "max_cost_nano_usd": 0,
     }
     args.update(overrides)
-    return Admission(policy, TokenCounter(), 10_000, ledger).admit("acme-key", **args)
+    return Admission(policy, TokenCounter(), 10_000, ledger).admit("acme-key", Asked(**args))
 
 
 class Clock:

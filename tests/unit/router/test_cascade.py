@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from services.router.admission import Admission
+from services.router.admission import Admission, Asked
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered
 from services.router.model import Outcome, StageName, TierDelta
 from shared.chat import Finish, Role, Sampling, Turn
@@ -22,12 +22,14 @@ REFUSAL = "I'm sorry, but I can't help with that."
 def request(max_cost: int = 0):
     return Admission(policy(), TokenCounter(), 10_000).admit(
         "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=(Turn(Role.USER, "question?"),),
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=max_cost,
+        Asked(
+            request_id="r1",
+            model_class="",
+            turns=(Turn(Role.USER, "question?"),),
+            sampling=Sampling(),
+            cache_mode=None,
+            max_cost_nano_usd=max_cost,
+        ),
     )
 
 

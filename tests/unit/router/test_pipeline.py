@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from services.router.admission import Admission
+from services.router.admission import Admission, Asked
 from services.router.budgets import InMemoryLedger
 from services.router.cascade import Cascade
 from services.router.model import (
@@ -46,12 +46,14 @@ def build(models, cache=None, compressor=None, ledger=None):
 async def ask(pipeline, cache_mode=None, text="What is the capital of France?"):
     chat = Admission(policy(), TokenCounter(), 10_000).admit(
         "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=(Turn(Role.USER, text),),
-        sampling=Sampling(),
-        cache_mode=cache_mode,
-        max_cost_nano_usd=0,
+        Asked(
+            request_id="r1",
+            model_class="",
+            turns=(Turn(Role.USER, text),),
+            sampling=Sampling(),
+            cache_mode=cache_mode,
+            max_cost_nano_usd=0,
+        ),
     )
     result = await complete(pipeline, chat, time.monotonic() + 5)
     # Stores run in the background; wait for them so that assertions on what was stored hold.
@@ -132,12 +134,14 @@ async def test_sampled_requests_skip_the_cache_unless_the_policy_allows() -> Non
     pipeline, cache = build(FakeModels({"cheap": answer("fresh", "cheap")}), FakeCache(hit=hit))
     chat = Admission(policy(), TokenCounter(), 10_000).admit(
         "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=(Turn(Role.USER, "a poem"),),
-        sampling=Sampling(temperature=0.8),
-        cache_mode=None,
-        max_cost_nano_usd=0,
+        Asked(
+            request_id="r1",
+            model_class="",
+            turns=(Turn(Role.USER, "a poem"),),
+            sampling=Sampling(temperature=0.8),
+            cache_mode=None,
+            max_cost_nano_usd=0,
+        ),
     )
     result = await complete(pipeline, chat, time.monotonic() + 5)
     await pipeline.drain()
@@ -169,12 +173,14 @@ async def test_the_answer_returns_before_the_cache_store_finishes() -> None:
     pipeline, _ = build(FakeModels({"cheap": answer("Paris.", "cheap")}), cache)
     chat = Admission(policy(), TokenCounter(), 10_000).admit(
         "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=(Turn(Role.USER, "What is the capital of France?"),),
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=0,
+        Asked(
+            request_id="r1",
+            model_class="",
+            turns=(Turn(Role.USER, "What is the capital of France?"),),
+            sampling=Sampling(),
+            cache_mode=None,
+            max_cost_nano_usd=0,
+        ),
     )
     result = await asyncio.wait_for(complete(pipeline, chat, time.monotonic() + 5), timeout=2)
     assert result.content == "Paris." and cache.stored == []
@@ -255,12 +261,14 @@ async def ask_unwaited(pipeline, text="What is the capital of France?", system="
     turns = ((Turn(Role.SYSTEM, system),) if system else ()) + (Turn(Role.USER, text),)
     chat = Admission(policy(), TokenCounter(), 10_000).admit(
         "acme-key",
-        request_id="r1",
-        model_class="",
-        turns=turns,
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=0,
+        Asked(
+            request_id="r1",
+            model_class="",
+            turns=turns,
+            sampling=Sampling(),
+            cache_mode=None,
+            max_cost_nano_usd=0,
+        ),
     )
     return await complete(pipeline, chat, time.monotonic() + 5)
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from services.router.admission import Admission
+from services.router.admission import Admission, Asked
 from services.router.cascade import Cascade
 from services.router.pipeline import Pipeline, complete
 from services.router.policy import PolicyError, parse_policy
@@ -33,12 +33,14 @@ def candidate_policy():
 def admit(selector, text):
     return Admission(selector, TokenCounter(), 10_000).admit(
         "acme-key",
-        request_id="",
-        model_class="",
-        turns=(Turn(Role.USER, text),),
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=0,
+        Asked(
+            request_id="",
+            model_class="",
+            turns=(Turn(Role.USER, text),),
+            sampling=Sampling(),
+            cache_mode=None,
+            max_cost_nano_usd=0,
+        ),
     )
 
 

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from sluice.cache.v1 import cache_service_pb2 as cache_pb
 
-from services.router.admission import Admission
+from services.router.admission import Admission, Asked
 from services.router.audit_compare import HitVerdict
 from services.router.clients.cache import CacheClient
 from services.router.model import ChatRequest, StageUnavailable
@@ -50,12 +50,14 @@ class Stub:
 def chat() -> ChatRequest:
     return Admission(policy(), TokenCounter(), 10_000).admit(
         "acme-key",
-        request_id="r9",
-        model_class="",
-        turns=(Turn(Role.SYSTEM, "Be brief."), Turn(Role.USER, "Capital of France?")),
-        sampling=Sampling(),
-        cache_mode=None,
-        max_cost_nano_usd=0,
+        Asked(
+            request_id="r9",
+            model_class="",
+            turns=(Turn(Role.SYSTEM, "Be brief."), Turn(Role.USER, "Capital of France?")),
+            sampling=Sampling(),
+            cache_mode=None,
+            max_cost_nano_usd=0,
+        ),
     )
 
 
