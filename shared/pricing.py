@@ -67,6 +67,9 @@ class PriceCatalogue:
     version: str
     prices: Mapping[str, ModelPrice]
     regional: Mapping[tuple[str, str], ModelPrice]
+    # Models whose API takes image content parts (`images: true`); admission refuses an image
+    # for a request that may reach any other.
+    image_models: frozenset[str] = frozenset()
 
     def price(self, model: str, region: str = "") -> ModelPrice:
         if (model, region) in self.regional:
@@ -78,6 +81,9 @@ class PriceCatalogue:
 
     def knows(self, model: str) -> bool:
         return model in self.prices
+
+    def accepts_images(self, model: str) -> bool:
+        return model in self.image_models
 
     def cost_nano_usd(self, model: str, usage: TokenUsage, region: str = "") -> int:
         return self.price(model, region).cost_nano_usd(usage)
@@ -122,13 +128,21 @@ def parse_catalogue(document: Mapping[str, Any]) -> PriceCatalogue:
         raise CatalogueError("catalogue needs a non-empty 'models' mapping")
     prices: dict[str, ModelPrice] = {}
     regional: dict[tuple[str, str], ModelPrice] = {}
+    image_models: set[str] = set()
     for model, spec in models.items():
         if not isinstance(spec, Mapping):
             raise CatalogueError(f"model {model!r}: expected a mapping of prices")
         prices[model] = _parse_price(model, spec, None)
         for region, override in (spec.get("regions") or {}).items():
             regional[(model, region)] = _parse_price(model, override, prices[model])
-    return PriceCatalogue(str(document.get("version", "unversioned")), prices, regional)
+        images = spec.get("images", False)
+        if not isinstance(images, bool):
+            raise CatalogueError(f"model {model!r}: images must be true or false")
+        if images:
+            image_models.add(model)
+    return PriceCatalogue(
+        str(document.get("version", "unversioned")), prices, regional, frozenset(image_models)
+    )
 
 
 def load_catalogue(path: Path = DEFAULT_CATALOGUE) -> PriceCatalogue:

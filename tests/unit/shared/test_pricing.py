@@ -75,3 +75,28 @@ def test_shipped_catalogue_has_the_seed_models() -> None:
 def test_unreadable_catalogue(tmp_path: Path) -> None:
     with pytest.raises(CatalogueError, match="cannot read"):
         load_catalogue(tmp_path / "missing.yaml")
+
+
+def test_images_is_a_per_model_capability_off_by_default() -> None:
+    catalogue = parse_catalogue(
+        {
+            "models": {
+                "seeing": {"input": 1, "output": 1, "images": True},
+                "blind": {"input": 1, "output": 1},
+            }
+        }
+    )
+    assert catalogue.accepts_images("seeing")
+    assert not catalogue.accepts_images("blind") and not catalogue.accepts_images("unknown")
+
+
+def test_images_must_be_a_boolean() -> None:
+    with pytest.raises(CatalogueError, match="'m': images must be true or false"):
+        parse_catalogue({"models": {"m": {"input": 1, "output": 1, "images": "yes"}}})
+
+
+def test_shipped_catalogue_marks_only_vision_models() -> None:
+    catalogue = load_catalogue()
+    assert catalogue.accepts_images("gpt-4o")
+    assert not catalogue.accepts_images("Qwen/Qwen3-8B")
+    assert not catalogue.accepts_images("deepseek-v4-flash")
