@@ -10,6 +10,7 @@ from sluice.router.v1 import deferred_service_pb2_grpc as pb_grpc
 
 from services.router.admission import api_key_from_metadata
 from services.router.deferred import DeferredItem, DeferredWork, JobReport, JobStatus
+from services.router.public_errors import public_error
 from shared.convert import (
     finish_to_proto,
     response_format_from_proto,
@@ -99,7 +100,7 @@ class DeferredServicer(pb_grpc.DeferredServiceServicer):
                 self._deadline(context),
             )
         except SluiceError as error:
-            await abort_with(context, ORIGIN, error)
+            await abort_with(context, ORIGIN, public_error(error))
         return pb.SubmitDeferredResponse(
             job=job_to_proto(submitted.job_id, submitted.report),
             existing=submitted.report.existing,
@@ -114,7 +115,7 @@ class DeferredServicer(pb_grpc.DeferredServiceServicer):
                 self._api_key(context), request.job_id, self._deadline(context)
             )
         except SluiceError as error:
-            await abort_with(context, ORIGIN, error)
+            await abort_with(context, ORIGIN, public_error(error))
         return pb.GetDeferredResponse(job=job_to_proto(request.job_id, report))
 
     async def CancelDeferred(  # noqa: N802 - named by the proto
@@ -125,5 +126,5 @@ class DeferredServicer(pb_grpc.DeferredServiceServicer):
                 self._api_key(context), request.job_id, self._deadline(context)
             )
         except SluiceError as error:
-            await abort_with(context, ORIGIN, error)
+            await abort_with(context, ORIGIN, public_error(error))
         return pb.CancelDeferredResponse(job=job_to_proto(request.job_id, report))

@@ -16,7 +16,9 @@ from shared.errors import SluiceError, Unavailable
 from shared.telemetry import current_trace_id
 
 LOG = logging.getLogger(__name__)
-UNAVAILABLE_MESSAGE = "upstream unavailable: no model could answer this request; retry later"
+UNAVAILABLE_MESSAGE = (
+    "upstream unavailable: a service or model this request needs could not answer; retry later"
+)
 INTERNAL_MESSAGE = "internal error in the gateway; retry later"
 _INTERNAL_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 

@@ -9,6 +9,7 @@ from sluice.router.v1 import spend_service_pb2_grpc as pb_grpc
 from services.router.admission import api_key_from_metadata
 from services.router.budgets import BudgetLedger
 from services.router.policy import Policy
+from services.router.public_errors import public_error
 from shared.errors import SluiceError, abort_with
 
 ORIGIN = "router"
@@ -28,7 +29,7 @@ class SpendServicer(pb_grpc.SpendServiceServicer):
             api_key = api_key_from_metadata(context.invocation_metadata() or ())
             tenant = self._policy.authenticate(api_key)
         except SluiceError as error:
-            await abort_with(context, ORIGIN, error)
+            await abort_with(context, ORIGIN, public_error(error))
         spend = self._ledger.spent(tenant.tenant_id)
         return pb.GetSpendResponse(
             tenant_id=tenant.tenant_id,
