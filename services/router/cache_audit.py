@@ -32,7 +32,7 @@ from opentelemetry import trace
 from services.router.audit_compare import Comparison, HitVerdict, compare
 from services.router.background import BackgroundJobs
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered
-from services.router.gates import GateInput, Verdict, evaluate
+from services.router.gates import Verdict
 from services.router.model import (
     CachedAnswer,
     CacheMode,
@@ -44,6 +44,7 @@ from services.router.model import (
 from services.router.policy import TenantPolicy
 from services.router.ports import CachePort
 from services.router.spending import Reservation, Spending
+from services.router.tier_gates import rule_check
 from shared import telemetry as attrs
 from shared.errors import BudgetExhausted, SluiceError
 
@@ -62,10 +63,10 @@ UNDECIDED = "undecided"
 
 def recheck(request: ChatRequest, hit: CachedAnswer) -> Verdict:
     """The cached answer through the first tier's rule gates (finish_reason, truncation,
-    refusal, min_length, format, json); the gates that need a model call are left out."""
+    refusal, min_length, format, json, and the tool-call gate on every choice's calls); the
+    gates that need a model call are left out."""
     first = request.model_class.tiers[0]
-    answer = GateInput(hit.content, hit.finish, request.response_format)
-    return evaluate(first.gates, answer, request.model_class.gate_settings)
+    return rule_check(request, first.gates, hit.content, hit.finish, hit.choices)
 
 
 class AuditSampler:

@@ -26,7 +26,7 @@ from services.router.policy import TierSpec
 from services.router.ports import ModelPort
 from services.router.tier_gates import TierGates, TierVerdict
 from shared import telemetry as attrs
-from shared.chat import Turn
+from shared.chat import ChoiceDelta, Turn
 from shared.errors import BudgetExhausted, Unavailable
 
 
@@ -142,7 +142,12 @@ class Cascade:
             async with asyncio.timeout(budget) as first_token:
                 async for event in self._models.stream(request, tier, turns, deadline):
                     first_token.reschedule(None)
-                    yield TierDelta(attempt, tier.index, event) if isinstance(event, str) else event
+                    if isinstance(event, str):
+                        yield TierDelta(attempt, tier.index, event)
+                    elif isinstance(event, ChoiceDelta):
+                        yield TierDelta(attempt, tier.index, "", piece=event)
+                    else:
+                        yield event
         except TimeoutError:
             raise TierTimedOut(f"latency budget of {budget}s ran out; escalated") from None
 

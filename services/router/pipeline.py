@@ -37,13 +37,14 @@ from services.router.model import (
     StageLine,
     StageName,
     StageUnavailable,
+    TierAnswer,
     TierDelta,
 )
 from services.router.ports import CachePort, CompressorPort
 from services.router.spending import Reservation, Spending
 from services.router.stores import BackgroundStores, content_words, store_key
 from shared import telemetry as attrs
-from shared.chat import Finish, Turn
+from shared.chat import Choice, ChoiceDelta, Finish, ToolCallDelta, Turn
 from shared.errors import SluiceError
 from shared.pricing import PriceCatalogue, TokenUsage
 from shared.tokens import TokenCounter
@@ -175,6 +176,7 @@ class Pipeline:
             baseline_cost_nano_usd=self._baseline_cost(request, hit.usage.output_tokens),
             cache_hit=True,
             policy_version=request.policy_version,
+            choices=hit.choices,
         )
 
     async def run(
@@ -189,7 +191,8 @@ class Pipeline:
             # A hit costs nothing: no money is reserved, and none is charged.
             result = self._cache_result(request, hit, [cache_line])
             if stream:
-                yield TierDelta(1, 0, hit.content)
+                for delta in hit_deltas(result):
+                    yield delta
             self._annotate(span, result)
             # A sampled semantic hit is checked in the background; submitted before the yield,
             # since a unary caller stops reading at the result.
@@ -285,18 +288,19 @@ class Pipeline:
             baseline_cost_nano_usd=self._baseline_cost(request, answer.usage.output_tokens),
             cache_hit=False,
             policy_version=request.policy_version,
+            choices=answer.choices,
         )
 
     def _store(self, request: ChatRequest, outcome: CascadeOutcome) -> None:
-        # Only complete answers are worth serving again; a truncated one would fail its gate
-        # next time too.
+        # Only complete answers are worth serving again (every choice of them): a truncated
+        # one would fail its gate next time too.
+        answer = outcome.answer
         if (
             request.cache_mode is CacheMode.BYPASS
             or not cacheable(request)
-            or outcome.answer.finish is not Finish.STOP
+            or not all(choice.finish in _COMPLETE for choice in _all_choices(answer))
         ):
             return
-        answer = outcome.answer
 
         def store() -> Awaitable[None]:
             return self._cache.store(request, answer, self._clock() + STORE_DEADLINE_S)
@@ -326,6 +330,39 @@ class Pipeline:
                 attrs.CACHE_HIT: result.cache_hit,
             }
         )
+
+
+# An answer that ended by itself: its text is done, or it handed over to the caller's tools.
+_COMPLETE = frozenset({Finish.STOP, Finish.TOOL_CALLS})
+
+
+def _all_choices(answer: TierAnswer) -> tuple[Choice, ...]:
+    return answer.choices or (Choice(0, answer.content, answer.finish),)
+
+
+def hit_deltas(result: RouteResult) -> tuple[TierDelta, ...]:
+    """A cache hit as a stream: its text alone, or each choice as one whole piece (its
+    content, calls with their whole arguments, refusal and logprobs)."""
+    if not result.choices:
+        return (TierDelta(1, 0, result.content),)
+    return tuple(
+        TierDelta(
+            1,
+            0,
+            "",
+            piece=ChoiceDelta(
+                choice.index,
+                choice.content,
+                tuple(
+                    ToolCallDelta(n, call.id, call.name, call.arguments)
+                    for n, call in enumerate(choice.tool_calls)
+                ),
+                choice.refusal,
+                choice.logprobs,
+            ),
+        )
+        for choice in result.choices
+    )
 
 
 def prompt_cost_estimator(catalogue: PriceCatalogue, tokens: TokenCounter) -> PromptCost:

@@ -12,7 +12,7 @@ from typing import Protocol
 from services.router.audit_compare import HitVerdict
 from services.router.model import CacheLookup, ChatRequest, Compression, TierAnswer
 from services.router.policy import TierSpec
-from shared.chat import Turn
+from shared.chat import ChoiceDelta, Turn
 
 
 class CachePort(Protocol):
@@ -47,4 +47,6 @@ class ModelPort(Protocol):
 
     def stream(
         self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
-    ) -> AsyncIterator[str | TierAnswer]: ...
+    ) -> AsyncIterator[str | ChoiceDelta | TierAnswer]:
+        """Plain text of choice 0 as strings, any other piece (tool-call fragments, a
+        refusal, logprobs, another choice) as a ChoiceDelta, then the TierAnswer."""

@@ -25,7 +25,7 @@ from shared.convert import (
     turns_from_proto,
     usage_to_proto,
 )
-from shared.convert_tools import tools_from_proto
+from shared.convert_tools import choice_delta_to_proto, choices_to_proto, tools_from_proto
 from shared.errors import InvalidRequest, SluiceError, abort_with
 from shared.grpc_server import caller_deadline
 from shared.streams import relay
@@ -122,7 +122,23 @@ def complete_response(result: RouteResult) -> pb.CompleteResponse:
         trace_id=current_trace_id(),
         cache_hit=result.cache_hit,
         policy_version=result.policy_version,
+        choices=choices_to_proto(result.all_choices()),
     )
+
+
+def content_delta(event: TierDelta) -> pb.ContentDelta:
+    """A streamed piece: plain text of choice 0, or a piece with its choice, tool-call
+    fragments, refusal and logprobs."""
+    delta = pb.ContentDelta(attempt=event.attempt, tier=event.tier, text=event.text)
+    piece = event.piece
+    if piece is not None:
+        delta.text = piece.content
+        delta.choice_index = piece.index
+        delta.refusal = piece.refusal
+        proto = choice_delta_to_proto(piece)
+        delta.tool_calls.extend(proto.tool_calls)
+        delta.logprobs.extend(proto.logprobs)
+    return delta
 
 
 class RouterServicer(pb_grpc.RouterServiceServicer):
@@ -176,10 +192,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
             async with aclosing(relay(events, baggage)) as relayed:
                 async for event in relayed:
                     if isinstance(event, TierDelta):
-                        delta = pb.ContentDelta(
-                            attempt=event.attempt, tier=event.tier, text=event.text
-                        )
-                        yield pb.CompleteStreamResponse(delta=delta)
+                        yield pb.CompleteStreamResponse(delta=content_delta(event))
                     else:
                         yield pb.CompleteStreamResponse(summary=complete_response(event))
         except SluiceError as error:

@@ -10,17 +10,26 @@ is skipped with the reason; it never fails the answer and never crashes the requ
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opentelemetry import trace
 
-from services.router.gates import GateInput, Verdict, evaluate, logprob_gate
+from services.router.gates import (
+    PASS,
+    GateInput,
+    LogprobSummary,
+    Verdict,
+    evaluate,
+    logprob_gate,
+)
 from services.router.judge import LlmJudge
 from services.router.learned import prompt_of
 from services.router.learning.runtime import RoutingSession
 from services.router.model import ChatRequest, StageLine, TierAnswer
 from services.router.policy import TierSpec
+from services.router.tool_gate import GATE as TOOL_CALL_GATE
 from shared import telemetry as attrs
+from shared.chat import Choice, Finish
 
 LOG = logging.getLogger(__name__)
 
@@ -33,6 +42,8 @@ LOGPROB_MIN = "sluice.gate.logprob.min"
 JUDGE_VERDICT = "sluice.gate.judge.verdict"
 JUDGE_COST_USD = "sluice.gate.judge.cost.usd"
 GATES_SKIPPED = "sluice.gate.skipped"
+# Why a tier's tool calls failed the tool-call gate: the failure's kind, e.g. "schema".
+TOOL_CALL_REASON = "sluice.gate.tool_call.reason"
 
 
 @dataclass(frozen=True)
@@ -58,15 +69,19 @@ class TierGates:
         span: trace.Span,
         last: bool = False,
     ) -> TierVerdict:
-        ruled = evaluate(
-            tier.gates,
-            GateInput(answer.content, answer.finish, request.response_format, answer.logprobs),
-            request.model_class.gate_settings,
+        ruled = rule_check(
+            request, tier.gates, answer.content, answer.finish, answer.choices, answer.logprobs
         )
+        if not ruled.passed and ruled.gate == TOOL_CALL_GATE:
+            span.set_attribute(TOOL_CALL_REASON, tool_call_kind(ruled))
         run = _Run(request, tier, answer, session, span)
+        calls_only = bool(answer.tool_calls) and not answer.content.strip()
         if ruled.passed:
             for name in tier.gates:
-                if name == "logprob":
+                if calls_only and name in ("scorer", "judge"):
+                    # Nothing to read: the tool-call gate already checked the calls themselves.
+                    run.add(Verdict(True, name, "the answer is tool calls only", skipped=True))
+                elif name == "logprob":
                     run.add(_logprob(tier, answer, span))
                 elif name == "scorer":
                     run.add(await run.score())
@@ -97,6 +112,52 @@ class TierGates:
             return Verdict(True, "judge", result.reason, skipped=True)
         run.span.set_attribute(JUDGE_VERDICT, "yes" if result.passed else "no")
         return Verdict(result.passed, "judge", result.reason)
+
+
+def rule_check(
+    request: ChatRequest,
+    gate_names: tuple[str, ...],
+    content: str,
+    finish: Finish,
+    choices: tuple[Choice, ...] = (),
+    logprobs: LogprobSummary | None = None,
+) -> Verdict:
+    """The rule gates (gates.evaluate) on an answer, a tier's or a cached one.
+
+    With n > 1 the caller is served every choice, so every choice must pass: the first that
+    fails fails the answer, and the reason names it. The tool-call gate checks each choice's
+    calls against the request's tools; the logprob summary (choice 0's) goes with choice 0.
+    An answer cut at the caller's own max_tokens is what the caller asked for, so the gates
+    that would hold the cut against it let it pass (GateInput.cut_as_asked).
+    """
+    settings = request.model_class.gate_settings
+    every = choices or (Choice(0, content, finish),)
+    for choice in every:
+        verdict = evaluate(
+            gate_names,
+            GateInput(
+                choice.content,
+                choice.finish,
+                request.response_format,
+                logprobs if choice.index == 0 else None,
+                choice.tool_calls,
+                request.tools,
+                caller_max_tokens=request.sampling.max_tokens > 0,
+            ),
+            settings,
+        )
+        if not verdict.passed:
+            if len(every) > 1:
+                # Appended, not prefixed: the reason's first word is the failure's kind.
+                verdict = replace(verdict, reason=f"{verdict.reason} (choice {choice.index})")
+            return verdict
+    return PASS
+
+
+def tool_call_kind(verdict: Verdict) -> str:
+    """The kind of a tool-call gate failure (`unknown_function`, `schema`, ...): its reason's
+    first word, which tool_gate.ToolCallProblem puts there for counting."""
+    return verdict.reason.split(":", 1)[0]
 
 
 def _logprob(tier: TierSpec, answer: TierAnswer, span: trace.Span) -> Verdict:

@@ -27,6 +27,7 @@ from shared.convert import (
     usage_from_proto,
     usage_to_proto,
 )
+from shared.convert_tools import choices_from_proto, choices_to_proto, tools_to_proto
 
 
 class CacheClient:
@@ -49,6 +50,8 @@ class CacheClient:
             allow_semantic=request.cache_mode.value == "enabled",
             # Part of the keys: a JSON request must never get a free-text answer, nor the reverse.
             response_format=response_format_to_proto(request.response_format),
+            # Part of the keys too: a tool call is only right for the tools it was made with.
+            tools=tools_to_proto(request.tools),
         )
         try:
             found = await self._stub.Lookup(
@@ -74,6 +77,7 @@ class CacheClient:
             similarity=found.similarity,
             finish=finish_from_proto(found.finish_reason),
             entry_id=found.entry_id,
+            choices=choices_from_proto(found.choices),
         )
         return CacheLookup(hit)
 
@@ -88,6 +92,8 @@ class CacheClient:
             usage=usage_to_proto(answer.usage),
             finish_reason=finish_to_proto(answer.finish),
             response_format=response_format_to_proto(request.response_format),
+            tools=tools_to_proto(request.tools),
+            choices=choices_to_proto(answer.choices),
         )
         try:
             await self._stub.Store(

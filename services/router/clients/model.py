@@ -16,7 +16,7 @@ from services.router.clients.common import Clock, request_context, stage_timeout
 from services.router.gates import LogprobSummary
 from services.router.model import ChatRequest, DispatcherDown, Outcome, TierAnswer
 from services.router.policy import TierSpec
-from shared.chat import Turn
+from shared.chat import Choice, ChoiceDelta, Turn
 from shared.convert import (
     finish_from_proto,
     response_format_to_proto,
@@ -24,8 +24,12 @@ from shared.convert import (
     turns_to_proto,
     usage_from_proto,
 )
+from shared.convert_tools import choice_delta_from_proto, choices_from_proto, tools_to_proto
 from shared.errors import from_status
 from shared.streams import finish_call
+
+# What a tier's stream yields: plain text of choice 0, any other piece, then the answer.
+StreamEvent = str | ChoiceDelta | TierAnswer
 
 
 def _tier_answer(
@@ -45,7 +49,19 @@ def _tier_answer(
         batcher_outcome=outcome,
         batcher_detail=detail,
         logprobs=_logprobs(completion),
+        choices=_choices(completion),
     )
+
+
+def _choices(completion: common_pb2.Completion) -> tuple[Choice, ...]:
+    """Every choice, or () when the answer is one choice of text alone (its content and
+    finish already say all of it)."""
+    choices = choices_from_proto(completion.choices)
+    if len(choices) == 1:
+        only = choices[0]
+        if not (only.tool_calls or only.refusal or only.logprobs):
+            return ()
+    return choices
 
 
 def _logprobs(completion: common_pb2.Completion) -> LogprobSummary | None:
@@ -53,6 +69,19 @@ def _logprobs(completion: common_pb2.Completion) -> LogprobSummary | None:
         return None
     return LogprobSummary(
         completion.mean_token_logprob, completion.min_token_logprob, completion.logprob_tokens
+    )
+
+
+def _one_plain_answer(call: common_pb2.ModelCall) -> bool:
+    """A packed call shares one upstream answer of text among its members, so a call that wants
+    logprobs (its own), tools, several choices or sends images cannot be packed."""
+    sampling = call.sampling
+    return not (
+        call.logprobs
+        or sampling.logprobs
+        or sampling.n > 1
+        or call.tools.functions
+        or any(part.HasField("image_url") for m in call.messages for part in m.parts)
     )
 
 
@@ -85,6 +114,8 @@ class ModelClient:
             sampling=sampling,
             tier=tier.index,
             logprobs=tier.wants_logprobs,
+            tools=tools_to_proto(request.tools),
+            end_user=request.end_user,
         )
 
     def _dispatcher_error(self, error: grpc.aio.AioRpcError) -> Exception:
@@ -101,8 +132,7 @@ class ModelClient:
         execute = batcher_pb.ExecuteRequest(
             context=request_context(request),
             call=call,
-            # Packed calls share one upstream answer, which has no per-request logprobs.
-            packable=request.model_class.packable and not call.logprobs,
+            packable=request.model_class.packable and _one_plain_answer(call),
         )
         # The replica the call hashes to, then the next in its ranking if that one is down.
         executed, down = await ask_in_turn(
@@ -155,7 +185,7 @@ class ModelClient:
 
     async def stream(
         self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
-    ) -> AsyncIterator[str | TierAnswer]:
+    ) -> AsyncIterator[StreamEvent]:
         call = self._model_call(request, tier, turns)
         stream = self._dispatcher.DispatchStream(
             dispatcher_pb.DispatchStreamRequest(context=request_context(request), call=call),
@@ -166,12 +196,15 @@ class ModelClient:
             # before then leaves the tracing wrapper unstarted for `finish_call` to run.
             await stream.initial_metadata()
             async for event in stream:
-                if event.HasField("completion"):
+                kind = event.WhichOneof("event")
+                if kind == "completion":
                     yield _tier_answer(
                         event.completion,
                         Outcome.NOT_APPLICABLE,
                         "streaming calls go straight to the dispatcher",
                     )
+                elif kind == "choice_delta":
+                    yield choice_delta_from_proto(event.choice_delta)
                 else:
                     yield event.content_delta
         except grpc.aio.AioRpcError as error:

@@ -4,17 +4,21 @@ and a failing cache as StageUnavailable."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, cast
 
 import grpc
 import pytest
 from sluice.cache.v1 import cache_service_pb2 as cache_pb
+from sluice.common.v1 import common_pb2
 
 from services.router.admission import Admission, Asked
 from services.router.audit_compare import HitVerdict
 from services.router.clients.cache import CacheClient
-from services.router.model import ChatRequest, StageUnavailable
-from shared.chat import Role, Sampling, Turn
+from services.router.model import ChatRequest, StageUnavailable, TierAnswer
+from shared.chat import Choice, Finish, Role, Sampling, ToolCall, ToolFunction, ToolSet, Turn
+from shared.convert_tools import choices_from_proto, choices_to_proto, tools_from_proto
+from shared.pricing import TokenUsage
 from shared.tokens import TokenCounter
 from tests.unit.router.fixtures import policy
 
@@ -32,6 +36,8 @@ class Stub:
             kind=cache_pb.HIT_KIND_SEMANTIC, content="Paris.", similarity=0.93, entry_id="e-42"
         )
         self.sent: list[tuple[cache_pb.ReportHitRequest, float]] = []
+        self.looked_up: list[cache_pb.LookupRequest] = []
+        self.stored: list[cache_pb.StoreRequest] = []
 
     async def ReportHit(  # noqa: N802 - named by the proto
         self, request: cache_pb.ReportHitRequest, **options: float
@@ -44,7 +50,14 @@ class Stub:
     async def Lookup(
         self, request: cache_pb.LookupRequest, **options: float
     ) -> cache_pb.LookupResponse:
+        self.looked_up.append(request)
         return self.found
+
+    async def Store(
+        self, request: cache_pb.StoreRequest, **options: float
+    ) -> cache_pb.StoreResponse:
+        self.stored.append(request)
+        return cache_pb.StoreResponse(entry_id="e-1")
 
 
 def chat() -> ChatRequest:
@@ -124,3 +137,28 @@ async def test_a_report_says_whether_it_is_a_shadow_check(shadow: bool) -> None:
     )
     [(request, _)] = stub.sent
     assert request.shadow is shadow
+
+
+WEATHER = ToolSet((ToolFunction("get_weather", "", '{"type": "object"}'),))
+CALLS = (
+    Choice(0, "", Finish.TOOL_CALLS, (ToolCall("call_1", "get_weather", '{"city": "Oslo"}'),)),
+)
+
+
+async def test_lookup_and_store_key_on_the_tools_and_keep_every_choice() -> None:
+    request = replace(chat(), tools=WEATHER)
+    found = cache_pb.LookupResponse(
+        kind=cache_pb.HIT_KIND_EXACT, finish_reason=common_pb2.FINISH_REASON_TOOL_CALLS
+    )
+    found.choices.extend(choices_to_proto(CALLS))
+    stub = Stub(found=found)
+    hit = (await client(stub).lookup(request, time.monotonic() + 30)).hit
+    assert hit is not None and hit.choices == CALLS
+    assert tools_from_proto(stub.looked_up[0].tools) == WEATHER
+    tier_answer = TierAnswer(
+        "", Finish.TOOL_CALLS, "cheap", "us-east", TokenUsage(5, 5), 10, 0.1, choices=CALLS
+    )
+    await client(stub).store(request, tier_answer, time.monotonic() + 30)
+    [stored] = stub.stored
+    assert tools_from_proto(stored.tools) == WEATHER
+    assert choices_from_proto(stored.choices) == CALLS
