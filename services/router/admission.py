@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
-import jsonschema
-
+from services.router.admission_checks import (
+    NAME_PATTERN,
+    FieldError,
+    bad,
+    check_schema_text,
+    validate_caller_tags,
+    validate_choices,
+    validate_images,
+    validate_tool_turns,
+    validate_tools,
+)
 from services.router.budgets import BudgetLedger, check_budget
 from services.router.model import CacheMode, ChatRequest, ShadowDecision
 from services.router.policy import ModelClass, Policy
@@ -29,6 +37,7 @@ from shared.chat import (
     Turn,
 )
 from shared.errors import InvalidRequest, SluiceError, quoted
+from shared.pricing import PriceCatalogue
 from shared.tokens import TokenCounter
 
 MAX_STOP_SEQUENCES = 4
@@ -36,8 +45,6 @@ MAX_STOP_SEQUENCES = 4
 MAX_INT32 = 2**31 - 1
 # A request id is echoed in answers, logs and spans; a caller's own id is bounded.
 MAX_REQUEST_ID_CHARS = 128
-# Deeper schemas are refused before jsonschema (recursive) walks them.
-MAX_SCHEMA_DEPTH = 64
 # Requests with more prompt text than this are validated and counted on a worker thread:
 # counting 10 MB takes about a second, which would stall every other call on the router's
 # event loop. Smaller ones stay inline, where the thread hop would cost more than the work.
@@ -78,32 +85,39 @@ def validate_sampling(sampling: Sampling) -> None:
     if sampling.temperature is not None and not (
         math.isfinite(sampling.temperature) and 0 <= sampling.temperature <= 2
     ):
-        raise InvalidRequest(f"sampling.temperature={sampling.temperature} must be within [0, 2]")
+        raise FieldError(
+            "temperature", f"sampling.temperature={sampling.temperature} must be within [0, 2]"
+        )
     if sampling.top_p is not None and not (0 < sampling.top_p <= 1):
-        raise InvalidRequest(f"sampling.top_p={sampling.top_p} must be within (0, 1]")
+        raise FieldError("top_p", f"sampling.top_p={sampling.top_p} must be within (0, 1]")
     if not 0 <= sampling.max_tokens <= MAX_INT32:
-        raise InvalidRequest(
-            f"sampling.max_tokens={sampling.max_tokens} must be within [0, {MAX_INT32}]"
+        raise FieldError(
+            "max_tokens",
+            f"sampling.max_tokens={sampling.max_tokens} must be within [0, {MAX_INT32}]",
         )
     if len(sampling.stop) > MAX_STOP_SEQUENCES:
-        raise InvalidRequest(f"sampling.stop has {len(sampling.stop)} entries; at most 4")
+        raise FieldError("stop", f"sampling.stop has {len(sampling.stop)} entries; at most 4")
     if not all(sampling.stop):
         # Providers refuse an empty stop sequence; refused here, it is the caller's 400.
-        raise InvalidRequest("sampling.stop has an empty entry; each must be non-empty")
+        raise FieldError("stop", "sampling.stop has an empty entry; each must be non-empty")
+    validate_choices(sampling)
 
 
 def validate_turns(turns: tuple[Turn, ...]) -> None:
+    """A conversation that ends with the user's message or a tool's result, with tool calls
+    and tool results that fit together."""
     if not turns:
-        raise InvalidRequest("messages is empty; send at least one user message")
-    if turns[-1].role is not Role.USER:
-        raise InvalidRequest(
-            f"messages[{len(turns) - 1}]: the last message must come from the user, "
-            f"not {turns[-1].role}"
+        raise bad("messages", "is empty; send at least one user message")
+    last, at = turns[-1], f"messages[{len(turns) - 1}]"
+    if last.role not in (Role.USER, Role.TOOL):
+        raise FieldError(
+            at,
+            f"{at}: the last message must come from the user (or be a tool's result), "
+            f"not {last.role}",
         )
-    if is_blank(turns[-1].content):
-        raise InvalidRequest(
-            f"messages[{len(turns) - 1}].content is empty (or only invisible characters)"
-        )
+    if last.role is Role.USER and not last.has_image and is_blank(last.content):
+        raise bad(f"{at}.content", "is empty (or only invisible characters)")
+    validate_tool_turns(turns)
 
 
 def shadow_decision(
@@ -122,43 +136,28 @@ def shadow_decision(
 def validate_response_format(response_format: ResponseFormat) -> None:
     if response_format.kind is not FormatKind.JSON_SCHEMA:
         return
-    try:
-        schema = json.loads(response_format.json_schema)
-        if _depth(schema) > MAX_SCHEMA_DEPTH:
-            raise InvalidRequest(
-                f"response_format.json_schema nests deeper than {MAX_SCHEMA_DEPTH} levels"
-            )
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except (json.JSONDecodeError, RecursionError) as error:
-        reason = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
-        raise InvalidRequest(f"response_format.json_schema is not JSON: {reason}") from None
-    except jsonschema.exceptions.SchemaError as error:
-        raise InvalidRequest(
-            f"response_format.json_schema is not a valid schema: {quoted(error.message, 200)}"
-        ) from None
-
-
-def _depth(document: Any) -> int:
-    """How deeply JSON objects and arrays nest, counted without recursion."""
-    deepest = 0
-    pending = [(document, 1)]
-    while pending:
-        node, depth = pending.pop()
-        children = (
-            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    check_schema_text("response_format.json_schema", response_format.json_schema)
+    name = response_format.schema_name
+    if name and not NAME_PATTERN.match(name):
+        raise bad(
+            "response_format.json_schema.name", f"{quoted(name)} must match {NAME_PATTERN.pattern}"
         )
-        before = len(pending)
-        pending.extend((child, depth + 1) for child in children)
-        if len(pending) > before:
-            deepest = max(deepest, depth)
-    return deepest
 
 
 def validate_request_id(request_id: str) -> None:
     if len(request_id) > MAX_REQUEST_ID_CHARS:
-        raise InvalidRequest(
-            f"context.request_id has {len(request_id)} characters; at most {MAX_REQUEST_ID_CHARS}"
+        raise FieldError(
+            "context.request_id",
+            f"context.request_id has {len(request_id)} characters; at most {MAX_REQUEST_ID_CHARS}",
         )
+
+
+def _prompt_texts(asked: Asked) -> Iterator[str]:
+    """The text a provider bills as prompt: every turn with its tool calls, and the tools."""
+    for turn in asked.turns:
+        yield turn.content + "".join(call.name + call.arguments for call in turn.tool_calls)
+    for function in asked.tools.functions:
+        yield function.name + function.description + function.parameters_json
 
 
 @dataclass(frozen=True)
@@ -185,6 +184,7 @@ class Admission:
         tokens: TokenCounter,
         max_prompt_tokens: int,
         ledger: BudgetLedger | None = None,
+        catalogue: PriceCatalogue | None = None,
     ) -> None:
         self._policies = (
             policies if isinstance(policies, PolicySelector) else PolicySelector(policies)
@@ -192,6 +192,8 @@ class Admission:
         self._tokens = tokens
         self._max_prompt_tokens = max_prompt_tokens
         self._ledger = ledger
+        # Which models take image parts; without a catalogue, none is known to.
+        self._accepts_images = catalogue.accepts_images if catalogue else lambda _model: False
 
     def admit(self, api_key: str, asked: Asked) -> ChatRequest:
         """Returns the validated request, or raises Unauthenticated / InvalidRequest /
@@ -219,14 +221,20 @@ class Admission:
             ]
         )
         tenant = selection.serving.authenticate(api_key)
-        chosen_class = tenant.model_class(asked.model_class)
+        try:
+            chosen_class = tenant.model_class(asked.model_class)
+        except InvalidRequest as error:
+            raise FieldError("model", str(error)) from None
         validate_request_id(asked.request_id)
         validate_turns(asked.turns)
         validate_sampling(asked.sampling)
         validate_response_format(asked.response_format)
+        validate_tools(asked.tools)
+        validate_caller_tags(asked.end_user, asked.metadata)
+        validate_images(asked.turns, chosen_class, self._accepts_images)
         if asked.max_cost_nano_usd < 0:
-            raise InvalidRequest("context.max_cost_nano_usd must not be negative")
-        prompt_tokens = self._tokens.count_chat(t.content for t in asked.turns)
+            raise bad("context.max_cost_nano_usd", "must not be negative")
+        prompt_tokens = self._tokens.count_chat(_prompt_texts(asked))
         if prompt_tokens > self._max_prompt_tokens:
             raise InvalidRequest(
                 f"request too large: the prompt has {prompt_tokens} tokens, "

@@ -166,7 +166,7 @@ async def serve(settings: Settings) -> None:
     pipeline = build_pipeline(
         settings, telemetry, channels, batchers, catalogue, tokens, ledger, learned
     )
-    admission = Admission(selector, tokens, settings.max_prompt_tokens, ledger)
+    admission = Admission(selector, tokens, settings.max_prompt_tokens, ledger, catalogue)
     servicer = RouterServicer(admission, pipeline, settings.default_deadline_s)
     http = HttpServer(
         build_http_app(
