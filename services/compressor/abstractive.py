@@ -24,6 +24,7 @@ from services.compressor.strategies import (
     StrategyResult,
     last_user_index,
 )
+from services.compressor.verbatim import verbatim_only, with_content
 from shared.chat import Role, Turn
 from shared.tokens import TokenCounter
 
@@ -124,7 +125,9 @@ class AbstractiveStrategy:
         """(context, kept text) per turn; None for turns kept whole (short, or system)."""
         parts: list[tuple[str, str] | None] = []
         for index, turn in enumerate(turns):
-            if index == question_at:
+            if verbatim_only(turn):
+                parts.append(None)
+            elif index == question_at:
                 parts.append(self._extractive.split_question(turn))
             elif (
                 # A system prompt is instructions: a paraphrase could change what is asked.
@@ -160,5 +163,5 @@ def _rebuild(
             continue
         kept = split[1]
         content = summaries[index].text.strip() + (f"\n\n{kept}" if kept else "")
-        out.append(Turn(role=turn.role, content=content, name=turn.name))
+        out.append(with_content(turn, content))
     return tuple(out)

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from services.compressor.strategies import StrategyResult
+from services.compressor.verbatim import verbatim_only, with_content
 from shared.chat import Role, Turn
 
 MIN_PARAGRAPH_CHARS = 40
@@ -126,15 +127,16 @@ def deduplicate(turns: Sequence[Turn]) -> StrategyResult:
     worker = _Deduplicator(_boilerplate_lines(turns))
     out = []
     for index, turn in enumerate(turns):
+        if verbatim_only(turn):
+            out.append(turn)
+            continue
         pieces = list(_segments(turn.content))
         parts = []
         for n, (is_code, piece) in enumerate(pieces):
             protect = index == last_user and n == len(pieces) - 1
             parts.append(piece if is_code else worker.prose(piece, protect))
         content = "\n".join(p for p in parts if p) if len(parts) > 1 else (parts or [""])[0]
-        out.append(
-            Turn(role=turn.role, content=content.strip("\n") or turn.content, name=turn.name)
-        )
+        out.append(with_content(turn, content.strip("\n") or turn.content))
     tally = worker.tally
     return StrategyResult(
         tuple(out),

@@ -4,8 +4,11 @@ Long chats resend every earlier turn on every call, and the old turns matter les
 recent ones. The leading system turns (instructions) and the last `keep_last_turns` turns stay
 verbatim. The turns in between are folded into one system turn, "Summary of the earlier
 conversation", written by the abstractive summariser when one is configured and reachable, and
-otherwise by query-aware extraction from those turns against the latest question. Tool results
-in the middle are folded like any other turn.
+otherwise by query-aware extraction from those turns against the latest question.
+
+The fold ends before the first turn that must stay verbatim (verbatim.py): a tool call, its
+result, or an image. From there on every turn is kept, so no tool result loses the call it
+answers and no image is turned into text.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 
 from services.compressor.abstractive import MIN_SUMMARY_TOKENS, Summariser, SummaryUnavailable
 from services.compressor.strategies import ExtractiveStrategy, StrategyResult, last_user_index
+from services.compressor.verbatim import verbatim_only
 from shared.chat import Role, Turn
 from shared.tokens import TokenCounter
 
@@ -49,9 +53,16 @@ class HistoryStrategy:
     ) -> StrategyResult:
         head = _leading_system(turns)
         middle_end = max(head, len(turns) - max(keep_last_turns, 1))
+        middle_end = next(
+            (i for i in range(head, middle_end) if verbatim_only(turns[i])), middle_end
+        )
         older = turns[head:middle_end]
         if not older:
-            return StrategyResult(turns, f"nothing older than the last {keep_last_turns} turns")
+            return StrategyResult(
+                turns,
+                f"nothing older than the last {keep_last_turns} turns and the tool calls, "
+                "tool results and images, which stay verbatim",
+            )
         at = last_user_index(turns)
         question = turns[at].content if at is not None else ""
         transcript = "\n\n".join(f"{turn.role.value}: {turn.content}" for turn in older)

@@ -37,6 +37,7 @@ import numpy.typing as npt
 from services.compressor.chunking import Chunk, join_chunks, split_chunks
 from services.compressor.relevance import bm25, content_words, fused, neighbour_bonus
 from services.compressor.relevance import windows as text_windows
+from services.compressor.verbatim import verbatim_only, with_content
 from shared.chat import Role, Turn
 from shared.embedding.minilm import Embedder
 from shared.errors import DeadlineExceeded
@@ -175,6 +176,8 @@ class ExtractiveStrategy:
         return context, _question_text(plan)
 
     def _plan(self, turn: Turn, is_question: bool) -> _Plan:
+        if verbatim_only(turn):
+            return _Plan(turn)
         total = self._counter.count(turn.content)
         short = total <= QUESTION_MAX_TOKENS if is_question else total < KEEP_WHOLE_BELOW_TOKENS
         if short:
@@ -337,5 +340,5 @@ def _rebuild(
             turns.append(plan.turn)
             continue
         content = join_chunks(plan.chunks[p] for p in sorted(keep))
-        turns.append(Turn(role=plan.turn.role, content=content, name=plan.turn.name))
+        turns.append(with_content(plan.turn, content))
     return tuple(turns)

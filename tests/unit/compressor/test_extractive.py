@@ -136,15 +136,26 @@ def test_short_system_prompt_and_short_turns_stay_verbatim(
 def test_long_messages_of_any_role_are_context(strategy: ExtractiveStrategy) -> None:
     turns = [
         Turn(Role.SYSTEM, document(3)),
-        Turn(Role.TOOL, " ".join(FILLER) * 2, name="search"),
+        Turn(Role.ASSISTANT, " ".join(FILLER) * 2, name="notes"),
         Turn(Role.USER, QUESTION),
     ]
     result = run(strategy, turns, 0.2)
     assert ANSWER in result.turns[0].content
-    assert result.turns[1].name == "search"
+    assert result.turns[1].name == "notes"
     # A turn is never emptied: it keeps at least its best chunk.
     assert result.turns[1].content.strip()
     assert len(result.turns[1].content) < len(turns[1].content) / 3
+
+
+def test_a_tool_result_is_data_and_passes_whole(strategy: ExtractiveStrategy) -> None:
+    turns = [
+        Turn(Role.SYSTEM, document(3)),
+        Turn(Role.TOOL, " ".join(FILLER) * 2, tool_call_id="call_1"),
+        Turn(Role.USER, QUESTION),
+    ]
+    result = run(strategy, turns, 0.2)
+    assert result.turns[1] == turns[1]
+    assert len(result.turns[0].content) < len(turns[0].content)
 
 
 def test_neighbour_of_the_best_chunk_is_preferred(strategy: ExtractiveStrategy) -> None:
