@@ -1,5 +1,6 @@
-"""The OpenAI-compatible front door: `POST /v1/chat/completions` (plain and SSE) and
-`GET /v1/models`, served by the router process beside its gRPC port.
+"""The OpenAI-compatible front door: `POST /v1/chat/completions` (plain and SSE),
+`GET /v1/models` and `GET /v1/models/{id}`, served by the router process beside its gRPC port.
+Any other path or method is a 404 or 405 in OpenAI's error shape.
 
 It runs the same admission and pipeline as RouterService.Complete, so an OpenAI SDK pointed at
 `http://<router>:<port>/v1` gets the cascade, the cache and the cost accounting unchanged.
@@ -14,34 +15,35 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
 
+import grpc
 import orjson
 import uvicorn
 from opentelemetry import propagate, trace
 from opentelemetry.context import attach, detach
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from services.router.admission import Admission, Asked, off_loop
+from services.router.admission import Admission, off_loop
 from services.router.http_limits import BodyLimit, DoorLimits, ErrorShield, guarded_protocol
-from services.router.model import ChatRequest, RouteResult, TierDelta
-from services.router.openai_wire import (
-    ChatCall,
-    chunk,
+from services.router.model import ChatRequest, TierDelta
+from services.router.openai.request import ChatCall, read_chat_call
+from services.router.openai.response import (
     completion_body,
     error_body,
     error_of,
-    final_chunks,
-    read_chat_call,
     sluice_headers,
 )
+from services.router.openai.stream import StreamFramer
 from services.router.pipeline import Pipeline, complete
-from services.router.policy import Policy
+from services.router.policy import Policy, TenantPolicy
 from services.router.public_errors import public_error
-from shared.errors import SluiceError, Unauthenticated
+from shared.errors import SluiceError, Unauthenticated, quoted
 from shared.streams import relay
 from shared.telemetry import current_trace_id, trace_id_of, with_request_baggage
 
@@ -66,6 +68,20 @@ def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+def _model_json(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "sluice"}
+
+
+def _model_names(tenant: TenantPolicy) -> list[str]:
+    """`auto` (the tenant's default class), then its model classes."""
+    return ["auto", *tenant.model_classes]
+
+
+def _end_span(span: trace.Span) -> None:
+    if span.is_recording():
+        span.end()
+
+
 class FrontDoor:
     """Request handlers; they only translate between HTTP and admission/pipeline."""
 
@@ -84,16 +100,7 @@ class FrontDoor:
         self._deadline_s = deadline_s
 
     async def _admit(self, request: Request, call: ChatCall) -> ChatRequest:
-        return await self._admission.admit_async(
-            _api_key(request),
-            Asked(
-                model_class=call.model_class,
-                turns=call.turns,
-                sampling=call.sampling,
-                cache_mode=call.cache_mode,
-                response_format=call.response_format,
-            ),
-        )
+        return await self._admission.admit_async(_api_key(request), call.asked())
 
     @contextlib.contextmanager
     def _server_span(self, request: Request) -> Iterator[trace.Span]:
@@ -116,7 +123,22 @@ class FrontDoor:
                 chat = await self._admit(request, call)
             except SluiceError as error:
                 return _error(error)
-            return StreamingResponse(self._stream(request, chat), media_type="text/event-stream")
+            # Started here (not attached), so the headers can name the trace.
+            span = self._tracer.start_span(
+                "POST /v1/chat/completions",
+                context=propagate.extract(dict(request.headers)),
+                kind=SpanKind.SERVER,
+            )
+            headers = {
+                "x-sluice-trace-id": trace_id_of(span),
+                "x-sluice-policy-version": chat.policy_version,
+            }
+            return StreamingResponse(
+                self._stream(request, chat, call, span),
+                media_type="text/event-stream",
+                headers=headers,
+                background=BackgroundTask(_end_span, span),
+            )
         with self._server_span(request):
             try:
                 chat = await self._admit(request, call)
@@ -130,83 +152,98 @@ class FrontDoor:
             except SluiceError as error:
                 return _error(error)
             trace_id = current_trace_id()
+        body = completion_body(result, trace_id, int(time.time()), logprobs=chat.sampling.logprobs)
         return Response(
-            orjson.dumps(completion_body(result, trace_id)),
+            orjson.dumps(body),
             media_type="application/json",
             headers=sluice_headers(result, trace_id),
         )
 
-    async def _stream(self, request: Request, chat: ChatRequest) -> AsyncIterator[bytes]:
-        """Streams the accepted answer. Text of a tier that may still be rejected is held back
-        (OpenAI clients cannot take text back); the last tier is always accepted, so its text
-        streams as it arrives.
+    async def _stream(
+        self, request: Request, chat: ChatRequest, call: ChatCall, span: trace.Span
+    ) -> AsyncIterator[bytes]:
+        """Streams the accepted answer, framed as OpenAI streams (openai/stream.py, which also
+        says what is held back while a tier may still be rejected).
 
         Nothing is attached to the context here: when a client disconnects, Starlette may drop
         this generator at a yield and the collector finalises it in another context. The
         pipeline runs under the request's span in a task of its own (shared/streams.py), which
         the disconnect cancels; this generator only frames what it relays."""
         parent = propagate.extract(dict(request.headers))
-        span = self._tracer.start_span(
-            "POST /v1/chat/completions", context=parent, kind=SpanKind.SERVER
-        )
         baggage = with_request_baggage(chat.tenant.tenant_id, chat.policy_version, parent)
         events = self._pipeline.run(chat, time.monotonic() + self._deadline_s, stream=True)
-        last_tier = chat.model_class.tiers[-1].index
-        held: list[str] = []
-        attempt = 0
-        started = False
+        tiers = chat.model_class.tiers
+        framer = StreamFramer(
+            chat.request_id,
+            int(time.time()),
+            frozenset({0, tiers[-1].index}),
+            {tier.index: tier.model for tier in tiers},
+            include_usage=call.include_usage,
+            logprobs=chat.sampling.logprobs,
+        )
         try:
             async with aclosing(relay(events, trace.set_span_in_context(span, baggage))) as relayed:
                 async for event in relayed:
                     if isinstance(event, TierDelta):
-                        if event.attempt != attempt:
-                            attempt, held = event.attempt, []
-                        if event.tier in (last_tier, 0):
-                            started = True
-                            delta = {"role": "assistant", "content": event.text}
-                            yield _sse(chunk(chat.request_id, "", delta))
-                        else:
-                            held.append(event.text)
-                        continue
-                    yield b"".join(
-                        self._closing(event, held if not started else [], trace_id_of(span))
-                    )
+                        chunks = framer.delta(event)
+                    else:
+                        chunks = framer.closing(event, trace_id_of(span))
+                    if chunks:
+                        yield b"".join(_sse(payload) for payload in chunks)
+            yield b"data: [DONE]\n\n"
         except SluiceError as error:
             # Headers are sent by now; an error event is what OpenAI's streams use.
-            _, body = error_body(error.code, str(error))
+            _, body = error_body(error.code, str(public_error(error)))
             yield _sse(body) + b"data: [DONE]\n\n"
         finally:
-            span.end()
-
-    @staticmethod
-    def _closing(result: RouteResult, held: list[str], trace_id: str) -> Iterator[bytes]:
-        if held:
-            yield _sse(
-                chunk(
-                    result.request_id, result.model, {"role": "assistant", "content": "".join(held)}
-                )
-            )
-        for payload in final_chunks(result, trace_id):
-            yield _sse(payload)
-        yield b"data: [DONE]\n\n"
+            _end_span(span)
 
     async def drain(self) -> None:
         await self._pipeline.drain(STORE_DRAIN_S)
 
+    def _tenant(self, request: Request) -> TenantPolicy:
+        return self._policy.authenticate(_api_key(request))
+
     async def models(self, request: Request) -> Response:
         try:
-            tenant = self._policy.authenticate(_api_key(request))
+            tenant = self._tenant(request)
         except Unauthenticated as error:
             return _error(error)
-        data = [
-            {"id": name, "object": "model", "owned_by": "sluice"} for name in tenant.model_classes
-        ]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [{"id": "auto", "object": "model", "owned_by": "sluice"}, *data],
-            }
+        data = [_model_json(name) for name in _model_names(tenant)]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Response:
+        try:
+            tenant = self._tenant(request)
+        except Unauthenticated as error:
+            return _error(error)
+        name = request.path_params["model"]
+        if name in _model_names(tenant):
+            return JSONResponse(_model_json(name))
+        status, body = error_body(
+            grpc.StatusCode.NOT_FOUND,
+            f"the model {quoted(name)} does not exist; GET /v1/models lists them",
+            "model",
+            "model_not_found",
         )
+        return JSONResponse(body, status_code=status)
+
+
+async def _not_routed(request: Request, error: Exception) -> Response:
+    """A path or method the front door does not serve, in OpenAI's error shape."""
+    status = error.status_code if isinstance(error, HTTPException) else 404
+    if status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+        kind, code = "invalid_request_error", "method_not_allowed"
+    else:
+        message = (
+            f"unknown path {quoted(request.url.path)}; "
+            "this gateway serves /v1/chat/completions and /v1/models"
+        )
+        kind, code = "invalid_request_error", "unknown_url"
+    headers = dict(error.headers or {}) if isinstance(error, HTTPException) else None
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def build_http_app(front_door: FrontDoor, limits: DoorLimits | None = None) -> Starlette:
@@ -223,7 +260,9 @@ def build_http_app(front_door: FrontDoor, limits: DoorLimits | None = None) -> S
         routes=[
             Route("/v1/chat/completions", front_door.chat_completions, methods=["POST"]),
             Route("/v1/models", front_door.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", front_door.model, methods=["GET"]),
         ],
+        exception_handlers={404: _not_routed, 405: _not_routed},
         lifespan=lifespan,
         middleware=[
             Middleware(ErrorShield),

@@ -52,7 +52,7 @@ class DoorLimits:
 
 
 def error_json(kind: str, code: str, message: str) -> bytes:
-    """An OpenAI-shaped error body (the routes' own errors use openai_wire.error_body)."""
+    """An OpenAI-shaped error body (the routes' own errors use openai/response.py)."""
     return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
 
 

@@ -128,12 +128,13 @@ def door_app(
     pipeline: InstantPipeline | ScriptedPipeline | None = None,
     limits: DoorLimits | None = None,
     max_prompt_tokens: int = 10_000,
+    tracer: trace.Tracer | None = None,
 ) -> Starlette:
     door = FrontDoor(
         admission(max_prompt_tokens),
         cast(Pipeline, pipeline or InstantPipeline()),
         policy(),
-        trace.get_tracer("tests"),
+        tracer or trace.get_tracer("tests"),
         30.0,
     )
     return build_http_app(door, limits)
