@@ -12,6 +12,13 @@ from dataclasses import dataclass, replace
 
 from opentelemetry import trace
 
+from services.router.class_start import (
+    CLASS_KEY,
+    CLASS_START_TIER,
+    ClassStarts,
+    StartDecision,
+    class_key,
+)
 from services.router.learned import LearnedGates
 from services.router.learning.runtime import RoutingSession
 from services.router.model import (
@@ -68,6 +75,8 @@ class _TierStep:
     answer: TierAnswer | None
     # Billed lines the tier's gates added (the judge's call), after the tier's own line.
     extra: tuple[StageLine, ...] = ()
+    # The answer passed every gate (a last tier's may be used without having passed).
+    passed: bool = False
 
 
 def _skipped_line(tier: TierSpec, reason: str, cost_nano_usd: int) -> StageLine:
@@ -113,6 +122,7 @@ class Cascade:
         prompt_cost: PromptCost = _no_cost,
         learned: LearnedGates | None = None,
         gates: TierGates | None = None,
+        starts: ClassStarts | None = None,
     ) -> None:
         self._models = models
         self._tracer = tracer
@@ -121,6 +131,8 @@ class Cascade:
         # The answer scorer and start-tier predictor; None when no policy uses them.
         self._learned = learned
         self._gates = gates or TierGates()
+        # Each request class's evidence of how its tiers fare, which sets where it starts.
+        self._starts = starts or ClassStarts()
 
     async def _attempt(
         self,
@@ -177,8 +189,10 @@ class Cascade:
         failures: list[str] = []
         tiers = request.model_class.tiers
         start = await self._start(request, turns, session)
-        lines.extend(_skipped_line(tier, start[1], 0) for tier in tiers[: start[0]])
-        for attempt, tier in enumerate(tiers[start[0] :], 1):
+        first = start.tier if start is not None else 0
+        if start is not None:
+            lines.extend(_skipped_line(tier, start.reason, 0) for tier in tiers[:first])
+        for attempt, tier in enumerate(tiers[first:], 1):
             spent = sum(line.cost_nano_usd for line in lines)
             if request.max_cost_nano_usd and spent >= request.max_cost_nano_usd:
                 break
@@ -191,6 +205,7 @@ class Cascade:
                 else:
                     step = event
             assert step is not None, "a tier always ends with a step"
+            self._learn(request, tier, step)
             lines.append(step.line)
             lines.extend(step.extra)
             if step.answer is None:
@@ -204,21 +219,45 @@ class Cascade:
 
     async def _start(
         self, request: ChatRequest, turns: tuple[Turn, ...], session: RoutingSession | None
-    ) -> tuple[int, str]:
-        """The 0-based tier to enter at and why; the first tier unless the class learns it."""
+    ) -> StartDecision | None:
+        """Where the request enters the cascade (class_start.py): one decision from the
+        class's evidence and, with `learned_start`, the per-prompt predictor's. None for a
+        one-tier cascade, which has nothing to decide."""
         tiers = request.model_class.tiers
-        if session is None or not request.model_class.learned_start or len(tiers) < 2:
-            return 0, ""
+        if len(tiers) < 2:
+            return None
         span = trace.get_current_span()
+        by_prompt, note = None, ""
+        if session is not None and request.model_class.learned_start:
+            try:
+                by_prompt = await session.acceptance()
+            except Exception as error:  # a predictor fault must not fail the request
+                note = f"predictor failed: {error}; "
         try:
             costs = [float(self._prompt_cost(tier.model, turns)) for tier in tiers]
-            choice = await session.start_choice(costs)
-        except Exception as error:  # a predictor fault must not fail the request
-            span.set_attributes({START_TIER: 1, START_TIER_REASON: f"predictor failed: {error}"})
-            return 0, ""
-        reason = f"start-tier predictor chose tier {tiers[choice.tier].index}: {choice.reason}"
-        span.set_attributes({START_TIER: tiers[choice.tier].index, START_TIER_REASON: reason})
-        return choice.tier, reason
+            baseline = float(self._prompt_cost(request.tenant.baseline_model, turns))
+        except Exception as error:  # an unpriced model leaves the cascade as it is
+            decision = StartDecision(0, class_key(request), f"{note}no prompt cost: {error}")
+        else:
+            decision = self._starts.decide(request, costs, baseline, by_prompt)
+        reason = f"{note}start-tier predictor chose tier {tiers[decision.tier].index}: "
+        reason += decision.reason
+        decision = replace(decision, reason=reason)
+        span.set_attributes(
+            {
+                START_TIER: tiers[decision.tier].index,
+                START_TIER_REASON: reason,
+                CLASS_START_TIER: tiers[decision.tier].index,
+                CLASS_KEY: decision.key,
+            }
+        )
+        return decision
+
+    def _learn(self, request: ChatRequest, tier: TierSpec, step: _TierStep) -> None:
+        """Tells the class's evidence how a tier's answer fared. A tier that timed out or was
+        down says nothing about the class's answers."""
+        if step.answer is not None and len(request.model_class.tiers) > 1:
+            self._starts.record(request, tier.index - 1, step.passed)
 
     async def _tier(
         self,
@@ -261,7 +300,10 @@ class Cascade:
             assert answer is not None, "a model port must end with a TierAnswer"
             checked = await self._gates.check(request, tier, answer, session, deadline, span, last)
             yield _TierStep(
-                self._judge(request, tier, answer, span, last, checked), answer, checked.lines
+                self._judge(request, tier, answer, span, last, checked),
+                answer,
+                checked.lines,
+                checked.verdict.passed,
             )
 
     @staticmethod

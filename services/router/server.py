@@ -18,6 +18,7 @@ from services.router.budgets import InMemoryLedger, JobLedger, ServedLedger
 from services.router.budgets_redis import RedisLedger
 from services.router.cache_audit import CacheAudit
 from services.router.cascade import Cascade
+from services.router.class_start import ClassStarts
 from services.router.clients import BatcherReplicas, CacheClient, CompressorClient, ModelClient
 from services.router.clients.deferred import DeferredClient
 from services.router.config import Settings
@@ -131,6 +132,8 @@ def build_pipeline(
         prompt_cost_estimator(catalogue, tokens),
         learned,
         TierGates(LlmJudge(models)),
+        # Where each request class starts, learnt from this process's own traffic.
+        ClassStarts(),
     )
     cache = CacheClient(
         cache_grpc.SemanticCacheServiceStub(channels["cache"]), settings.cache_timeout_s

@@ -124,6 +124,14 @@ class RoutingSession:
             return StartChoice(0, "no start-tier predictor for this class")
         return predictor.decide(await self.prompt_vector(), tier_costs)
 
+    async def acceptance(self) -> tuple[float, ...] | None:
+        """The predictor's P(accepted) per tier for this prompt; None without a predictor.
+        The router's start-tier decision (class_start.py) weighs it with the class's own."""
+        predictor = self._routing.predictor
+        if predictor is None:
+            return None
+        return tuple(float(p) for p in predictor.acceptance(await self.prompt_vector()))
+
     async def judge(self, tier: int, model: str, answer: str, min_score: float) -> ScoreVerdict:
         """Scores a tier's answer against the earlier tiers' answers, keeps it, and records
         the tier's outcome for the predictor."""
