@@ -45,34 +45,56 @@ def test_chat_completion_is_openai_shaped_with_sluice_extras(mesh: Mesh) -> None
     assert response.headers["x-sluice-cache"] == "miss"
 
 
-def test_streaming_sends_chunks_then_usage_then_done(mesh: Mesh) -> None:
-    body = {
-        "model": "chat",
-        "stream": True,
-        "messages": [
-            {"role": "user", "content": f"Write a note [sim:refuse] {uuid.uuid4().hex[:6]}"}
-        ],
-    }
+def sse(mesh: Mesh, body: dict) -> tuple[httpx.Headers, list[dict]]:
     with httpx.stream(
         "POST", url(mesh, "/chat/completions"), json=body, headers=DEV, timeout=30
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+        headers = response.headers
     assert lines[-1] == "data: [DONE]"
-    chunks = [orjson.loads(line[6:]) for line in lines[:-1]]
-    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    return headers, [orjson.loads(line[6:]) for line in lines[:-1]]
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_streaming_sends_chunks_then_finish_then_done(mesh: Mesh, include_usage: bool) -> None:
+    body: dict = {
+        "model": "chat",
+        "stream": True,
+        "messages": [
+            {"role": "user", "content": f"Write a note [sim:refuse] {uuid.uuid4().hex[:6]}"}
+        ],
+    }
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    headers, chunks = sse(mesh, body)
+    with_choices = [c for c in chunks if c["choices"]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in with_choices)
     assert "I'm sorry" not in text, "the rejected tier-1 refusal is never streamed"
     assert text
-    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
-    assert chunks[-1]["sluice"]["tier"] == 2
+    assert with_choices[0]["choices"][0]["delta"]["role"] == "assistant"
+    final = with_choices[-1]
+    assert final["choices"][0]["finish_reason"] == "stop" and final["sluice"]["tier"] == 2
+    assert final["sluice"]["trace_id"] == headers["x-sluice-trace-id"]
+    assert headers["x-sluice-policy-version"] == final["sluice"]["policy_version"]
+    if include_usage:
+        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+    else:
+        assert chunks == with_choices, "no empty-choices chunk unless include_usage was asked"
 
 
 def test_models_lists_the_tenant_model_classes(mesh: Mesh) -> None:
     response = httpx.get(url(mesh, "/models"), headers=DEV, timeout=10)
     assert response.status_code == 200
     assert {m["id"] for m in response.json()["data"]} == {"auto", "chat", "reasoning"}
+
+
+def test_unknown_paths_and_models_are_openai_shaped_404s(mesh: Mesh) -> None:
+    for path in ("/models/gpt-9", "/embeddings"):
+        response = httpx.get(url(mesh, path), headers=DEV, timeout=10)
+        assert response.status_code == 404
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
 @pytest.mark.parametrize(
