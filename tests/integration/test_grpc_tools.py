@@ -5,6 +5,7 @@ naming the field."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -93,13 +94,13 @@ async def test_a_tool_round_trip_ends_in_a_text_answer(
     assert "21" in answer.content
 
 
-def wait_for_span(receiver: OtlpReceiver, trace_id: str, name: str) -> SpanRecord:
+async def wait_for_span(receiver: OtlpReceiver, trace_id: str, name: str) -> SpanRecord:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         found = [s for s in receiver.spans(trace_id) if s.name == name]
         if found:
             return found[0]
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
     raise AssertionError(f"no span {name!r} in trace {trace_id}")
 
 
@@ -117,7 +118,7 @@ async def test_a_cheap_tiers_bad_tool_call_escalates_and_the_reason_is_counted(
     assert rejected.cost_nano_usd > 0, "the rejected attempt still counts"
     assert response.tier == 2 and response.finish_reason == TOOL_CALLS
     valid_call(response.choices[0].tool_calls[0])
-    span = wait_for_span(receiver, response.trace_id, "tier 1 Qwen/Qwen3-8B")
+    span = await wait_for_span(receiver, response.trace_id, "tier 1 Qwen/Qwen3-8B")
     assert span.attributes["sluice.gate.tool_call.reason"] == "schema"
     assert span.attributes["sluice.gate.failed"] == "tool_call"
 
