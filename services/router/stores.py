@@ -89,14 +89,16 @@ class BackgroundStores:
 
 
 def store_key(request: ChatRequest) -> Hashable:
-    """The cache namespace a request is matched in: tenant, model class, response format and
-    every turn but the last (services/cache: only the last user turn is matched semantically).
-    A coarser key than the cache's only costs a wait for an unrelated store."""
+    """The cache namespace a request is matched in: tenant, model class, response format, the
+    tools offered and every turn but the last (services/cache: only the last user turn is
+    matched semantically). A coarser key than the cache's only costs a wait for an unrelated
+    store."""
     return (
         request.tenant.tenant_id,
         request.model_class.name,
         request.turns[:-1],
         request.response_format,
+        request.tools,
     )
 
 

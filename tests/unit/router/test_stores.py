@@ -2,9 +2,12 @@
 stores a lookup waits for."""
 
 import asyncio
+from dataclasses import replace
 
 from services.router.model import StageName, StageUnavailable
-from services.router.stores import BackgroundStores, _overlap
+from services.router.stores import BackgroundStores, _overlap, store_key
+from shared.chat import ToolFunction, ToolSet
+from tests.unit.router.test_cascade import request
 
 
 async def test_failed_stores_are_counted_not_raised() -> None:
@@ -75,3 +78,9 @@ async def test_settled_waits_only_for_related_stores_of_its_key() -> None:
     await asyncio.wait_for(waiting, timeout=1)
     await stores.drain()
     assert stores.stored == 1
+
+
+def test_a_request_with_tools_never_waits_for_a_store_without_them() -> None:
+    plain = request()
+    with_tools = replace(plain, tools=ToolSet((ToolFunction("get_weather"),)))
+    assert store_key(plain) != store_key(with_tools)
