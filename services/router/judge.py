@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from services.router.model import ChatRequest, Outcome, StageLine, StageName
 from services.router.policy import TierSpec
 from services.router.ports import ModelPort
-from shared.chat import TEXT_FORMAT, Role, Sampling, Turn
+from shared.chat import NO_TOOLS, TEXT_FORMAT, Role, Sampling, Turn
 from shared.errors import SluiceError
 
 # The simulator's judge rule keys on this first line; keep them in step.
@@ -58,11 +58,13 @@ class LlmJudge:
     ) -> JudgeResult:
         model = request.model_class.judge_model
         spec = TierSpec(tier.index, model, ())
-        # The judge's own call: text answer, greedy, a few tokens; never packed with others.
+        # The judge's own call: text answer, greedy, a few tokens, no tools to call; never
+        # packed with others.
         judged = replace(
             request,
             sampling=Sampling(temperature=0.0, max_tokens=JUDGE_MAX_TOKENS),
             response_format=TEXT_FORMAT,
+            tools=NO_TOOLS,
             model_class=replace(request.model_class, packable=False),
         )
         try:

@@ -15,9 +15,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.router.cascade import Cascade, CascadeOutcome
+from services.router.judge import LlmJudge
 from services.router.model import ChatRequest, Outcome, StageName, TierAnswer, TierDelta
 from services.router.policy import TierSpec
-from services.router.tier_gates import TOOL_CALL_REASON
+from services.router.tier_gates import TOOL_CALL_REASON, TierGates
 from shared.chat import (
     Choice,
     ChoiceDelta,
@@ -167,3 +168,37 @@ async def test_streamed_pieces_reach_the_caller_as_pieces() -> None:
     assert "".join(c.arguments for p in pieces for c in p.tool_calls) == '{"city": "Oslo"}'
     assert pieces[0].tool_calls[0].name == "get_weather"
     assert {(d.attempt, d.tier) for d in deltas} == {(1, 1)}
+
+
+@dataclass
+class RecordingJudge:
+    """The judge model's port: says yes, and keeps the requests it was called with."""
+
+    requests: list[ChatRequest]
+
+    async def call(
+        self, request: ChatRequest, tier: TierSpec, turns: tuple[Turn, ...], deadline: float
+    ) -> TierAnswer:
+        self.requests.append(request)
+        return answer("yes", "cheap", cost=1)
+
+    def stream(self, *args: Any) -> AsyncIterator[str | ChoiceDelta | TierAnswer]:
+        raise AssertionError("the judge never streams")
+
+
+async def test_the_judges_call_offers_no_tools() -> None:
+    chat = replace(request(), tools=TOOLS)
+    tiers = chat.model_class.tiers
+    judged_class = replace(
+        chat.model_class,
+        judge_model="cheap",
+        tiers=(replace(tiers[0], gates=("finish_reason", "judge")), *tiers[1:]),
+    )
+    chat = replace(chat, model_class=judged_class)
+    judge = RecordingJudge([])
+    models = FakeModels({"cheap": answer("It is sunny in Oslo.", "cheap")})
+    tracer = Recorder().tracer
+    cascade = Cascade(models, tracer, gates=TierGates(LlmJudge(judge)))
+    events = [e async for e in cascade.run(chat, chat.turns, time.monotonic() + 5, stream=False)]
+    assert isinstance(events[-1], CascadeOutcome) and events[-1].answer.model == "cheap"
+    assert [r.tools for r in judge.requests] == [ToolSet()]
