@@ -20,11 +20,8 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from services.cache.adaptive import AdaptiveIndex
-from services.cache.candidates import Search, candidates, chosen
+from services.cache.candidates import Search, choose, chosen
 from services.cache.entries import Entry, EntryTable, Namespace
 from services.cache.feedback import FeedbackBook, HitReport, judged
 from services.cache.invalidation import resolve_target
@@ -39,6 +36,7 @@ from services.cache.model import (
     StoredEntry,
     keys_of,
     validate_max_age,
+    validate_max_wrong_rate,
     validate_tags,
 )
 from services.cache.records import BadRecord, CachedAnswer, EntryRecord, order_key, shape_problem
@@ -53,7 +51,8 @@ from services.cache.store import (
     Resynced,
     StoreUnavailable,
 )
-from services.cache.verify import AcceptAll, HitVerifier, first_accepted
+from services.cache.verify import AcceptAll, HitVerifier
+from services.cache.window import QueryWindow, minilm_window
 from shared.errors import InvalidRequest, NotReady, Unavailable
 
 __all__ = [
@@ -81,10 +80,13 @@ class SemanticCache:
         store: EntryStore | None = None,
         verifier: HitVerifier | None = None,
         clock: Callable[[], float] = time.time,
+        window: QueryWindow | None = None,
     ) -> None:
         # Wall-clock time, not monotonic: creation and expiry times are persisted and shared
-        # between replicas, so they must keep their meaning across processes.
+        # between replicas, so they must keep their meaning across processes. `window` is what
+        # the embedding model reads of a text (window.py): all-MiniLM-L6-v2's by default.
         self._embedder = embedder
+        self._window = window or minilm_window()
         self._policy = policy
         self._store: EntryStore = store if store is not None else MemoryStore()
         self._verifier: HitVerifier = verifier or AcceptAll()
@@ -134,8 +136,9 @@ class SemanticCache:
 
     async def lookup(self, request: CacheRequest) -> LookupResult:
         """Finds the exact entry, else the most similar live entry above the threshold."""
-        keys = keys_of(request)
+        keys = self._keys(request)
         validate_max_age(request.max_age_s)
+        validate_max_wrong_rate(request.max_wrong_rate)
         self._require_ready()
         result = await self._find(request, keys)
         counters = self._stats.tenant(request.tenant_id)
@@ -157,7 +160,7 @@ class SemanticCache:
         tags: Sequence[str] = (),
     ) -> StoredEntry:
         """Stores an answer durably, replacing any entry with the same exact key."""
-        keys = keys_of(request)
+        keys = self._keys(request)
         if not (answer.content or any(c.tool_calls or c.refusal for c in answer.choices)):
             raise InvalidRequest(
                 "content is required: an empty answer (no text, tool call or refusal) is never "
@@ -202,7 +205,7 @@ class SemanticCache:
         if not tenant_id:
             raise InvalidRequest("context.tenant_id is required")
         self._require_ready()
-        entries = resolve_target(self._table, tenant_id, target, keys_of)
+        entries = resolve_target(self._table, tenant_id, target, self._keys)
         return await self._remove_durably(entries, Removal.INVALIDATED)
 
     async def report_hit(
@@ -211,11 +214,16 @@ class SemanticCache:
         """A caller's verdict on a served hit, or (shadow) on a miss's nearest rejected entry.
         A semantic verdict either way is a labelled outcome for the namespace's threshold
         (feedback.py); only a wrong served hit removes the entry and counts as a failure."""
-        keys = keys_of(request)
+        keys = self._keys(request)
         self._require_ready()
         table, tenant_id = self._table, request.tenant_id
         entry, pair = await judged(table, self._embedder, tenant_id, keys, entry_id, shadow=shadow)
-        calibrated = pair is not None and await self._feedback.record(pair, correct, shadow=shadow)
+        # A served hit reported wrong is removed below, so only other verdicts are kept for
+        # their entry too (the error bound's per-entry evidence).
+        kept = entry.entry_id if correct or shadow else ""
+        calibrated = pair is not None and await self._feedback.record(
+            pair, correct, shadow=shadow, entry_id=kept
+        )
         removed = 0
         if shadow and calibrated:
             counters = self._stats.tenant(tenant_id)
@@ -254,21 +262,16 @@ class SemanticCache:
         namespace = self._table.namespaces.get(keys.namespace)
         if namespace is None:
             return miss
-        return self._nearest(namespace, keys, vector, oldest)
+        limits = (self._policy.min_similarity, oldest, self._clock(), request.max_wrong_rate)
+        return self._nearest(namespace, Search(keys.query, keys.namespace, vector, *limits))
 
-    def _nearest(
-        self, namespace: Namespace, keys: RequestKeys, vector: NDArray[np.float32], oldest: float
-    ) -> LookupResult:
-        query = keys.query or ""
-        search = Search(
-            query, keys.namespace, vector, self._policy.min_similarity, oldest, self._clock()
-        )
+    def _nearest(self, namespace: Namespace, search: Search) -> LookupResult:
         expired: list[Entry] = []
-        choice = first_accepted(self._verifier, candidates(namespace, search, expired))
+        choice = choose(namespace, search, self._verifier, self._feedback, expired)
         self._forget_stored(expired, Removal.EXPIRED)
         if choice.item is not None:
             self._table.touch(choice.item)
-        return chosen(choice, keys.namespace)
+        return chosen(choice, search.namespace_key)
 
     def _admit(self, batch: Iterable[Loaded]) -> list[EntryRecord]:
         """Sorts loaded or followed records: bad vectors are counted, expired ones deleted."""
@@ -391,6 +394,9 @@ class SemanticCache:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             LOG.error("cache background task %s failed", task.get_name(), exc_info=task.exception())
+
+    def _keys(self, request: CacheRequest) -> RequestKeys:
+        return keys_of(request, self._window)
 
     def _require_ready(self) -> None:
         if not self._embedder.ready:

@@ -7,15 +7,23 @@ pairs) reads in one place; verifiers/replay.py builds the same pairs from precom
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from services.cache.entries import Entry, Namespace
 from services.cache.model import HitKind, LookupResult, RejectedCandidate
-from services.cache.verify import Choice, Pair, clamp_similarity
+from services.cache.verify import (
+    Choice,
+    HitVerifier,
+    Pair,
+    Rejected,
+    clamp_similarity,
+    first_accepted,
+)
 
 # Neighbours examined per semantic lookup: more than one, so that an expired, too old or
 # verification-rejected nearest entry does not hide a live one just behind it.
@@ -32,6 +40,7 @@ class Search:
     min_similarity: float
     oldest: float  # created_at below this is too old (max_age); -inf without one
     now: float
+    max_wrong_rate: float | None = None  # the tenant's error bound, if it set one
 
 
 def candidates(
@@ -58,6 +67,51 @@ def candidates(
             entry.answer.content,
         )
         yield entry, pair
+
+
+class Evidence(Protocol):
+    """What a tenant's error bound asks of the feedback (feedback.FeedbackBook)."""
+
+    def admits(self, entry_id: str, pair: Pair, max_wrong_rate: float) -> bool: ...
+
+    def vetoed(self, pair: Pair) -> str: ...
+
+
+def choose(
+    namespace: Namespace,
+    search: Search,
+    verifier: HitVerifier,
+    evidence: Evidence,
+    expired: list[Entry],
+) -> Choice[Entry]:
+    """The verifier's choice among the candidates, or, under a tenant's error bound, the first
+    candidate the evidence admits."""
+    found = candidates(namespace, search, expired)
+    if search.max_wrong_rate is None:
+        return first_accepted(verifier, found)
+    return first_within_bound(evidence, search.max_wrong_rate, found)
+
+
+def first_within_bound(
+    evidence: Evidence, max_wrong_rate: float, items: Iterable[tuple[Entry, Pair]]
+) -> Choice[Entry]:
+    """verify.first_accepted under a tenant's bound: the verifier's checks still veto, but its
+    own bar gives way to what the outcomes prove (verifiers/calibration.py). A candidate no
+    check vetoes and the evidence does not admit is unproven: turned down, and the first such
+    becomes the miss's nearest rejected candidate, whose shadow check is the exploration that
+    gathers the missing evidence without serving an answer nobody vouched for."""
+    rejected = 0
+    nearest: Rejected[Entry] | None = None
+    for entry, pair in items:
+        if evidence.vetoed(pair):
+            rejected += 1
+            continue
+        if evidence.admits(entry.entry_id, pair, max_wrong_rate):
+            return Choice(entry, pair, rejected, nearest)
+        rejected += 1
+        if nearest is None:
+            nearest = Rejected(entry, pair)
+    return Choice(None, None, rejected, nearest)
 
 
 def chosen(choice: Choice[Entry], namespace_key: str) -> LookupResult:

@@ -12,6 +12,11 @@ The outcomes are counted in the entry store before memory, so a namespace's thre
 a restart, and they are filed under the verifier's `feedback_scale` (its kind and model
 digest): a probability from one model file says nothing about another's, so counts from an
 older model are not reloaded.
+
+Each outcome is also counted for its entry (`EntryEvidence`), which a tenant's error bound
+reads (`admits`; the rule is in verifiers/calibration.py). Those counts go in the same feedback
+rows, under the pseudo-namespace `entry:<entry_id>`, so they survive a restart and reach the
+other replicas on the same stream without a schema change.
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ from services.cache.entries import Entry, EntryTable
 from services.cache.keys import RequestKeys
 from services.cache.model import QueryEmbedder
 from services.cache.store import FEEDBACK_BINS, EntryStore, FeedbackCount, StoreUnavailable
-from services.cache.verifiers.calibration import NamespaceCalibrator, bin_of
+from services.cache.verifiers.calibration import EntryEvidence, NamespaceCalibrator, bin_of
 from services.cache.verify import HitVerifier, Pair, clamp_similarity
 from shared.errors import InvalidRequest, NotFound, Unavailable
 
 LOG = logging.getLogger(__name__)
+# Feedback rows of one entry (not a namespace) carry this before the entry id.
+ENTRY_ROW = "entry:"
 
 
 @runtime_checkable
@@ -124,6 +131,26 @@ class FeedbackBook:
         calibrated = isinstance(verifier, Calibrated) and verifier.calibrator is not None
         self._verifier: Calibrated | None = verifier if calibrated else None  # type: ignore[assignment]
         self._store = store
+        self._entries = EntryEvidence()
+
+    def admits(self, entry_id: str, pair: Pair, max_wrong_rate: float) -> bool:
+        """Whether the evidence proves serving `entry_id` for `pair` keeps `max_wrong_rate`
+        (verifiers/calibration.py); never without a calibrated verifier, whose outcomes are
+        the only evidence there is."""
+        calibrator = self._calibrator()
+        if self._verifier is None or calibrator is None:
+            return False
+        score = self._verifier.feedback_score(pair)
+        if self._entries.refuses(entry_id, score):
+            return False
+        if score >= calibrator.bound_threshold(pair.namespace, max_wrong_rate):
+            return True
+        return self._entries.proves(entry_id, score, max_wrong_rate)
+
+    def vetoed(self, pair: Pair) -> str:
+        """The verifier's check that turns `pair` down whatever its score; "" when none does
+        (or the verifier has no checks)."""
+        return "" if self._verifier is None else self._verifier.vetoed(pair)
 
     async def restore(self) -> int:
         """Loads the stored counts of this verifier's scale in place of what it had; returns
@@ -135,6 +162,7 @@ class FeedbackBook:
             return 0
         counts = await self._store.load_feedback(self._verifier.feedback_scale)
         calibrator.clear()
+        self._entries.clear()
         for count in counts:
             self.apply(count)
         return sum(count.seen for count in counts)
@@ -155,9 +183,15 @@ class FeedbackBook:
         if count.scale != self._verifier.feedback_scale:
             return
         score = (count.bin + 0.5) / FEEDBACK_BINS
-        calibrator.restore(count.namespace, score, seen=count.seen, wrong=count.wrong)
+        if count.namespace.startswith(ENTRY_ROW):
+            entry_id = count.namespace.removeprefix(ENTRY_ROW)
+            self._entries.restore(entry_id, score, seen=count.seen, wrong=count.wrong)
+        else:
+            calibrator.restore(count.namespace, score, seen=count.seen, wrong=count.wrong)
 
-    async def record(self, pair: Pair, correct: bool, *, shadow: bool = False) -> bool:
+    async def record(
+        self, pair: Pair, correct: bool, *, shadow: bool = False, entry_id: str = ""
+    ) -> bool:
         """Counts one outcome, durably first; False when the verifier keeps no calibration, or
         for a shadow outcome on a pair a check vetoes: that candidate is turned down whatever
         the bar, so what its answer was says nothing about where the bar should be (and a
@@ -171,9 +205,13 @@ class FeedbackBook:
         scale, score_bin = self._verifier.feedback_scale, bin_of(score, FEEDBACK_BINS)
         try:
             await self._store.add_feedback(scale, pair.namespace, score_bin, not correct)
+            if entry_id:
+                await self._store.add_feedback(scale, ENTRY_ROW + entry_id, score_bin, not correct)
         except StoreUnavailable as error:
             raise Unavailable(f"the entry store failed: {error}") from None
         calibrator.record(pair.namespace, score, correct)
+        if entry_id:
+            self._entries.restore(entry_id, score, seen=1, wrong=0 if correct else 1)
         return True
 
     def threshold(self, namespace: str) -> float:

@@ -13,6 +13,10 @@ shared Redis entry store rely on that).
 - The namespace key covers the same fields except the text of the last user turn, which is the
   only part matched semantically. Earlier turns, the system prompt and any turn after the last
   user turn must therefore match exactly, and tenants never share a namespace.
+- Only what the embedding model reads in full is matched semantically (window.py): a last user
+  turn longer than the model's window is split, its trailing window is the semantic query and
+  everything before it joins the namespace key, so it must match exactly; a turn with no window
+  that fits is matched exactly only.
 - Some requests are matched exactly only (no semantic query): a request with an image, whose
   picture the embedding never sees; one that offers tools, where a look-alike question would
   get a tool call with another question's arguments; and one that asks for several choices or
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.cache.window import QueryWindow, split_turn
 from shared.chat import (
     NO_TOOLS,
     TEXT_FORMAT,
@@ -42,8 +47,12 @@ from shared.errors import InvalidRequest
 
 # Bumped whenever the canonical document changes, so that old and new keys never collide.
 # 2: the response format joined both keys. 3: tools, image parts, tool calls and the sampling
-# fields beyond temperature/top_p/max_tokens/stop joined them.
-KEY_VERSION = 3
+# fields beyond temperature/top_p/max_tokens/stop joined them. 4: the part of a long last user
+# turn before its semantic window joined the namespace key.
+KEY_VERSION = 4
+# Without a model's own window (tests, tools), count every non-blank character as a word piece:
+# a piece covers at least one character, so this never lets the model drop a word unseen.
+CHARACTER_BOUND = QueryWindow(lambda text: sum(not c.isspace() for c in text), 254)
 
 
 @dataclass(frozen=True)
@@ -52,8 +61,10 @@ class RequestKeys:
 
     exact: str
     namespace: str
-    # Content of the last user turn; None when the request has no user turn or is matched
-    # exactly only (semantic_allowed), which makes it cacheable by exact key only.
+    # The semantic query: the last user turn, or its trailing window when the turn is longer
+    # than the embedding model reads (window.py). None when the request has no user turn, is
+    # matched exactly only (semantic_allowed) or has no window that fits, which makes it
+    # cacheable by exact key only.
     query: str | None
 
 
@@ -64,8 +75,10 @@ def request_keys(
     sampling: Sampling,
     response_format: ResponseFormat = TEXT_FORMAT,
     tools: ToolSet = NO_TOOLS,
+    window: QueryWindow = CHARACTER_BOUND,
 ) -> RequestKeys:
-    """Computes the exact key, the namespace key and the semantic query of a request."""
+    """Computes the exact key, the namespace key and the semantic query of a request; `window`
+    is what the embedding model reads of a text."""
     last_user = _last_user_index(turns) if semantic_allowed(turns, sampling, tools) else None
     if last_user is not None and not turns[last_user].content.strip():
         # An empty query embeds to a vector that is "similar" to other short texts; matching
@@ -76,15 +89,19 @@ def request_keys(
     messages: list[dict[str, object]] = [_message(turn) for turn in turns]
     head = _head(tenant_id, model_class, sampling, response_format) | {"tools": _tools(tools)}
     exact = _digest({**head, "kind": "exact", "messages": messages})
-    if last_user is None:
-        namespace_messages = messages
-    else:
-        # The slot keeps the turn's position and name: the text may vary, its place may not.
-        slot = {"role": Role.USER.value, "name": turns[last_user].name, "slot": True}
-        namespace_messages = [*messages[:last_user], slot, *messages[last_user + 1 :]]
+    split = None if last_user is None else split_turn(turns[last_user].content, window)
+    if last_user is None or split is None or split.window is None:
+        return RequestKeys(
+            exact, _digest({**head, "kind": "namespace", "messages": messages}), None
+        )
+    # The slot keeps the turn's position and name: the window's text may vary, its place and
+    # everything before it in the turn may not.
+    slot = {"role": Role.USER.value, "name": turns[last_user].name, "slot": True}
+    if split.prefix:
+        slot["prefix"] = split.prefix
+    namespace_messages = [*messages[:last_user], slot, *messages[last_user + 1 :]]
     namespace = _digest({**head, "kind": "namespace", "messages": namespace_messages})
-    query = None if last_user is None else turns[last_user].content
-    return RequestKeys(exact=exact, namespace=namespace, query=query)
+    return RequestKeys(exact=exact, namespace=namespace, query=split.window)
 
 
 def semantic_allowed(turns: Sequence[Turn], sampling: Sampling, tools: ToolSet) -> bool:

@@ -12,8 +12,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.cache.adaptive import IndexPolicy
-from services.cache.keys import RequestKeys, request_keys
+from services.cache.keys import CHARACTER_BOUND, RequestKeys, request_keys
 from services.cache.records import CachedAnswer
+from services.cache.window import QueryWindow
 from shared.chat import NO_TOOLS, TEXT_FORMAT, ResponseFormat, Sampling, ToolSet, Turn
 from shared.errors import InvalidRequest
 
@@ -63,6 +64,9 @@ class CacheRequest:
     # Lookups only: entries created longer ago than this many seconds do not match.
     max_age_s: float | None = None
     tools: ToolSet = NO_TOOLS
+    # Lookups only: the tenant's bound on the share of wrong semantic hits, in (0, 1); None
+    # serves on the verifier's own bar (see calibration.ErrorBound).
+    max_wrong_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,11 @@ def validate_max_age(max_age_s: float | None) -> None:
         raise InvalidRequest(f"max_age must be positive, got {max_age_s}s")
 
 
+def validate_max_wrong_rate(rate: float | None) -> None:
+    if rate is not None and not (0.0 < rate < 1.0):
+        raise InvalidRequest(f"max_wrong_rate must be in (0, 1) (0 or unset: none), got {rate}")
+
+
 def validate_tags(tags: Sequence[str]) -> tuple[str, ...]:
     """Checks the tags of a Store and drops repeats, keeping their order."""
     if len(tags) > MAX_TAGS:
@@ -147,8 +156,9 @@ def validate_tag(tag: str, field_name: str = "tag") -> None:
         )
 
 
-def keys_of(request: CacheRequest) -> RequestKeys:
-    """The request's keys, after the checks every RPC shares."""
+def keys_of(request: CacheRequest, window: QueryWindow = CHARACTER_BOUND) -> RequestKeys:
+    """The request's keys, after the checks every RPC shares; `window` is what the embedding
+    model reads of a text."""
     if not request.tenant_id:
         raise InvalidRequest("context.tenant_id is required")
     if not request.turns:
@@ -160,4 +170,5 @@ def keys_of(request: CacheRequest) -> RequestKeys:
         request.sampling,
         request.response_format,
         request.tools,
+        window,
     )

@@ -67,6 +67,8 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
                 tools=request.tools,
                 allow_semantic=request.allow_semantic,
                 max_age_s=_seconds(request.max_age) if request.HasField("max_age") else None,
+                # 0 is proto3's unset: no bound. Rounded: a float32 0.01 is 0.00999999977.
+                max_wrong_rate=round(request.max_wrong_rate, 7) or None,
             )
             result = await self._cache.lookup(cache_request)
         except SluiceError as error:
@@ -171,6 +173,7 @@ def _cache_request(
     tools: common_pb2.ToolSet | None = None,
     allow_semantic: bool = True,
     max_age_s: float | None = None,
+    max_wrong_rate: float | None = None,
 ) -> CacheRequest:
     """Converts the fields every RPC shares; SemanticCache checks the required ones."""
     return CacheRequest(
@@ -182,6 +185,7 @@ def _cache_request(
         response_format=response_format_from_proto(response_format),
         max_age_s=max_age_s,
         tools=NO_TOOLS if tools is None else tools_from_proto(tools),
+        max_wrong_rate=max_wrong_rate,
     )
 
 

@@ -105,6 +105,11 @@ class TenantPolicy:
     # fresh answer and the verdict reported, so the namespace's threshold learns below its bar.
     # Free (no model call), so on unless the tenant turns it off.
     cache_shadow_checks: bool = True
+    # Bound on the share of wrong semantic hits, in (0, 1), sent on every cache Lookup: a
+    # candidate is served only where the recorded verdicts prove it (cache README, "Error
+    # bound"). None (the default) serves on the cache verifier's own bar: under a bound a fresh
+    # namespace serves nothing semantic until ~300 clean verdicts (1%) prove a bar.
+    cache_max_wrong_rate: float | None = None
     # Cap on one request's total cost when the caller sets none; 0 means no cap.
     max_cost_nano_usd: int = 0
     budget: Budget = Budget()
@@ -281,10 +286,11 @@ def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> Tenant
     if default not in classes:
         raise PolicyError(f"{where}.default_model_class {default!r} is not a model class")
     cache = raw.get("cache") or {}
-    if not isinstance(cache, Mapping) or set(cache) - {"sampled", "audit_rate", "shadow_checks"}:
+    known = {"sampled", "audit_rate", "shadow_checks", "max_wrong_rate"}
+    if not isinstance(cache, Mapping) or set(cache) - known:
         raise PolicyError(
             f"{where}.cache accepts only 'sampled: true|false', 'audit_rate: <0..1>' and "
-            "'shadow_checks: true|false'"
+            "'shadow_checks: true|false', plus 'max_wrong_rate: <0..1, exclusive>'"
         )
     shadow = cache.get("shadow_checks", True)
     if not isinstance(shadow, bool):
@@ -298,6 +304,7 @@ def _parse_tenant(tenant_id: str, raw: Any, catalogue: PriceCatalogue) -> Tenant
         bool(cache.get("sampled")),
         cache_audit_rate=_audit_rate(cache, f"{where}.cache"),
         cache_shadow_checks=shadow,
+        cache_max_wrong_rate=_max_wrong_rate(cache, f"{where}.cache"),
         max_cost_nano_usd=usd_to_nano(raw.get("max_cost_usd", 0), f"{where}.max_cost_usd"),
         budget=_parse_budget(raw.get("budget") or {}, f"{where}.budget"),
     )
@@ -309,6 +316,13 @@ def _audit_rate(cache: Mapping[str, Any], where: str) -> float:
         return 0.0
     if not 0.0 <= rate <= 1.0:
         raise PolicyError(f"{where}.audit_rate must be within [0, 1], not {rate}")
+    return rate
+
+
+def _max_wrong_rate(cache: Mapping[str, Any], where: str) -> float | None:
+    rate = _optional_float(cache, "max_wrong_rate", where)
+    if rate is not None and not 0.0 < rate < 1.0:
+        raise PolicyError(f"{where}.max_wrong_rate must be within (0, 1), e.g. 0.01, not {rate}")
     return rate
 
 

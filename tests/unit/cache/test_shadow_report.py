@@ -115,8 +115,12 @@ async def test_shadow_verdicts_calibrate_but_never_remove_or_count_as_failures()
 
     for report in (right, wrong):
         assert (report.removed, report.calibrated, report.threshold) == (False, True, 0.95)
-    # Both persisted in the bin of the pair's cosine (0.926), like served verdicts.
-    assert store.feedback == {("cosine", miss.namespace, 925): [2, 1]}
+    # Both persisted in the bin of the pair's cosine (0.926), like served verdicts, for the
+    # namespace and for the entry (the error bound's per-entry evidence).
+    assert store.feedback == {
+        ("cosine", miss.namespace, 925): [2, 1],
+        ("cosine", f"entry:{entry.entry_id}", 925): [2, 1],
+    }
     assert entry.entry_id in store.records
     assert (await cache.lookup(ask(STORED))).entry_id == entry.entry_id
     counters = cache.stats("acme").counters

@@ -85,10 +85,18 @@ class LookupRequest(_message.Message):
     MAX_AGE_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     TOOLS_FIELD_NUMBER: _builtins.int
+    MAX_WRONG_RATE_FIELD_NUMBER: _builtins.int
     model_class: _builtins.str
     """Model class the answer must have been produced for."""
     allow_semantic: _builtins.bool
     """Whether a semantic match may be returned; false limits the lookup to exact matches."""
+    max_wrong_rate: _builtins.float
+    """The tenant's bound on the share of wrong semantic hits, in (0, 1), e.g. 0.01 (the policy's
+    cache.max_wrong_rate). With it, a semantic candidate is served only when the verdicts
+    recorded for its namespace and entry prove, with 95% confidence, a wrong rate within the
+    bound at its score; an unproven candidate is a miss named in nearest_rejected, for a shadow
+    check. 0 (unset) serves on the verifier's own bar. Outside [0, 1) is INVALID_ARGUMENT.
+    """
     @_builtins.property
     def context(self) -> _common_pb2.RequestContext:
         """Tenant namespace; required."""
@@ -130,10 +138,11 @@ class LookupRequest(_message.Message):
         max_age: _duration_pb2.Duration | None = ...,
         response_format: _common_pb2.ResponseFormat | None = ...,
         tools: _common_pb2.ToolSet | None = ...,
+        max_wrong_rate: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "max_age", b"max_age", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_semantic", b"allow_semantic", "context", b"context", "max_age", b"max_age", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_semantic", b"allow_semantic", "context", b"context", "max_age", b"max_age", "max_wrong_rate", b"max_wrong_rate", "messages", b"messages", "model_class", b"model_class", "response_format", b"response_format", "sampling", b"sampling", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -184,6 +193,7 @@ class LookupResponse(_message.Message):
     def nearest_rejected(self) -> Global___RejectedCandidate:
         """On a miss, the most similar candidate that hit verification turned down, so the caller can
         compare its answer with the fresh one and report the outcome (ReportHitRequest.shadow).
+        Under max_wrong_rate, the most similar candidate no check vetoed whose evidence fell short.
         Unset on hits and when no candidate was turned down.
         """
 
