@@ -13,6 +13,18 @@ from hypothesis import strategies as st
 from sluice.common.v1 import common_pb2
 from sluice.router.v1 import router_service_pb2 as pb
 
+from tests.fuzz.surface_strategies import (
+    BREAKABLE,
+    GRPC_FIELDS,
+    OPTIONAL,
+    grpc_surface_case,
+    parts,
+    tool_round_trip,
+    tools,
+    with_dependents,
+    with_tools,
+)
+
 # Per `make test` run, across both doors; SLUICE_FUZZ_EXAMPLES=50000 for a long run.
 TOTAL_EXAMPLES = int(os.environ.get("SLUICE_FUZZ_EXAMPLES", "6000"))
 ROLES = ["system", "user", "assistant", "tool", "developer"]
@@ -52,38 +64,53 @@ JUNK = st.one_of(
 )
 
 
-def _message(role: str, content: str) -> dict[str, Any]:
+def _message(role: str, content: Any) -> dict[str, Any]:
     return {"role": role, "content": content}
+
+
+MODELS = st.sampled_from(["auto", "chat", "", "vision", None])
+# Optional fields of a valid body, each with its valid values.
+OPTIONAL_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "temperature": st.floats(0, 2),
+    "top_p": st.floats(0.01, 1),
+    "max_tokens": st.integers(0, 2**31 - 1),
+    "max_completion_tokens": st.integers(0, 2**31 - 1) | st.none(),
+    "stop": st.lists(VISIBLE, max_size=4) | VISIBLE,
+    "stream": st.booleans(),
+    "response_format": st.sampled_from(
+        [
+            {"type": "text"},
+            {"type": "json_object"},
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+            {"type": "json_schema", "json_schema": {"name": "A-1", "strict": True, "schema": {}}},
+        ]
+    ),
+    "sluice": st.sampled_from([{"cache": False}, {"cache": True}, {}]),
+    "user": TEXT,
+    **OPTIONAL,
+}
+OPTIONAL_KEYS = st.lists(st.sampled_from(sorted(OPTIONAL_FIELDS)), unique=True)
 
 
 @st.composite
 def valid_bodies(draw: st.DrawFn) -> dict[str, Any]:
     turns = draw(st.lists(st.tuples(st.sampled_from(ROLES), VISIBLE), max_size=3))
-    last = draw(PROMPT)
-    body: dict[str, Any] = {
-        "messages": [_message(role, text) for role, text in turns] + [_message("user", last)]
-    }
-    optional = {
-        "model": st.sampled_from(["auto", "chat", ""]),
-        "temperature": st.floats(0, 2),
-        "top_p": st.floats(0.01, 1),
-        "max_tokens": st.integers(0, 2**31 - 1),
-        "max_completion_tokens": st.integers(0, 2**31 - 1) | st.none(),
-        "stop": st.lists(VISIBLE, max_size=4) | VISIBLE,
-        "stream": st.booleans(),
-        "response_format": st.sampled_from(
-            [
-                {"type": "text"},
-                {"type": "json_object"},
-                {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
-            ]
-        ),
-        "sluice": st.sampled_from([{"cache": False}, {"cache": True}, {}]),
-        "user": TEXT,
-        "n": st.just(1),
-    }
-    for key in draw(st.lists(st.sampled_from(sorted(optional)), unique=True)):
-        body[key] = draw(optional[key])
+    history = [_message(role, text) for role, text in turns if role != "tool"]
+    if draw(st.booleans()):
+        history += draw(tool_round_trip(VISIBLE))
+    # The vision class takes images; a last turn may hold one there, as text and image parts.
+    model = draw(MODELS)
+    content: Any = draw(PROMPT)
+    if draw(st.booleans()):
+        content = parts(draw, content, image=model == "vision" and draw(st.booleans()))
+    body: dict[str, Any] = {"messages": [*history, _message("user", content)]}
+    if model is not None:
+        body["model"] = model
+    for key in draw(OPTIONAL_KEYS):
+        body[key] = draw(OPTIONAL_FIELDS[key])
+    if draw(st.booleans()):
+        with_tools(body, draw)
+    with_dependents(body, draw)
     return body
 
 
@@ -115,9 +142,12 @@ def near_valid(draw: st.DrawFn) -> HttpCase:
             [
                 "model", "messages", "temperature", "top_p", "max_tokens",
                 "max_completion_tokens", "stop", "stream", "response_format", "sluice",
+                *BREAKABLE,
             ]
         )
     )  # fmt: skip
+    for dependent in BREAKABLE.get(field, ()):
+        body.pop(dependent, None)
     body[field] = draw(JUNK)
     return HttpCase(_dump(body), field)
 
@@ -126,10 +156,24 @@ def near_valid(draw: st.DrawFn) -> HttpCase:
 def broken_message(draw: st.DrawFn) -> HttpCase:
     body = draw(valid_bodies())
     message = dict(body["messages"][-1])
-    key = draw(st.sampled_from(["role", "content", "name"]))
-    message[key] = draw(JUNK)
+    key = draw(
+        st.sampled_from(["role", "content", "name", "tool_calls", "tool_call_id", "refusal"])
+    )
+    message[key] = draw(JUNK | st.lists(JUNK, max_size=3))
     body["messages"][-1] = message
     return HttpCase(_dump(body), "messages")
+
+
+@st.composite
+def broken_tool(draw: st.DrawFn) -> HttpCase:
+    """A valid body whose one tool has one field replaced by something hostile."""
+    body = draw(valid_bodies())
+    body.pop("tool_choice", None)
+    offered = draw(tools())
+    function = offered[0]["function"]
+    function[draw(st.sampled_from(["name", "description", "parameters", "strict"]))] = draw(JUNK)
+    body["tools"] = offered
+    return HttpCase(_dump(body), "tools")
 
 
 HOSTILE_BYTES = st.one_of(
@@ -155,6 +199,7 @@ def http_cases() -> st.SearchStrategy[HttpCase]:
         valid_bodies().map(lambda body: HttpCase(_dump(body), "")),
         near_valid(),
         broken_message(),
+        broken_tool(),
         HOSTILE_BYTES.map(lambda raw: HttpCase(raw, None)),
     )
 
@@ -188,20 +233,21 @@ def grpc_cases(draw: st.DrawFn) -> GrpcCase:
             [
                 "", "model_class", "messages", "sampling.temperature", "sampling.top_p",
                 "sampling.max_tokens", "sampling.stop", "cache_mode", "context.request_id",
-                "context.max_cost_nano_usd", "response_format",
+                "context.max_cost_nano_usd", "response_format", *GRPC_FIELDS,
             ]
         )
     )  # fmt: skip
+    if field in GRPC_FIELDS:
+        grpc_surface_case(draw, request, field, TEXT)
+        return GrpcCase(request, field)
     if field == "model_class":
         request.model_class = draw(TEXT | HUGE_TEXT_STR)
     elif field == "messages":
         request.messages.add(role=draw(INT32), content=draw(TEXT), name=draw(TEXT))
         if draw(st.booleans()):
             request.messages[0].role = draw(INT32)  # type: ignore[assignment]
-    elif field == "sampling.temperature":
-        request.sampling.temperature = draw(FLOAT32)
-    elif field == "sampling.top_p":
-        request.sampling.top_p = draw(FLOAT32)
+    elif field in ("sampling.temperature", "sampling.top_p"):
+        setattr(request.sampling, field.split(".")[1], draw(FLOAT32))
     elif field == "sampling.max_tokens":
         request.sampling.max_tokens = draw(INT32)
     elif field == "sampling.stop":
