@@ -68,7 +68,7 @@ def _message(role: str, content: Any) -> dict[str, Any]:
     return {"role": role, "content": content}
 
 
-MODELS = st.sampled_from(["auto", "chat", "", "vision", None])
+MODELS = ["auto", "chat", "", None]
 # Optional fields of a valid body, each with its valid values.
 OPTIONAL_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "temperature": st.floats(0, 2),
@@ -93,16 +93,18 @@ OPTIONAL_KEYS = st.lists(st.sampled_from(sorted(OPTIONAL_FIELDS)), unique=True)
 
 
 @st.composite
-def valid_bodies(draw: st.DrawFn) -> dict[str, Any]:
+def valid_bodies(draw: st.DrawFn, image_class: str | None = None) -> dict[str, Any]:
+    """A valid body; with `image_class` (a model class whose tiers all take images), some
+    name it and hold an image."""
     turns = draw(st.lists(st.tuples(st.sampled_from(ROLES), VISIBLE), max_size=3))
     history = [_message(role, text) for role, text in turns if role != "tool"]
     if draw(st.booleans()):
         history += draw(tool_round_trip(VISIBLE))
-    # The vision class takes images; a last turn may hold one there, as text and image parts.
-    model = draw(MODELS)
+    model = draw(st.sampled_from([*MODELS, image_class] if image_class else MODELS))
     content: Any = draw(PROMPT)
     if draw(st.booleans()):
-        content = parts(draw, content, image=model == "vision" and draw(st.booleans()))
+        with_image = image_class is not None and model == image_class and draw(st.booleans())
+        content = parts(draw, content, image=with_image)
     body: dict[str, Any] = {"messages": [*history, _message("user", content)]}
     if model is not None:
         body["model"] = model
@@ -135,8 +137,8 @@ def _dump(value: Any) -> bytes:
 
 
 @st.composite
-def near_valid(draw: st.DrawFn) -> HttpCase:
-    body = draw(valid_bodies())
+def near_valid(draw: st.DrawFn, image_class: str | None = None) -> HttpCase:
+    body = draw(valid_bodies(image_class))
     field = draw(
         st.sampled_from(
             [
@@ -153,8 +155,8 @@ def near_valid(draw: st.DrawFn) -> HttpCase:
 
 
 @st.composite
-def broken_message(draw: st.DrawFn) -> HttpCase:
-    body = draw(valid_bodies())
+def broken_message(draw: st.DrawFn, image_class: str | None = None) -> HttpCase:
+    body = draw(valid_bodies(image_class))
     message = dict(body["messages"][-1])
     key = draw(
         st.sampled_from(["role", "content", "name", "tool_calls", "tool_call_id", "refusal"])
@@ -165,9 +167,9 @@ def broken_message(draw: st.DrawFn) -> HttpCase:
 
 
 @st.composite
-def broken_tool(draw: st.DrawFn) -> HttpCase:
+def broken_tool(draw: st.DrawFn, image_class: str | None = None) -> HttpCase:
     """A valid body whose one tool has one field replaced by something hostile."""
-    body = draw(valid_bodies())
+    body = draw(valid_bodies(image_class))
     body.pop("tool_choice", None)
     offered = draw(tools())
     function = offered[0]["function"]
@@ -194,12 +196,13 @@ HOSTILE_BYTES = st.one_of(
 )
 
 
-def http_cases() -> st.SearchStrategy[HttpCase]:
+def http_cases(image_class: str | None = None) -> st.SearchStrategy[HttpCase]:
+    """Valid, near-valid and hostile bodies; `image_class` as for valid_bodies."""
     return st.one_of(
-        valid_bodies().map(lambda body: HttpCase(_dump(body), "")),
-        near_valid(),
-        broken_message(),
-        broken_tool(),
+        valid_bodies(image_class).map(lambda body: HttpCase(_dump(body), "")),
+        near_valid(image_class),
+        broken_message(image_class),
+        broken_tool(image_class),
         HOSTILE_BYTES.map(lambda raw: HttpCase(raw, None)),
     )
 
