@@ -37,7 +37,12 @@ from services.router.spend_servicer import SpendServicer
 from services.router.spending import JobSpending, Spending
 from services.router.tier_gates import TierGates
 from shared.grpc_client import open_channel
-from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
+from shared.grpc_server import (
+    HostedServer,
+    build_grpc_server,
+    ensure_address_free,
+    run_until_terminated,
+)
 from shared.log import configure_logging
 from shared.pricing import PriceCatalogue, load_catalogue
 from shared.telemetry import Telemetry, init_telemetry
@@ -156,6 +161,9 @@ def build_pipeline(
 
 async def serve(settings: Settings) -> None:
     configure_logging("router", settings.log_level)
+    # The HTTP side binds after the gRPC side is up; a taken HTTP address is found first, so it
+    # is one line naming it (shared/runner.py), not uvicorn's exit from inside the server.
+    ensure_address_free(settings.http_listen)
     telemetry = init_telemetry("sluice-router")
     catalogue = load_catalogue(settings.catalogue_file)
     selector = build_selector(settings, catalogue)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.mesh import Mesh
+from shared.mesh import Mesh, free_port
 from shared.otlp_receiver import OtlpReceiver, SpanRecord
 
 pytestmark = pytest.mark.integration
@@ -177,6 +177,30 @@ def test_a_service_started_by_hand_on_a_taken_address_names_it_in_one_line(
                 **os.environ,
                 "SLUICE_BATCHER_LISTEN": address,
                 "SLUICE_BATCHER_DATA_DIR": str(tmp_path),
+            },
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot listen on {address}: the address is already in use (another process, "
+        "perhaps an earlier Sluice service, holds it); stop it or set another *_LISTEN address"
+    ]
+
+
+def test_a_router_whose_http_address_is_taken_names_it_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        result = subprocess.run(
+            [sys.executable, "-m", "services.router"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={
+                **os.environ,
+                "SLUICE_ROUTER_LISTEN": f"127.0.0.1:{free_port()}",
+                "SLUICE_ROUTER_HTTP_LISTEN": address,
             },
             check=False,
         )
