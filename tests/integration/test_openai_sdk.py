@@ -230,6 +230,18 @@ def test_an_image_names_the_model_that_cannot_take_it(client: openai.OpenAI) -> 
     )
 
 
+def test_an_image_is_answered_by_the_vision_class_and_cached_exactly_only(
+    client: openai.OpenAI,
+) -> None:
+    answer = client.chat.completions.with_raw_response.create(model="vision", messages=[IMAGE])
+    assert answer.parse().choices[0].message.content
+    assert answer.headers["x-sluice-cache"] == "miss"
+    again = client.chat.completions.with_raw_response.create(model="vision", messages=[IMAGE])
+    assert again.headers["x-sluice-cache"] == "hit"
+    stages = again.parse().model_extra["sluice"]["stages"]  # type: ignore[index]
+    assert stages[0]["detail"].startswith("exact hit"), stages[0]
+
+
 GRPC_BAD_INPUT = [
     (
         pb.CompleteRequest(
