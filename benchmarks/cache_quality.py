@@ -1,7 +1,7 @@
 """Semantic-cache quality: how often a lookup is served a wrong answer, and how often a true
 paraphrase is served at all, on QQP, BANKING77, CLINC150 and GPTCache's paraphrases.
 
-    python -m benchmarks.cache_quality [--data ../shared/data] [--verify learned]
+    python -m benchmarks.cache_quality [--data ../shared/data] [--verify crossenc]
     python -m benchmarks.cache_quality --train     # refit services/cache/verifier_model.json
 
 Split into cache_quality_data.py (the workloads) and cache_quality_methods.py (sweeps,
@@ -13,6 +13,11 @@ dataset, the verifier chosen with SLUICE_CACHE_VERIFY. The ablation replays the 
 in-process on the same MiniLM vectors (top 8 neighbours above the threshold, best first, first
 accepted served: the service's own loop), which also checks that the service agrees with it.
 Everything is fitted on the hash-chosen fit half and reported on the held-back half.
+
+The service runs also replay the look-alike set (benchmarks/data/lookalike, one namespace per
+pair; cache_quality_lookalike.py), and the final JSON line carries issue 16's fields:
+`lookalike_wrong_rate`, `lookalike_paraphrase_hit_rate`, `hit_rate_at_2pct_wrong` (pooled
+QQP + BANKING77 + CLINC150), `long_prompt_wrong_hits` and `bound_violations`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cache_quality_data import Workloads, extra_qqp, load_workloads
+from benchmarks.cache_quality_lookalike import ISSUE16_HOOKS, by_kind_table, summary_fields
+from benchmarks.cache_quality_lookalike import NAME as LOOKALIKE
+from benchmarks.cache_quality_lookalike import workload as lookalike_workload
 from benchmarks.cache_quality_methods import (
     RULES_ALONE_AT,
     TARGET_HITS,
@@ -53,10 +61,18 @@ from benchmarks.common import (
     through_service,
     workload_sizes,
 )
-from services.cache.verifiers import VERIFIERS, load_model
+from services.cache.verifiers import VERIFIERS, CrossEncoder, CrossEncoderVerifier, load_model
+from services.cache.verifiers.crossenc import DEFAULT_CROSSENC_PATH
 from services.cache.verifiers.learned import DEFAULT_MODEL_PATH, LearnedVerifier
 from services.cache.verifiers.pair_model import PairModel
-from services.cache.verifiers.replay import SweepPoint, Vectors, recall_point, score, simulate
+from services.cache.verifiers.replay import (
+    Outcome,
+    SweepPoint,
+    Vectors,
+    recall_point,
+    score,
+    simulate,
+)
 from services.cache.verifiers.rules import RuleVerifier
 from services.cache.verifiers.train_pair import DEFAULT_UNITS
 from services.cache.verify import AcceptAll, HitVerifier
@@ -72,7 +88,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--verify",
         choices=VERIFIERS,
-        default="learned",
+        default="crossenc",
         help="verifier for the headline service run (SLUICE_CACHE_VERIFY)",
     )
     parser.add_argument(
@@ -84,6 +100,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--train", action="store_true", help="refit the learned model first")
     parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH))
+    parser.add_argument("--crossenc-model", default=str(DEFAULT_CROSSENC_PATH))
     parser.add_argument(
         "--min-similarity",
         type=float,
@@ -91,6 +108,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="cosine pre-filter the learned model is trained behind (--train)",
     )
     parser.add_argument("--no-service", action="store_true", help="in-process numbers only")
+    parser.add_argument(
+        "--headline-only",
+        action="store_true",
+        help="skip the pair model's sweeps and ablation (crossenc, learned or none)",
+    )
     parser.add_argument("--service-repo", default=str(REPO), help="tree to run the service from")
     parser.add_argument("--embed-cache", default=None, help=".npz file to keep vectors in")
     parser.add_argument("--log-dir", default=None, help="service logs (default: a temp dir)")
@@ -111,11 +133,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def service_rows(
     workloads: Workloads, vectors: Vectors, serving: tuple[HitVerifier, float, str], args: Any
-) -> tuple[list[Row], str]:
+) -> tuple[list[Row], str, list[Outcome]]:
     """Baselines and the chosen verifier through the service, checked against the replay.
 
     serving: (the verifier as the service should build it, its cosine pre-filter, a label).
-    Returns the rows and where the last (headline) row came from."""
+    Returns the rows, where the last (headline) row came from, and the headline's look-alike
+    outcomes (one per pair, in the file's order)."""
     baseline = through_service(workloads, "none", 0.80, args)
     rows: list[Row] = [
         ("bare cosine >= 0.80", "service", score(baseline)),
@@ -124,9 +147,12 @@ def service_rows(
         ("bare cosine >= 0.95", "service", score(raise_threshold(baseline, 0.95))),
     ]
     if args.verify == "none":
-        return rows, "service"
+        return rows, "service", baseline.get(LOOKALIKE, [])
     verifier, threshold, label = serving
-    model_env = {"SLUICE_CACHE_VERIFIER_MODEL": str(Path(args.log_dir) / "verifier_model.json")}
+    model_env = {
+        "SLUICE_CACHE_VERIFIER_MODEL": str(Path(args.log_dir) / "verifier_model.json"),
+        "SLUICE_CACHE_CROSSENC_MODEL": str(Path(args.crossenc_model).resolve()),
+    }
     served = through_service(workloads, args.verify, threshold, args, model_env)
     replayed = {n: simulate(s, vectors, verifier, threshold) for n, s in workloads.items()}
     unverified = {n: simulate(s, vectors, AcceptAll(), threshold) for n, s in workloads.items()}
@@ -138,9 +164,9 @@ def service_rows(
               "the headline comes from the in-process replay", file=sys.stderr)  # fmt: skip
         rows.append((f"{args.verify}: service without the verifier", "service", score(served)))
         rows.append((label, "in-process", score(replayed)))
-        return rows, "in-process"
+        return rows, "in-process", replayed.get(LOOKALIKE, [])
     rows.append((label, "service", score(served)))
-    return rows, "service"
+    return rows, "service", served.get(LOOKALIKE, [])
 
 
 def serving_config(
@@ -148,6 +174,11 @@ def serving_config(
 ) -> tuple[HitVerifier, float, str]:
     """The headline verifier at the chosen operating point; writes the model file it uses."""
     goal = "shipped threshold"
+    if args.verify == "crossenc":
+        crossenc = CrossEncoder(Path(args.crossenc_model))
+        floor, bar = crossenc.info.min_similarity, crossenc.info.threshold
+        label = f"cross-encoder, shipped threshold (cos >= {floor}, p >= {bar})"
+        return CrossEncoderVerifier(crossenc), floor, label
     if args.verify == "rules":
         point = recall_point(sweeps["rules"][0], TARGET_HITS)
         at = point.param if args.operating_point == "hits" and point else RULES_ALONE_AT
@@ -183,15 +214,32 @@ def _load_pair_model(path: Path) -> PairModel:
     return model
 
 
+def analysis(
+    workloads: Workloads, vectors: Vectors, model: PairModel, sweeps: Sweeps, extra: Any
+) -> None:
+    """The in-process tables of the pair model and the other methods (held-back half)."""
+    print("\n## The shipped model's threshold sweep (in-process, held-back half)\n")
+    print(sweep_table(learned_sweep(workloads, vectors, model)))
+    print("\n## Per-namespace thresholds for <= 1% wrong (in-process, held-back half)\n")
+    print(per_namespace_table(sweeps))
+    print("\n## Ablation (in-process, held-back half)\n")
+    rows = ablation(workloads, vectors, model, sweeps["learned, pair model"][0], extra)
+    print(markdown_table(TABLE_HEADERS, [table_row(*row) for row in rows]))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     args.log_dir = args.log_dir or tempfile.mkdtemp(prefix="sluice-cache-quality-")
     Path(args.log_dir).mkdir(parents=True, exist_ok=True)
     workloads = load_workloads(Path(args.data), args)
-    print(workload_sizes(workloads))
+    look_pairs, look_spaces = lookalike_workload()
+    # The look-alike set goes through the headline runs only: the pair model's sweeps and
+    # ablation keep the workloads their README figures were measured on.
+    with_lookalike = {**workloads, LOOKALIKE: look_spaces}
+    print(workload_sizes(with_lookalike))
     extra_spaces = extra_qqp(Path(args.data), workloads, args.qqp_pairs, args.extra_qqp_pairs)
-    texts = {t for spaces in workloads.values() for s in spaces for t in s.entries}
-    texts |= {p.text for spaces in workloads.values() for s in spaces for p in s.probes}
+    texts = {t for spaces in with_lookalike.values() for s in spaces for t in s.entries}
+    texts |= {p.text for spaces in with_lookalike.values() for s in spaces for p in s.probes}
     texts |= {t for s in extra_spaces for t in (*s.entries, *(p.text for p in s.probes))}
     vectors = embed(sorted(texts), Path(args.embed_cache) if args.embed_cache else None)
     extra = extra_pairs(extra_spaces, vectors, args.min_similarity)
@@ -199,35 +247,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = (
         train(workloads, vectors, args, extra) if args.train else _load_pair_model(Path(args.model))
     )
-    sweeps = method_sweeps(workloads, vectors, model, extra)
-    points = operating_points(workloads, vectors, model, sweeps)
+    quick = args.headline_only and args.verify in ("crossenc", "none", "learned")
+    sweeps = {} if quick else method_sweeps(workloads, vectors, model, extra)
+    points = [] if quick else operating_points(workloads, vectors, model, sweeps)
     serving = serving_config(model, sweeps, args)
     if args.no_service:
         verifier, threshold, label = serving
-        replayed = {n: simulate(s, vectors, verifier, threshold) for n, s in workloads.items()}
+        replayed = {n: simulate(s, vectors, verifier, threshold) for n, s in with_lookalike.items()}
         headline, source = [(label, "in-process", score(replayed))], "in-process"
+        look_outcomes = replayed[LOOKALIKE]
     else:
-        headline, source = service_rows(workloads, vectors, serving, args)
+        headline, source, look_outcomes = service_rows(with_lookalike, vectors, serving, args)
     print("\n## Results (held-back half)\n")
     print(markdown_table(TABLE_HEADERS, [table_row(*row) for row in [*headline, *points]]))
-    print("\n## The shipped model's threshold sweep (in-process, held-back half)\n")
-    print(sweep_table(learned_sweep(workloads, vectors, model)))
-    print("\n## Per-namespace thresholds for <= 1% wrong (in-process, held-back half)\n")
-    print(per_namespace_table(sweeps))
-    print("\n## Ablation (in-process, held-back half)\n")
-    print(
-        markdown_table(
-            TABLE_HEADERS,
-            [
-                table_row(*row)
-                for row in ablation(
-                    workloads, vectors, model, sweeps["learned, pair model"][0], extra
-                )
-            ],
-        )
-    )
+    print(f"\n## Look-alikes by kind, {headline[-1][0]} ({source}, held-back half)\n")
+    print(by_kind_table(look_pairs, look_outcomes))
+    if not quick:
+        analysis(workloads, vectors, model, sweeps, extra)
     final = (headline or points)[-1][2]
     summary = {
+        **summary_fields(final[LOOKALIKE], final["overall"], args, ISSUE16_HOOKS),
         "wrong_hit_rate": final["overall"].as_json()["wrong_hit_rate"],
         "duplicate_hit_rate": final["overall"].as_json()["duplicate_hit_rate"],
         "headline": (headline or points)[-1][0],

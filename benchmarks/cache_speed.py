@@ -20,6 +20,10 @@ entries at start). HNSW at 1M is capped (not built): the graph (M=32) took ~0.6 
 to build on one thread at 100k here, so 1M would take over 10 minutes, beyond this benchmark's
 budget; the output says so and extrapolates a lower bound from the largest HNSW case.
 
+It also compares hit verification (cache_speed_verifier.py): the cross-encoder's cost per
+lookup, and the semantic-hit p50 through the real service with the old default verifier and
+the new one side by side, as a ratio (`--verifier-only` runs just that).
+
 Prints a table, then one JSON line with every figure.
 """
 
@@ -322,10 +326,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
+    parser.add_argument("--verifier-only", action="store_true", help="only the verifier rows")
     parser.add_argument("--case", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.case:
         case_main(options.case)
+        return
+    from benchmarks.cache_speed_verifier import report as verifier_report
+    from benchmarks.cache_speed_verifier import verifier_speed
+
+    verifier = verifier_speed(options.quick)
+    print("\n".join(verifier_report(verifier)), flush=True)
+    if options.verifier_only:
+        print(json.dumps({"verifier": verifier}))
         return
     lookups, stores, writes = (100, 200, 200) if options.quick else (1000, 2000, 1000)
     started = time.perf_counter()
@@ -345,10 +358,12 @@ def main() -> None:
         ]
         load = run_case(["load", f"{scratch}/load.db", "20000" if options.quick else "100000"])
     embed = run_case(["embed", "50" if options.quick else "300"])
-    report(index, sqlite, load, embed, time.perf_counter() - started)
+    report(index, sqlite, load, embed, time.perf_counter() - started, verifier)
 
 
-def report(index: list[Any], sqlite: list[Any], load: Any, embed: Any, elapsed: float) -> None:
+def report(
+    index: list[Any], sqlite: list[Any], load: Any, embed: Any, elapsed: float, verifier: Any
+) -> None:
     print("\n".join(["", *table(index)]))
     for ratio in ratios(index):
         print(
@@ -381,7 +396,7 @@ def report(index: list[Any], sqlite: list[Any], load: Any, embed: Any, elapsed: 
         )
     print(f"(total {elapsed:.0f} s)")
     summary = {"index": index, "ratios": ratios(index), "sqlite": sqlite, "load": load}
-    print(json.dumps({**summary, "embed": embed, "elapsed_s": elapsed}))
+    print(json.dumps({**summary, "embed": embed, "verifier": verifier, "elapsed_s": elapsed}))
 
 
 if __name__ == "__main__":

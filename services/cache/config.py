@@ -11,6 +11,7 @@ from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from services.cache.store_sqlite import SyncMode
+from services.cache.verifiers.crossenc import DEFAULT_CROSSENC_PATH
 from services.cache.verifiers.learned import DEFAULT_MODEL_PATH
 from shared.embedding.onnx import Backend, default_model_dir
 from shared.settings import SettingsError, env_address, env_float, env_int, env_path, env_str
@@ -34,7 +35,7 @@ _BACKENDS = ("onnx", "torch")
 _SYNC_MODES = ("normal", "full")
 # The first is the default: the rule checks cost microseconds and only ever turn hits into
 # misses, so a cache is never less trustworthy with them on.
-_VERIFIERS = ("rules", "none", "learned")
+_VERIFIERS = ("rules", "none", "learned", "crossenc")
 
 StoreKind = Literal["sqlite", "memory", "redis"]
 
@@ -72,6 +73,9 @@ class Settings:
     verify: str
     # The learned verifier's model file (`python -m benchmarks.cache_quality --train` writes it).
     verifier_model: Path
+    # The cross-encoder's ONNX file. Not checked here: loading it at start stops the service
+    # with a message naming the file when it is missing or not a cross-encoder.
+    crossenc_model: Path
     log_level: str
 
     @classmethod
@@ -98,6 +102,9 @@ class Settings:
             verify=_choice(env, "SLUICE_CACHE_VERIFY", _VERIFIERS),
             verifier_model=env_path(
                 env, "SLUICE_CACHE_VERIFIER_MODEL", DEFAULT_MODEL_PATH, must_exist=True
+            ),
+            crossenc_model=env_path(
+                env, "SLUICE_CACHE_CROSSENC_MODEL", DEFAULT_CROSSENC_PATH, must_exist=False
             ),
             log_level=_log_level(env),
         )

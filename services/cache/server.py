@@ -66,6 +66,18 @@ def build_cache(
     return SemanticCache(batcher, policy, store=store, verifier=verifier)
 
 
+def load_verifier(settings: Settings) -> HitVerifier:
+    """The configured verifier; a model file that is missing or unusable stops the start with
+    a message naming the variable and the file (never a quiet fall-back to bare cosine)."""
+    variable = "SLUICE_CACHE_VERIFIER_MODEL"
+    if settings.verify == "crossenc":
+        variable = "SLUICE_CACHE_CROSSENC_MODEL"
+    try:
+        return build_verifier(settings.verify, settings.verifier_model, settings.crossenc_model)
+    except (OSError, ValueError) as error:
+        raise SettingsError(f"{variable}: {error}") from None
+
+
 async def serve(settings: Settings) -> None:
     configure_logging("cache", settings.log_level)
     telemetry = init_telemetry("sluice-cache")
@@ -79,10 +91,7 @@ async def serve(settings: Settings) -> None:
         await store.open()
     except (StoreCorrupt, StoreUnavailable) as error:
         raise SystemExit(f"cache cannot start: {error}") from None
-    try:
-        verifier = build_verifier(settings.verify, settings.verifier_model)
-    except (OSError, ValueError) as error:
-        raise SettingsError(f"SLUICE_CACHE_VERIFIER_MODEL: {error}") from None
+    verifier = load_verifier(settings)
     cache = build_cache(settings, batcher, store, verifier)
     hosted = build_server(settings, cache, telemetry)
 

@@ -10,9 +10,9 @@ what the service does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,6 +55,15 @@ class HitVerifier(Protocol):
     """Decides whether a stored request's answer may serve a new request."""
 
     def verify(self, pair: Pair) -> Verdict: ...
+
+
+@runtime_checkable
+class ScoresInBatches(Protocol):
+    """A verifier whose scoring is heavy enough (a model run) to batch a lookup's candidates
+    and run them in a worker thread: the cache awaits `prepare` off the event loop before its
+    verification loop, and `verify` then reads what `prepare` scored."""
+
+    def prepare(self, pairs: Sequence[Pair]) -> None: ...
 
 
 class LearnsFromFeedback(Protocol):

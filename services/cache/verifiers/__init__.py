@@ -6,9 +6,13 @@
   (pair_model.py: a small network on both MiniLM vectors and the text features; or the older
   logistic model over the text features alone, learned.py) against a per-namespace threshold
   calibrated from feedback (calibration.py).
+- `crossenc`: CrossEncoderVerifier reads both questions together with a small cross-encoder
+  (crossenc.py; the ONNX file services/cache/verifier_crossenc.onnx, trained by
+  `python -m benchmarks.lookalike_train`) against a per-namespace threshold.
 - `none`: AcceptAll, the bare-threshold baseline.
 
-Pure Python and numpy: no gRPC, no model weights, nothing downloaded.
+No gRPC and nothing downloaded; only `crossenc` loads model weights (onnxruntime, from the
+repository's file).
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ import json
 from pathlib import Path
 
 from services.cache.verifiers.calibration import NamespaceCalibrator
+from services.cache.verifiers.crossenc import (
+    DEFAULT_CROSSENC_PATH,
+    CrossEncoder,
+    CrossEncoderVerifier,
+    VerifierFileError,
+)
 from services.cache.verifiers.learned import (
     DEFAULT_MODEL_PATH,
     LearnedVerifier,
@@ -27,7 +37,7 @@ from services.cache.verifiers.pair_model import PAIR_MODEL_FORMAT, PairModel
 from services.cache.verifiers.rules import RuleVerifier
 from services.cache.verify import AcceptAll, HitVerifier
 
-VERIFIERS = ("none", "rules", "learned")
+VERIFIERS = ("none", "rules", "learned", "crossenc")
 
 
 def load_model(path: Path = DEFAULT_MODEL_PATH) -> PairScorer:
@@ -44,8 +54,13 @@ def load_model(path: Path = DEFAULT_MODEL_PATH) -> PairScorer:
         raise ValueError(f"{path} is not a usable model file: {error!r}") from None
 
 
-def build_verifier(name: str, model_path: Path = DEFAULT_MODEL_PATH) -> HitVerifier:
-    """The verifier called `name` (one of VERIFIERS); the learned one loads its model file."""
+def build_verifier(
+    name: str,
+    model_path: Path = DEFAULT_MODEL_PATH,
+    crossenc_path: Path = DEFAULT_CROSSENC_PATH,
+) -> HitVerifier:
+    """The verifier called `name` (one of VERIFIERS); `learned` loads its model file and
+    `crossenc` its ONNX file (VerifierFileError, naming the file, if it is missing or bad)."""
     if name == "none":
         return AcceptAll()
     if name == "rules":
@@ -54,11 +69,17 @@ def build_verifier(name: str, model_path: Path = DEFAULT_MODEL_PATH) -> HitVerif
         return RuleVerifier(calibrator=NamespaceCalibrator(0.0))
     if name == "learned":
         return LearnedVerifier(load_model(model_path))
+    if name == "crossenc":
+        return CrossEncoderVerifier(CrossEncoder(crossenc_path))
     raise ValueError(f"unknown verifier {name!r}; expected one of {', '.join(VERIFIERS)}")
 
 
 __all__ = [
+    "DEFAULT_CROSSENC_PATH",
     "VERIFIERS",
+    "CrossEncoder",
+    "CrossEncoderVerifier",
+    "VerifierFileError",
     "LearnedVerifier",
     "LogisticModel",
     "PairModel",

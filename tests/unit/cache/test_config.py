@@ -43,6 +43,7 @@ def test_values_are_parsed():
             "SLUICE_CACHE_STORE": "redis://cache-redis:6379/2",
             "SLUICE_CACHE_SQLITE_SYNC": "FULL",
             "SLUICE_CACHE_VERIFY": "learned",
+            "SLUICE_CACHE_CROSSENC_MODEL": "/models/crossenc.onnx",
             "SLUICE_LOG_LEVEL": "debug",
         }
     )
@@ -60,6 +61,7 @@ def test_values_are_parsed():
         sqlite_sync="full",
         verify="learned",
         verifier_model=DEFAULT_MODEL_PATH,
+        crossenc_model=Path("/models/crossenc.onnx"),
         log_level="DEBUG",
     )
 
