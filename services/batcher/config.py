@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.metrics import env_metrics_listen
 from shared.pricing import DEFAULT_CATALOGUE
 from shared.settings import env_address, env_float, env_int, env_path, env_str
 
@@ -53,6 +54,8 @@ class Settings:
     pack: PackSettings
     jobs: JobSettings
     log_level: str
+    # Where Prometheus reads /metrics; "" serves none (the figures are still counted).
+    metrics_listen: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -74,4 +77,5 @@ class Settings:
                 max_backoff_s=env_float(env, f"{_P}MAX_BACKOFF_S", 30.0, minimum=0.05),
             ),
             log_level=env_str(env, "SLUICE_LOG_LEVEL", "INFO"),
+            metrics_listen=env_metrics_listen(env, f"{_P}METRICS_LISTEN", "127.0.0.1:9104"),
         )

@@ -7,9 +7,11 @@ import functools
 import hashlib
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
 from sluice.batcher.v1 import batcher_service_pb2 as pb
 from sluice.common.v1 import common_pb2
 
+from services.batcher.metrics import BatcherMetrics
 from services.batcher.packer import Packer, TokenCount
 from services.batcher.singleflight import Shared, Singleflight
 from services.batcher.upstream import (
@@ -48,6 +50,7 @@ class Executor:
         packer: Packer,
         tokens: TokenCount,
         min_system_tokens: int,
+        metrics: BatcherMetrics | None = None,
     ) -> None:
         self._upstream = upstream
         self._flights = flights
@@ -55,6 +58,7 @@ class Executor:
         # Many calls share a system prompt; counting its tokens once each would dominate.
         self._system_tokens = functools.lru_cache(maxsize=256)(tokens.count)
         self._min_system_tokens = min_system_tokens
+        self._metrics = metrics or BatcherMetrics(CollectorRegistry())
 
     async def execute(
         self, request: pb.ExecuteRequest, timeout_s: float | None, deadline: float
@@ -74,7 +78,9 @@ class Executor:
             completion = await self._upstream.dispatch(request.context, request.call, timeout_s)
             return Executed(completion)
 
-        return await self._flights.run(flight_key(request), run)
+        shared = await self._flights.run(flight_key(request), run)
+        self._metrics.executed(shared)
+        return shared
 
     def _packs(self, request: pb.ExecuteRequest) -> bool:
         return (

@@ -18,6 +18,7 @@ from services.batcher.executor import Executed, Executor
 from services.batcher.flush_policy import FlushPolicy
 from services.batcher.job_runner import JobRunner, RunnerTiming
 from services.batcher.jobs import Price
+from services.batcher.metrics import BatcherMetrics
 from services.batcher.packer import Packer
 from services.batcher.provider_batches import BatchProvider, EndpointTable, OpenAIBatchClient
 from services.batcher.servicer import BatcherServicer
@@ -28,6 +29,7 @@ from services.dispatcher.endpoints import load_endpoints
 from shared.grpc_client import open_channel
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
+from shared.metrics import MetricsEndpoint
 from shared.pricing import PriceCatalogue, TokenUsage, load_catalogue
 from shared.settings import SettingsError
 from shared.telemetry import Telemetry, init_telemetry
@@ -60,7 +62,9 @@ def catalogue_price(catalogue: PriceCatalogue) -> Price:
     return price
 
 
-def build_servicer(settings: Settings, deps: Deps) -> tuple[BatcherServicer, JobRunner]:
+def build_servicer(
+    settings: Settings, deps: Deps, metrics: BatcherMetrics | None = None
+) -> tuple[BatcherServicer, JobRunner]:
     pack = settings.pack
     upstream = DispatcherUpstream(deps.dispatcher, deps.tracer)
     packer = Packer(
@@ -69,7 +73,7 @@ def build_servicer(settings: Settings, deps: Deps) -> tuple[BatcherServicer, Job
         deps.tokens,
     )
     executor = Executor(
-        upstream, Singleflight[Executed](), packer, deps.tokens, pack.min_system_tokens
+        upstream, Singleflight[Executed](), packer, deps.tokens, pack.min_system_tokens, metrics
     )
     runner = JobRunner(
         deps.store,
@@ -92,19 +96,24 @@ def open_store(data_dir: Path) -> SqliteJobStore:
 
 
 def build_server(
-    settings: Settings, servicer: BatcherServicer, telemetry: Telemetry
+    settings: Settings,
+    servicer: BatcherServicer,
+    telemetry: Telemetry,
+    metrics: MetricsEndpoint | None = None,
 ) -> HostedServer:
     return build_grpc_server(
         settings.listen,
         [SERVICE_NAME],
         lambda server: pb_grpc.add_BatcherServiceServicer_to_server(servicer, server),
         telemetry,
+        metrics=metrics,
     )
 
 
 async def serve(settings: Settings) -> None:
     configure_logging("batcher", settings.log_level)
     telemetry = init_telemetry("sluice-batcher")
+    metrics = MetricsEndpoint(settings.metrics_listen)
     jobs = settings.jobs
     endpoints = EndpointTable(load_endpoints(jobs.endpoints_file), jobs.region)
     channel = open_channel(settings.dispatcher_addr, telemetry)
@@ -124,7 +133,7 @@ async def serve(settings: Settings) -> None:
         tokens=TokenCounter(),
         tracer=telemetry.tracer("sluice.batcher"),
     )
-    servicer, runner = build_servicer(settings, deps)
+    servicer, runner = build_servicer(settings, deps, BatcherMetrics(metrics.registry))
 
     async def start() -> None:
         runner.start()
@@ -135,5 +144,5 @@ async def serve(settings: Settings) -> None:
         await channel.close()
         store.close()
 
-    hosted = build_server(settings, servicer, telemetry)
+    hosted = build_server(settings, servicer, telemetry, metrics)
     await run_until_terminated(hosted, name="batcher", start=start, stop=close, telemetry=telemetry)

@@ -14,6 +14,7 @@ from services.cache.store_sqlite import SyncMode
 from services.cache.verifiers.crossenc import DEFAULT_CROSSENC_PATH
 from services.cache.verifiers.learned import DEFAULT_MODEL_PATH
 from shared.embedding.onnx import Backend, default_model_dir
+from shared.metrics import env_metrics_listen
 from shared.settings import SettingsError, env_address, env_float, env_int, env_path, env_str
 
 # Calibrated on the real all-MiniLM-L6-v2 vectors (see README.md, "Calibration"): paraphrases
@@ -77,6 +78,8 @@ class Settings:
     # with a message naming the file when it is missing or not a cross-encoder.
     crossenc_model: Path
     log_level: str
+    # Where Prometheus reads /metrics; "" serves none (the figures are still counted).
+    metrics_listen: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -107,6 +110,7 @@ class Settings:
                 env, "SLUICE_CACHE_CROSSENC_MODEL", DEFAULT_CROSSENC_PATH, must_exist=False
             ),
             log_level=_log_level(env),
+            metrics_listen=env_metrics_listen(env, "SLUICE_CACHE_METRICS_LISTEN", "127.0.0.1:9102"),
         )
 
 

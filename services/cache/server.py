@@ -22,19 +22,26 @@ from shared.embedding.minilm import Embedder, EmbeddingBatcher
 from shared.embedding.onnx import build_minilm
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
+from shared.metrics import MetricsEndpoint
 from shared.settings import SettingsError
 from shared.telemetry import Telemetry, init_telemetry
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SemanticCacheService"].full_name
 
 
-def build_server(settings: Settings, cache: SemanticCache, telemetry: Telemetry) -> HostedServer:
+def build_server(
+    settings: Settings,
+    cache: SemanticCache,
+    telemetry: Telemetry,
+    metrics: MetricsEndpoint | None = None,
+) -> HostedServer:
     servicer = SemanticCacheServicer(cache)
     return build_grpc_server(
         settings.listen,
         [SERVICE_NAME],
         lambda server: pb_grpc.add_SemanticCacheServiceServicer_to_server(servicer, server),
         telemetry,
+        metrics=metrics,
     )
 
 
@@ -81,6 +88,7 @@ def load_verifier(settings: Settings) -> HitVerifier:
 async def serve(settings: Settings) -> None:
     configure_logging("cache", settings.log_level)
     telemetry = init_telemetry("sluice-cache")
+    metrics = MetricsEndpoint(settings.metrics_listen)
     limit_faiss_threads()
     embedder = build_embedder(settings)
     batcher = EmbeddingBatcher(embedder)
@@ -93,7 +101,7 @@ async def serve(settings: Settings) -> None:
         raise SystemExit(f"cache cannot start: {error}") from None
     verifier = load_verifier(settings)
     cache = build_cache(settings, batcher, store, verifier)
-    hosted = build_server(settings, cache, telemetry)
+    hosted = build_server(settings, cache, telemetry, metrics)
 
     async def start() -> None:
         # Health stays NOT_SERVING (and RPCs answer UNAVAILABLE) until both the model and

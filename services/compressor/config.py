@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import cast
 
 from shared.embedding.onnx import Backend, default_model_dir
+from shared.metrics import env_metrics_listen
 from shared.pricing import DEFAULT_CATALOGUE
 from shared.settings import SettingsError, env_address, env_float, env_int, env_path, env_str
 
@@ -45,6 +46,8 @@ class Settings:
     # Turns kept verbatim by history trimming when a request names no number.
     keep_last_turns: int
     log_level: str
+    # Where Prometheus reads /metrics; "" serves none (the figures are still counted).
+    metrics_listen: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -74,6 +77,9 @@ class Settings:
             ),
             keep_last_turns=env_int(env, "SLUICE_COMPRESSOR_KEEP_LAST_TURNS", 4, minimum=0),
             log_level=_choice(env, "SLUICE_LOG_LEVEL", ("INFO", *sorted(_LOG_LEVELS - {"INFO"}))),
+            metrics_listen=env_metrics_listen(
+                env, "SLUICE_COMPRESSOR_METRICS_LISTEN", "127.0.0.1:9103"
+            ),
         )
 
 

@@ -30,6 +30,7 @@ from services.compressor.summariser import DispatcherSummariser
 from shared.grpc_client import open_channel
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
+from shared.metrics import MetricsEndpoint
 from shared.pricing import load_catalogue
 from shared.settings import SettingsError
 from shared.telemetry import Telemetry, init_telemetry
@@ -60,13 +61,18 @@ def build_compressor(
     return Compressor(extractive, counter, options)
 
 
-def build_server(settings: Settings, compressor: Compressor, telemetry: Telemetry) -> HostedServer:
+def build_server(
+    settings: Settings,
+    compressor: Compressor,
+    telemetry: Telemetry,
+    metrics: MetricsEndpoint | None = None,
+) -> HostedServer:
     servicer = PromptCompressorServicer(compressor)
 
     def register(server: grpc.aio.Server) -> None:
         compressor_grpc.add_PromptCompressorServiceServicer_to_server(servicer, server)
 
-    return build_grpc_server(settings.listen, [SERVICE_NAME], register, telemetry)
+    return build_grpc_server(settings.listen, [SERVICE_NAME], register, telemetry, metrics=metrics)
 
 
 async def serve(settings: Settings) -> None:
@@ -89,7 +95,9 @@ async def serve(settings: Settings) -> None:
             settings.summary_model,
         )
     )
-    hosted = build_server(settings, build_compressor(settings, embedder, summariser), telemetry)
+    metrics = MetricsEndpoint(settings.metrics_listen)
+    compressor = build_compressor(settings, embedder, summariser)
+    hosted = build_server(settings, compressor, telemetry, metrics)
 
     async def load_model() -> None:
         await asyncio.to_thread(embedder.load)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from services.dispatcher.budgets import BudgetPolicy
 from services.dispatcher.dispatcher import DispatchPolicy
+from shared.metrics import env_metrics_listen
 from shared.pricing import DEFAULT_CATALOGUE
 from shared.settings import env_address, env_bool, env_float, env_int, env_path, env_str
 
@@ -26,6 +27,8 @@ class Settings:
     # Offer HTTP/2 to upstreams (negotiated by ALPN over TLS; cleartext stays HTTP/1.1).
     http2: bool
     log_level: str
+    # Where Prometheus reads /metrics; "" serves none (the figures are still counted).
+    metrics_listen: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -36,6 +39,7 @@ class Settings:
             policy=policy_from_env(env),
             http2=env_bool(env, f"{_P}HTTP2", True),
             log_level=env_str(env, "SLUICE_LOG_LEVEL", "INFO"),
+            metrics_listen=env_metrics_listen(env, f"{_P}METRICS_LISTEN", "127.0.0.1:9105"),
         )
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from services.router.class_start import (
     CLASS_KEY,
@@ -21,6 +22,7 @@ from services.router.class_start import (
 )
 from services.router.learned import LearnedGates
 from services.router.learning.runtime import RoutingSession
+from services.router.metrics import RouterMetrics
 from services.router.model import (
     ChatRequest,
     Outcome,
@@ -77,6 +79,9 @@ class _TierStep:
     extra: tuple[StageLine, ...] = ()
     # The answer passed every gate (a last tier's may be used without having passed).
     passed: bool = False
+    # Why the cascade would move on from this tier: the failed gate, latency_budget or
+    # unavailable; "" when its answer is used.
+    failed: str = ""
 
 
 def _skipped_line(tier: TierSpec, reason: str, cost_nano_usd: int) -> StageLine:
@@ -123,6 +128,7 @@ class Cascade:
         learned: LearnedGates | None = None,
         gates: TierGates | None = None,
         starts: ClassStarts | None = None,
+        metrics: RouterMetrics | None = None,
     ) -> None:
         self._models = models
         self._tracer = tracer
@@ -133,6 +139,7 @@ class Cascade:
         self._gates = gates or TierGates()
         # Each request class's evidence of how its tiers fare, which sets where it starts.
         self._starts = starts or ClassStarts()
+        self._metrics = metrics or RouterMetrics(CollectorRegistry())
 
     async def _attempt(
         self,
@@ -187,6 +194,7 @@ class Cascade:
         lines: list[StageLine] = []
         answers: list[TierAnswer] = []
         failures: list[str] = []
+        escalating: tuple[TierSpec, str] | None = None
         tiers = request.model_class.tiers
         start = await self._start(request, turns, session)
         first = start.tier if start is not None else 0
@@ -196,6 +204,9 @@ class Cascade:
             spent = sum(line.cost_nano_usd for line in lines)
             if request.max_cost_nano_usd and spent >= request.max_cost_nano_usd:
                 break
+            if escalating is not None:
+                # Counted as the next tier is entered, so a cost cap that stops here is not.
+                self._metrics.escalated(request, *escalating)
             step: _TierStep | None = None
             last = tier is tiers[-1]
             tier_run = self._tier(request, tier, turns, deadline, attempt, stream, last, session)
@@ -206,6 +217,7 @@ class Cascade:
                     step = event
             assert step is not None, "a tier always ends with a step"
             self._learn(request, tier, step)
+            escalating = (tier, step.failed) if step.failed else None
             lines.append(step.line)
             lines.extend(step.extra)
             if step.answer is None:
@@ -290,20 +302,24 @@ class Cascade:
             except TierTimedOut as error:
                 span.set_attribute(attrs.LATENCY_ESCALATED, True)
                 cost = self._prompt_cost(tier.model, turns)
-                yield _TierStep(_skipped_line(tier, str(error), cost), None)
+                yield _TierStep(
+                    _skipped_line(tier, str(error), cost), None, failed="latency_budget"
+                )
                 return
             except Unavailable as error:
                 # This tier's model is down in every region; a higher tier may still answer.
                 span.set_attribute(attrs.STAGE_SKIPPED, True)
-                yield _TierStep(_skipped_line(tier, str(error), 0), None)
+                yield _TierStep(_skipped_line(tier, str(error), 0), None, failed="unavailable")
                 return
             assert answer is not None, "a model port must end with a TierAnswer"
             checked = await self._gates.check(request, tier, answer, session, deadline, span, last)
+            verdict = checked.verdict
             yield _TierStep(
                 self._judge(request, tier, answer, span, last, checked),
                 answer,
                 checked.lines,
-                checked.verdict.passed,
+                verdict.passed,
+                "" if verdict.passed else verdict.gate,
             )
 
     @staticmethod

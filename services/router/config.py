@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from services.router.http_limits import MIB, DoorLimits
 from services.router.learning.scorer import MODELS_DIR
+from shared.metrics import env_metrics_listen
 from shared.pricing import DEFAULT_CATALOGUE
 from shared.settings import (
     SettingsError,
@@ -57,6 +58,8 @@ class Settings:
     # The largest gRPC request the router reads; bigger ones end RESOURCE_EXHAUSTED before
     # any parsing. The same bound as the HTTP body, for the same reason.
     grpc_max_message_bytes: int = 8 * MIB
+    # Where Prometheus reads /metrics; "" serves none (the figures are still counted).
+    metrics_listen: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -87,6 +90,9 @@ class Settings:
             door=_door_limits(env),
             grpc_max_message_bytes=env_int(
                 env, "SLUICE_ROUTER_GRPC_MAX_MESSAGE_BYTES", 8 * MIB, minimum=1024
+            ),
+            metrics_listen=env_metrics_listen(
+                env, "SLUICE_ROUTER_METRICS_LISTEN", "127.0.0.1:9101"
             ),
         )
 

@@ -23,10 +23,12 @@ from contextlib import aclosing
 from typing import cast
 
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from services.router.budgets import BudgetLedger
 from services.router.cache_audit import CacheAudit, recheck
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered, PromptCost
+from services.router.metrics import RouterMetrics
 from services.router.model import (
     CachedAnswer,
     CacheLookup,
@@ -67,6 +69,7 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         stores: BackgroundStores | None = None,
         audit: CacheAudit | None = None,
+        metrics: RouterMetrics | None = None,
     ) -> None:
         self._cache = cache
         self._compressor = compressor
@@ -76,6 +79,7 @@ class Pipeline:
         self._spending = Spending(ledger, catalogue)
         self._clock = clock
         self.stores = stores or BackgroundStores()
+        self._metrics = metrics or RouterMetrics(CollectorRegistry())
         self.audit = audit or CacheAudit(
             cache, cascade, trace.get_tracer("sluice.router"), self._spending, clock=clock
         )
@@ -194,6 +198,7 @@ class Pipeline:
                 for delta in hit_deltas(result):
                     yield delta
             self._annotate(span, result)
+            self._metrics.served(request, result)
             # A sampled semantic hit is checked in the background; submitted before the yield,
             # since a unary caller stops reading at the result.
             self.audit.consider(request, hit)
@@ -224,6 +229,7 @@ class Pipeline:
         spent = 0
         # The tier whose call a cancellation would cut short; a provider bills its prompt.
         in_flight: int | None = None
+        answered = False
         try:
             turns, compress_line = await self._compress(request, deadline)
             spent = compress_line.cost_nano_usd
@@ -256,11 +262,15 @@ class Pipeline:
             result = self._miss_result(request, found, [cache_line, compress_line], outcome)
             await self._spending.settle(reservation, result.total_cost_nano_usd)
             self._annotate(trace.get_current_span(), result)
+            self._metrics.served(request, result)
+            answered = True
             yield result
         finally:
             if in_flight is not None:
                 spent += self._spending.prompt_cost(request, in_flight)
             await self._spending.settle(reservation, spent)
+            if not answered:
+                self._metrics.unanswered(request, spent)
 
     def _miss_result(
         self,

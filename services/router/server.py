@@ -28,6 +28,7 @@ from services.router.deferred_servicer import DeferredServicer
 from services.router.http_api import FrontDoor, HttpServer, build_http_app
 from services.router.judge import LlmJudge
 from services.router.learned import LearnedGates
+from services.router.metrics import RouterMetrics
 from services.router.pipeline import Pipeline, prompt_cost_estimator
 from services.router.policy import PolicyError, load_policy
 from services.router.rollout import PolicySelector, Rollout, parse_rollout_spec
@@ -44,6 +45,7 @@ from shared.grpc_server import (
     run_until_terminated,
 )
 from shared.log import configure_logging
+from shared.metrics import MetricsEndpoint
 from shared.pricing import PriceCatalogue, load_catalogue
 from shared.telemetry import Telemetry, init_telemetry
 from shared.tokens import TokenCounter
@@ -57,6 +59,7 @@ def build_server(
     spend: SpendServicer,
     deferred: DeferredServicer,
     telemetry: Telemetry,
+    metrics: MetricsEndpoint | None = None,
 ) -> HostedServer:
     def register(server: grpc.aio.Server) -> None:
         pb_grpc.add_RouterServiceServicer_to_server(servicer, server)
@@ -70,6 +73,7 @@ def build_server(
         register,
         telemetry,
         max_receive_bytes=settings.grpc_max_message_bytes,
+        metrics=metrics,
     )
 
 
@@ -124,6 +128,7 @@ def build_pipeline(
     tokens: TokenCounter,
     ledger: JobLedger,
     learned: LearnedGates | None = None,
+    metrics: RouterMetrics | None = None,
 ) -> Pipeline:
     """The request path wired to the other services' stubs."""
     models = ModelClient(
@@ -139,6 +144,7 @@ def build_pipeline(
         TierGates(LlmJudge(models)),
         # Where each request class starts, learnt from this process's own traffic.
         ClassStarts(),
+        metrics,
     )
     cache = CacheClient(
         cache_grpc.SemanticCacheServiceStub(channels["cache"]), settings.cache_timeout_s
@@ -156,6 +162,7 @@ def build_pipeline(
         audit=CacheAudit(
             cache, cascade, telemetry.tracer("sluice.router"), Spending(ledger, catalogue)
         ),
+        metrics=metrics,
     )
 
 
@@ -165,6 +172,7 @@ async def serve(settings: Settings) -> None:
     # is one line naming it (shared/runner.py), not uvicorn's exit from inside the server.
     ensure_address_free(settings.http_listen)
     telemetry = init_telemetry("sluice-router")
+    metrics = MetricsEndpoint(settings.metrics_listen)
     catalogue = load_catalogue(settings.catalogue_file)
     selector = build_selector(settings, catalogue)
     # Read before the port opens: a broken scorer file is a config error, not a sick server.
@@ -175,7 +183,15 @@ async def serve(settings: Settings) -> None:
     # Calls are routed to batcher replicas by hash, so identical calls share one flight.
     batchers = BatcherReplicas(settings.batcher_addr, lambda a: open_channel(a, telemetry))
     pipeline = build_pipeline(
-        settings, telemetry, channels, batchers, catalogue, tokens, ledger, learned
+        settings,
+        telemetry,
+        channels,
+        batchers,
+        catalogue,
+        tokens,
+        ledger,
+        learned,
+        RouterMetrics(metrics.registry),
     )
     admission = Admission(selector, tokens, settings.max_prompt_tokens, ledger, catalogue)
     servicer = RouterServicer(admission, pipeline, settings.default_deadline_s)
@@ -213,5 +229,5 @@ async def serve(settings: Settings) -> None:
     spend = SpendServicer(selector.primary, ledger)
     work = DeferredWork(selector.primary, DeferredClient(batchers), JobSpending(ledger, catalogue))
     deferred = DeferredServicer(work)
-    hosted = build_server(settings, servicer, spend, deferred, telemetry)
+    hosted = build_server(settings, servicer, spend, deferred, telemetry, metrics)
     await run_until_terminated(hosted, name="router", start=start, stop=close, telemetry=telemetry)

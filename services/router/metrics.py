@@ -1,0 +1,81 @@
+"""The router's Prometheus figures: what requests cost, what the baseline would have cost, and
+why the cascade escalated.
+
+Money is counted in USD (Prometheus's base-unit convention) from the same nano-USD figures the
+response's cost table holds, so a scrape adds up to the responses. What a request saved is
+`baseline - cost`: two counters rather than a "cost avoided" one, because a counter cannot go
+down and an escalated request can cost more than its baseline.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+from services.router.model import ChatRequest, RouteResult
+from services.router.policy import TierSpec
+
+_NANO = 1e-9
+# Labels of a request's money: who asked, and which model, tier and region answered it.
+_ANSWER_LABELS = ("tenant", "model", "tier", "region")
+
+
+class RouterMetrics:
+    """Counters the pipeline and the cascade report to, once per request and per escalation."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "sluice_router_requests",
+            "Requests answered, by tenant, model class and what served them (cache or tier).",
+            ("tenant", "model_class", "served_by"),
+            registry=registry,
+        )
+        self.cost = Counter(
+            "sluice_router_cost_usd",
+            "What answered requests cost, every stage included, by the model, tier and region "
+            "that answered (a cache hit is tier 0); a request no tier answered is counted with "
+            "empty model, tier and region, for what its attempts cost.",
+            _ANSWER_LABELS,
+            registry=registry,
+        )
+        self.baseline = Counter(
+            "sluice_router_baseline_cost_usd",
+            "What the tenant's baseline model would have charged for the same requests; "
+            "cost avoided is this minus sluice_router_cost_usd.",
+            _ANSWER_LABELS,
+            registry=registry,
+        )
+        self.stage_cost = Counter(
+            "sluice_router_stage_cost_usd",
+            "Cost by the stage that spent it (tier attempts, rejected ones too, judge calls, "
+            "compressor summaries), with the stage's own model, tier and region.",
+            ("tenant", "stage", "model", "tier", "region"),
+            registry=registry,
+        )
+        self.escalations = Counter(
+            "sluice_router_escalations",
+            "Tiers the cascade left for the next one, by model class, tier and the gate that "
+            "failed (latency_budget: no answer in time; unavailable: no region answered).",
+            ("model_class", "tier", "gate"),
+            registry=registry,
+        )
+
+    def served(self, request: ChatRequest, result: RouteResult) -> None:
+        """Counts one answered request's money, from the cost table it is answered with."""
+        tenant = request.tenant.tenant_id
+        answer = (tenant, result.model, str(result.tier), result.region)
+        served_by = "cache" if result.cache_hit else "tier"
+        self.requests.labels(tenant, request.model_class.name, served_by).inc()
+        self.cost.labels(*answer).inc(result.total_cost_nano_usd * _NANO)
+        self.baseline.labels(*answer).inc(result.baseline_cost_nano_usd * _NANO)
+        for line in result.lines:
+            if line.cost_nano_usd:
+                stage = (tenant, line.stage.value, line.model, str(line.tier), line.region)
+                self.stage_cost.labels(*stage).inc(line.cost_nano_usd * _NANO)
+
+    def unanswered(self, request: ChatRequest, spent_nano_usd: int) -> None:
+        """Counts what a request that got no answer (no tier reached, cancelled) still cost."""
+        if spent_nano_usd:
+            self.cost.labels(request.tenant.tenant_id, "", "", "").inc(spent_nano_usd * _NANO)
+
+    def escalated(self, request: ChatRequest, tier: TierSpec, gate: str) -> None:
+        self.escalations.labels(request.model_class.name, str(tier.index), gate).inc()
