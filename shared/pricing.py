@@ -35,7 +35,10 @@ class TokenUsage:
 
     input_tokens: int = 0
     output_tokens: int = 0
+    # Of input_tokens: read from the provider's prompt cache, and written to it (Anthropic
+    # bills a cache write above the plain input price).
     cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,18 @@ class ModelPrice:
     output_nano_per_mtok: int
     cached_input_nano_per_mtok: int
     batch_discount: Decimal = Decimal(0)
+    # None: a cache write costs what plain input does (OpenAI-style automatic caching).
+    cache_write_input_nano_per_mtok: int | None = None
 
     def cost_nano_usd(self, usage: TokenUsage, *, batch: bool = False) -> int:
         """Cost of a call with this usage, rounded half-up to whole nano-USD."""
         cached = min(usage.cached_input_tokens, usage.input_tokens)
+        written = min(usage.cache_write_input_tokens, usage.input_tokens - cached)
+        write_price = self.cache_write_input_nano_per_mtok
         scaled = (
-            (usage.input_tokens - cached) * self.input_nano_per_mtok
+            (usage.input_tokens - cached - written) * self.input_nano_per_mtok
             + cached * self.cached_input_nano_per_mtok
+            + written * (self.input_nano_per_mtok if write_price is None else write_price)
             + usage.output_tokens * self.output_nano_per_mtok
         )
         if batch:
@@ -115,10 +123,15 @@ def _parse_price(model: str, spec: Mapping[str, Any], base: ModelPrice | None) -
         if "cached_input" in spec
         else input_price
     )
+    written = (
+        _usd_to_nano(model, "cache_write_input", spec["cache_write_input"])
+        if "cache_write_input" in spec
+        else (base.cache_write_input_nano_per_mtok if base else None)
+    )
     discount = Decimal(str(spec.get("batch_discount", base.batch_discount if base else 0)))
     if not 0 <= discount < 1:
         raise CatalogueError(f"model {model!r}: batch_discount must be within [0, 1)")
-    return ModelPrice(input_price, output_price, cached, discount)
+    return ModelPrice(input_price, output_price, cached, discount, written)
 
 
 def parse_catalogue(document: Mapping[str, Any]) -> PriceCatalogue:

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from opentelemetry import trace
 
 from services.dispatcher.calls import Delta, ModelRequest, ProviderAnswer
-from services.dispatcher.providers.openai import OpenAICompatibleClient, UpstreamError
+from services.dispatcher.providers.openai import UpstreamError
+from services.dispatcher.providers.select import ProviderClient
 from services.dispatcher.selection import EndpointState
 
 LOG = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class Attempt:
         self,
         state: EndpointState,
         call: ModelRequest,
-        client: OpenAICompatibleClient,
+        client: ProviderClient,
         queue: asyncio.Queue[Tagged],
         span: trace.Span,
         clock: Callable[[], float],

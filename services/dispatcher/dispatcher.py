@@ -19,13 +19,16 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from services.dispatcher.budgets import BudgetPolicy, Budgets
 from services.dispatcher.calls import Delta, DispatchResult, ModelRequest, ProviderAnswer
 from services.dispatcher.endpoints import Endpoint
 from services.dispatcher.flight import Flight, FlightDeps, FlightPolicy
 from services.dispatcher.latency import Percentiles
-from services.dispatcher.providers.openai import OpenAICompatibleClient, UpstreamError
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.providers.openai import UpstreamError
+from services.dispatcher.providers.select import ProviderClient
 from services.dispatcher.selection import EndpointState, Selector, StatePolicy, build_states
 from shared.errors import InvalidRequest, Unavailable
 from shared.pricing import ModelPrice, PriceCatalogue
@@ -83,12 +86,13 @@ class Dispatcher:
     def __init__(
         self,
         endpoints: Sequence[Endpoint],
-        client: OpenAICompatibleClient,
+        client: ProviderClient,
         catalogue: PriceCatalogue,
         tracer: trace.Tracer,
         policy: DispatchPolicy,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        metrics: DispatcherMetrics | None = None,
     ) -> None:
         unpriced = sorted(
             {m for e in endpoints for m in e.models if not catalogue.knows(m) and m not in e.prices}
@@ -103,7 +107,14 @@ class Dispatcher:
         )
         self.budgets = Budgets(policy.budgets, clock)
         self._deps = FlightDeps(
-            self._selector, self.budgets, client, tracer, self._price, rng, clock
+            self._selector,
+            self.budgets,
+            client,
+            tracer,
+            self._price,
+            rng,
+            clock,
+            metrics=metrics or DispatcherMetrics(CollectorRegistry()),
         )
 
     def _price(self, state: EndpointState, model: str) -> ModelPrice:

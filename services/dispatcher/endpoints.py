@@ -1,6 +1,7 @@
 """Upstream endpoints as data: parsed from YAML, validated at start-up.
 
-An endpoint is one OpenAI-compatible base URL in one region: which models it serves, the
+An endpoint is one base URL in one region: which API it speaks (`provider: anthropic` is the
+Messages API; any other provider name is OpenAI's chat completions), which models it serves, the
 variable that holds its key (never the key itself), optional per-model price overrides (a
 self-hosted server costs nothing; a reseller charges its own rates) and optional limits on
 concurrent calls and requests per minute (llama.cpp's server answers one request at a time).
@@ -63,6 +64,11 @@ class Endpoint:
     @property
     def chat_url(self) -> str:
         return f"{self.base_url.rstrip('/')}/chat/completions"
+
+    @property
+    def messages_url(self) -> str:
+        """Where a `provider: anthropic` endpoint takes Messages API calls."""
+        return f"{self.base_url.rstrip('/')}/messages"
 
     def __repr__(self) -> str:
         # Never the key: only the variable's name, which is safe to log.

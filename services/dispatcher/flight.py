@@ -20,15 +20,18 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from services.dispatcher import spans
 from services.dispatcher.attempt import Attempt, Event, Tagged
 from services.dispatcher.budgets import Budgets, backoff_s
 from services.dispatcher.calls import Delta, DispatchResult, ModelRequest, ProviderAnswer
-from services.dispatcher.providers.openai import OpenAICompatibleClient, UpstreamError
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.providers.openai import UpstreamError
+from services.dispatcher.providers.select import ProviderClient
 from services.dispatcher.selection import EndpointState, Selector
 from shared.errors import DeadlineExceeded, InvalidRequest, Unavailable
 from shared.pricing import ModelPrice
@@ -65,12 +68,15 @@ class FlightDeps:
 
     selector: Selector
     budgets: Budgets
-    client: OpenAICompatibleClient
+    client: ProviderClient
     tracer: trace.Tracer
     price: Callable[[EndpointState, str], ModelPrice]
     rng: random.Random
     clock: Callable[[], float]
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    metrics: DispatcherMetrics = field(
+        default_factory=lambda: DispatcherMetrics(CollectorRegistry())
+    )
 
 
 class Flight:
@@ -205,11 +211,13 @@ class Flight:
         state = await self._choose(first=False)
         if not self._deps.budgets.try_retry():
             trace.get_current_span().set_attribute(spans.RETRY_BUDGET_EXHAUSTED, True)
+            self._deps.metrics.refused("retry", self._call.model)
             raise Unavailable(
                 f"retry budget exhausted (too many retries across requests); "
                 f"{self._exhausted_message()}"
             )
         self._retries += 1
+        self._deps.metrics.retried(state.name)
         delay = backoff_s(self._retries, self._deps.rng, self._policy.backoff_base_s)
         remaining = self._remaining_s()
         await self._deps.sleep(delay if remaining is None else min(delay, remaining))
@@ -223,8 +231,10 @@ class Flight:
         if state is None or not self._worth_hedging(self._live[0], state):
             return
         if not self._deps.budgets.try_hedge():
+            self._deps.metrics.refused("hedge", self._call.model)
             return
         self.hedged = True
+        self._deps.metrics.hedged(state.name)
         self._launch(state, hedge=True)
 
     def _worth_hedging(self, primary: Attempt, target: EndpointState) -> bool:
@@ -283,7 +293,10 @@ class Flight:
             if attempt.probe:
                 state.ejection.abandon_probe()
         elif error.counts_against_endpoint:
+            ejections = state.ejection.ejections
             state.ejection.record_failure()
+            if state.ejection.ejections > ejections:
+                self._deps.metrics.ejected(state.name)
         else:
             # The endpoint answered, if only to say the request was wrong: it is alive.
             state.ejection.record_success()
@@ -348,6 +361,8 @@ class Flight:
         ttft_s, total_s = first - attempt.started, now - attempt.started
         state.latency.record(ttft_s, total_s)
         state.ejection.record_success()
+        if attempt.hedge:
+            self._deps.metrics.hedge_won(state.name)
         if answer.reported_cost_usd is not None:
             own = round(answer.reported_cost_usd * 1e9)
         else:

@@ -10,10 +10,14 @@ from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as pb_grpc
 from services.dispatcher.config import Settings
 from services.dispatcher.dispatcher import Dispatcher
 from services.dispatcher.endpoints import load_endpoints
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.providers.anthropic import AnthropicMessagesClient
 from services.dispatcher.providers.openai import OpenAICompatibleClient
+from services.dispatcher.providers.select import ByProvider
 from services.dispatcher.servicer import DispatcherServicer
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
+from shared.metrics import MetricsEndpoint
 from shared.pricing import load_catalogue
 from shared.telemetry import Telemetry, init_telemetry
 from shared.tokens import TokenCounter
@@ -38,18 +42,30 @@ def build_http_client(telemetry: Telemetry | None, *, http2: bool = True) -> htt
 
 
 def build_dispatcher(
-    settings: Settings, http: httpx.AsyncClient, telemetry: Telemetry
+    settings: Settings,
+    http: httpx.AsyncClient,
+    telemetry: Telemetry,
+    metrics: DispatcherMetrics | None = None,
 ) -> Dispatcher:
+    tokens = TokenCounter()
     return Dispatcher(
         load_endpoints(settings.endpoints_file),
-        OpenAICompatibleClient(http, TokenCounter()),
+        ByProvider(
+            OpenAICompatibleClient(http, tokens), AnthropicMessagesClient(http, tokens)
+        ),
         load_catalogue(settings.catalogue_file),
         telemetry.tracer("sluice.dispatcher"),
         settings.policy,
+        metrics=metrics,
     )
 
 
-def build_server(settings: Settings, dispatcher: Dispatcher, telemetry: Telemetry) -> HostedServer:
+def build_server(
+    settings: Settings,
+    dispatcher: Dispatcher,
+    telemetry: Telemetry,
+    metrics: MetricsEndpoint | None = None,
+) -> HostedServer:
     return build_grpc_server(
         settings.listen,
         [SERVICE_NAME],
@@ -57,13 +73,15 @@ def build_server(settings: Settings, dispatcher: Dispatcher, telemetry: Telemetr
             DispatcherServicer(dispatcher), server
         ),
         telemetry,
+        metrics=metrics,
     )
 
 
 async def serve(settings: Settings) -> None:
     configure_logging("dispatcher", settings.log_level)
     telemetry = init_telemetry("sluice-dispatcher")
+    metrics = MetricsEndpoint(settings.metrics_listen)
     http = build_http_client(telemetry, http2=settings.http2)
-    dispatcher = build_dispatcher(settings, http, telemetry)
-    hosted = build_server(settings, dispatcher, telemetry)
+    dispatcher = build_dispatcher(settings, http, telemetry, DispatcherMetrics(metrics.registry))
+    hosted = build_server(settings, dispatcher, telemetry, metrics)
     await run_until_terminated(hosted, name="dispatcher", stop=http.aclose, telemetry=telemetry)

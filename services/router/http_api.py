@@ -1,6 +1,7 @@
-"""The OpenAI-compatible front door: `POST /v1/chat/completions` (plain and SSE),
-`GET /v1/models` and `GET /v1/models/{id}`, served by the router process beside its gRPC port.
-Any other path or method is a 404 or 405 in OpenAI's error shape.
+"""The HTTP front door, served by the router process beside its gRPC port: OpenAI's
+`POST /v1/chat/completions` (plain and SSE), `GET /v1/models` and `GET /v1/models/{id}`, and
+Anthropic's `POST /v1/messages` (anthropic/door.py). Any other path or method is a 404 or 405
+in OpenAI's error shape, or in Anthropic's under /v1/messages.
 
 It runs the same admission and pipeline as RouterService.Complete, so an OpenAI SDK pointed at
 `http://<router>:<port>/v1` gets the cascade, the cache and the cost accounting unchanged.
@@ -30,6 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from services.router.admission import Admission, off_loop
+from services.router.anthropic.door import MessagesDoor, not_routed
 from services.router.http_limits import BodyLimit, DoorLimits, ErrorShield, guarded_protocol
 from services.router.model import ChatRequest, TierDelta
 from services.router.openai.request import ChatCall, read_chat_call
@@ -98,6 +100,7 @@ class FrontDoor:
         self._policy = policy
         self._tracer = tracer
         self._deadline_s = deadline_s
+        self._messages = MessagesDoor(admission, pipeline, tracer, deadline_s)
 
     async def _admit(self, request: Request, call: ChatCall) -> ChatRequest:
         return await self._admission.admit_async(_api_key(request), call.asked())
@@ -198,6 +201,10 @@ class FrontDoor:
         finally:
             _end_span(span)
 
+    async def messages(self, request: Request) -> Response:
+        """Anthropic's `POST /v1/messages` (anthropic/door.py)."""
+        return await self._messages.create(request)
+
     async def drain(self) -> None:
         await self._pipeline.drain(STORE_DRAIN_S)
 
@@ -230,18 +237,21 @@ class FrontDoor:
 
 
 async def _not_routed(request: Request, error: Exception) -> Response:
-    """A path or method the front door does not serve, in OpenAI's error shape."""
+    """A path or method the front door does not serve, in OpenAI's error shape (Anthropic's
+    under /v1/messages, where only Anthropic's clients call)."""
     status = error.status_code if isinstance(error, HTTPException) else 404
+    headers = dict(error.headers or {}) if isinstance(error, HTTPException) else None
+    if request.url.path.startswith("/v1/messages"):
+        return not_routed(request, status, headers)
     if status == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
         kind, code = "invalid_request_error", "method_not_allowed"
     else:
         message = (
             f"unknown path {quoted(request.url.path)}; "
-            "this gateway serves /v1/chat/completions and /v1/models"
+            "this gateway serves /v1/chat/completions, /v1/models and /v1/messages"
         )
         kind, code = "invalid_request_error", "unknown_url"
-    headers = dict(error.headers or {}) if isinstance(error, HTTPException) else None
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -259,6 +269,7 @@ def build_http_app(front_door: FrontDoor, limits: DoorLimits | None = None) -> S
     return Starlette(
         routes=[
             Route("/v1/chat/completions", front_door.chat_completions, methods=["POST"]),
+            Route("/v1/messages", front_door.messages, methods=["POST"]),
             Route("/v1/models", front_door.models, methods=["GET"]),
             Route("/v1/models/{model:path}", front_door.model, methods=["GET"]),
         ],

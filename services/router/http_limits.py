@@ -51,9 +51,24 @@ class DoorLimits:
     max_connections: int = 1024
 
 
+# Anthropic's error types for the statuses answered here (anthropic/response.py has the rest).
+_ANTHROPIC_KINDS = {408: "timeout_error", 413: "request_too_large", 500: "api_error"}
+
+
 def error_json(kind: str, code: str, message: str) -> bytes:
     """An OpenAI-shaped error body (the routes' own errors use openai/response.py)."""
     return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+def door_error_json(scope: Scope, status: int, kind: str, code: str, message: str) -> bytes:
+    """The error body in the shape of the API the path belongs to: Anthropic's under
+    /v1/messages, whose clients read only that shape, OpenAI's elsewhere."""
+    if str(scope.get("path", "")).startswith("/v1/messages"):
+        anthropic_kind = _ANTHROPIC_KINDS.get(status, "invalid_request_error")
+        return orjson.dumps(
+            {"type": "error", "error": {"type": anthropic_kind, "message": message}}
+        )
+    return error_json(kind, code, message)
 
 
 def raw_response(status: int, body: bytes) -> bytes:
@@ -210,11 +225,11 @@ class BodyLimit:
             async with asyncio.timeout(self._limits.body_timeout_s):
                 body = await self._read(receive)
         except _BodyRefused as refused:
-            await _send_error(send, refused.status, refused.code, str(refused))
+            await _send_error(scope, send, refused.status, refused.code, str(refused))
             return
         except TimeoutError:
             message = f"the request body did not arrive within {self._limits.body_timeout_s:g} s"
-            await _send_error(send, 408, "request_timeout", message)
+            await _send_error(scope, send, 408, "request_timeout", message)
             return
         except _ClientGone:
             return
@@ -258,8 +273,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = error_json("invalid_request_error", code, message)
+async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    body = door_error_json(scope, status, "invalid_request_error", code, message)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -300,7 +315,7 @@ class ErrorShield:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             message = "internal error; the router logged it (retry, or report the time)"
-            body = error_json("server_error", "internal", message)
+            body = door_error_json(scope, 500, "server_error", "internal", message)
             await send(
                 {
                     "type": "http.response.start",

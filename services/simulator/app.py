@@ -1,4 +1,5 @@
-"""The simulator's HTTP app: OpenAI-compatible routes per region, plus admin routes.
+"""The simulator's HTTP app: OpenAI-compatible routes per region, Anthropic's Messages API
+beside them (messages.py), plus admin routes.
 
 Request path of `POST /<region>/v1/chat/completions`: count it, answer 503 if the region is in
 an outage, validate the body (400) and the model (404), draw a fault (500, 429, or a hang then
@@ -27,6 +28,7 @@ from services.simulator.batch_api import BatchApi
 from services.simulator.composer import Composed, Composer, prompt_tokens, whole_logprobs
 from services.simulator.config import Settings
 from services.simulator.faults import FaultKind, FaultModel, Sleep
+from services.simulator.messages import MessagesApi
 from services.simulator.parsing import parse_chat_request
 from services.simulator.replay import ReplayBook, load_replay_dir
 from services.simulator.request import BadRequest, ChatRequest
@@ -315,6 +317,7 @@ def build_app(
     composer = Composer(simulation.scenario, simulation.replay, tokens)
     api = SimulatorApi(simulation, state, faults, tokens, composer)
     admin = AdminApi(state)
+    messages = MessagesApi(state, faults, tokens, composer, simulation.serves)
     catalogue = load_catalogue(settings.catalogue_file)
     batches = BatchApi(simulation.scenario, composer, simulation.serves, state, tokens, catalogue)
     routes = [
@@ -324,6 +327,7 @@ def build_app(
         Route("/admin/regions", admin.regions, methods=["GET"]),
         Route("/admin/regions/{region}", admin.patch_region, methods=["POST"]),
         Route("/{region}/v1/chat/completions", api.chat, methods=["POST"]),
+        Route("/{region}/v1/messages", messages.create, methods=["POST"]),
         Route("/{region}/v1/models", api.models, methods=["GET"]),
         *batches.routes(),
     ]
