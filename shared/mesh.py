@@ -31,13 +31,21 @@ DEFAULT_PORTS = {
     "simulator": 8700,
     # The router's OpenAI-compatible HTTP front door.
     "router_http": 8080,
+    # Each gRPC service's Prometheus endpoint (SLUICE_<SERVICE>_METRICS_LISTEN).
+    "router_metrics": 9101,
+    "cache_metrics": 9102,
+    "compressor_metrics": 9103,
+    "batcher_metrics": 9104,
+    "dispatcher_metrics": 9105,
 }
 # Start order: upstreams first, so that health turning SERVING means a request can flow.
 START_ORDER = ("simulator", "dispatcher", "batcher", "cache", "compressor", "router")
 # Who listens on each port, for messages that must say what a taken port was meant for.
-PORT_OWNERS = {name: f"the {name}" for name in START_ORDER} | {
-    "router_http": "the router's OpenAI HTTP front door"
-}
+PORT_OWNERS = (
+    {name: f"the {name}" for name in START_ORDER}
+    | {"router_http": "the router's OpenAI HTTP front door"}
+    | {f"{name}_metrics": f"the {name}'s metrics endpoint" for name in GRPC_SERVICES}
+)
 # A SIGTERMed service announces NOT_SERVING (SLUICE_SHUTDOWN_ANNOUNCE_S, 2 s) and drains for up
 # to 20 s (shared/grpc_server.py); past this, stop() kills it.
 STOP_TIMEOUT_S = 30.0
@@ -94,6 +102,15 @@ def mesh_env(ports: Mapping[str, int]) -> dict[str, str]:
     """The SLUICE_* variables that wire every service to the others."""
     addr = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     env = {f"SLUICE_{name.upper()}_LISTEN": addr[name] for name in ports}
+    # A service whose metrics port is not planned serves none, rather than taking its default
+    # port from another mesh on the same machine.
+    env.update(
+        {
+            f"SLUICE_{name.upper()}_METRICS_LISTEN": ""
+            for name in GRPC_SERVICES
+            if f"{name}_metrics" not in ports
+        }
+    )
     env.update(
         {
             "SLUICE_SIMULATOR_URL": f"http://{addr['simulator']}",
@@ -132,6 +149,11 @@ class Mesh:
 
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
+
+    def metrics_url(self, name: str) -> str | None:
+        """Where the service's Prometheus figures are read; None when it serves none."""
+        port = self.ports.get(f"{name}_metrics")
+        return f"http://127.0.0.1:{port}/metrics" if port else None
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"

@@ -147,7 +147,9 @@ def _print_addresses(mesh: Mesh, receiver: OtlpReceiver | None, state: Path, hin
     print("\nSluice is up:")
     for name in START_ORDER:
         scheme = "http://" if name == "simulator" else "grpc://"
-        print(f"  {name:<11} {scheme}{mesh.address(name)}")
+        metrics = mesh.metrics_url(name)
+        also = f"  metrics {metrics}" if metrics else ""
+        print(f"  {name:<11} {scheme}{mesh.address(name)}{also}")
     print(f"  openai      http://{mesh.address('router_http')}/v1  (OpenAI-compatible)")
     if receiver is not None:
         print(f"  traces      {receiver.endpoint} (OTLP) -> {state / 'traces.jsonl'}")
