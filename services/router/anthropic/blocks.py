@@ -152,7 +152,7 @@ def _blocks(where: str, role: str, raw: list[Any], read: Read) -> None:
         if not isinstance(block, Mapping):
             raise bad(at, "must be a content block object")
         kind = block.get("type")
-        if kind in _REFUSED_BLOCKS:
+        if isinstance(kind, str) and kind in _REFUSED_BLOCKS:
             raise bad(f"{at}.type", f"{kind!r} {_REFUSED_BLOCKS[kind]}")
         if kind not in allowed:
             raise bad(f"{at}.type", f"{quoted(kind)} is not one of {', '.join(allowed)} here")

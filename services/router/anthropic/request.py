@@ -149,7 +149,7 @@ def _tools(body: Mapping[str, Any]) -> ToolSet:
     if raw is None:
         return ToolSet(functions)
     kind = raw.get("type")
-    if kind not in _CHOICES:
+    if not isinstance(kind, str) or kind not in _CHOICES:
         raise bad("tool_choice.type", f"{quoted(kind)} is not auto, any, tool or none")
     fields = {"type", "disable_parallel_tool_use"} | ({"name"} if kind == "tool" else set())
     only_keys(raw, frozenset(fields), "tool_choice")
