@@ -10,11 +10,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 
+from services.router.answer_gates import (
+    ANSWER_KEYS,
+    AnswerSettings,
+    arithmetic_problem,
+    final_answer_problem,
+)
 from services.router.tool_gate import GATE as TOOL_CALL_GATE
 from services.router.tool_gate import ToolCallProblem, check_tool_calls
 from shared.chat import NO_TOOLS, TEXT_FORMAT, Finish, FormatKind, ResponseFormat, ToolCall, ToolSet
@@ -43,10 +49,14 @@ class GateSettings:
     # For the `format` gate: a regular expression the whole (stripped) answer must match,
     # e.g. "[A-D]" for a multiple-choice task.
     expected_format: str = ""
+    # The answer-reading gates' settings (answer_gates.py).
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> GateSettings:
-        unknown = set(raw) - {"min_length_chars", "refusal_patterns", "expected_format"}
+        unknown = (
+            set(raw) - {"min_length_chars", "refusal_patterns", "expected_format"} - ANSWER_KEYS
+        )
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}")
         min_length = int(raw.get("min_length_chars", 1))
@@ -59,7 +69,8 @@ class GateSettings:
                 re.compile(pattern)
             except re.error as error:
                 raise ValueError(f"bad regular expression {pattern!r}: {error}") from None
-        return cls(min_length, patterns, expected)
+        answer = AnswerSettings.from_mapping({k: v for k, v in raw.items() if k in ANSWER_KEYS})
+        return cls(min_length, patterns, expected, answer)
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,18 @@ def format_gate(answer: GateInput, settings: GateSettings) -> Verdict:
     return Verdict(False, "format", f"the answer does not match {settings.expected_format!r}")
 
 
+def final_answer_gate(answer: GateInput, settings: GateSettings) -> Verdict:
+    if answer.cut_as_asked:
+        return PASS
+    problem = final_answer_problem(answer.content, settings.answer)
+    return PASS if problem is None else Verdict(False, "final_answer", problem)
+
+
+def arithmetic_gate(answer: GateInput, _: GateSettings) -> Verdict:
+    problem = arithmetic_problem(answer.content)
+    return PASS if problem is None else Verdict(False, "arithmetic", problem)
+
+
 def json_gate(answer: GateInput, _: GateSettings) -> Verdict:
     """Checks JSON validity (and the schema) when the request asked for JSON."""
     if not answer.response_format.wants_json or answer.cut_as_asked:
@@ -208,10 +231,15 @@ GATES: Mapping[str, Gate] = {
     "refusal": refusal_gate,
     "format": format_gate,
     "json": json_gate,
+    "final_answer": final_answer_gate,
+    "arithmetic": arithmetic_gate,
 }
 # Gates that need more than the answer's text: the learned scorer, the provider's token
-# logprobs and a cheap-LLM judge. The cascade runs them after the rule gates pass.
-LEARNED_GATES = frozenset({"scorer", "logprob", "judge"})
+# logprobs and a cheap-LLM judge; and those that read the prompt or every choice
+# (answer_gates.py, code_gate.py). The cascade runs them after the rule gates pass.
+LEARNED_GATES = frozenset(
+    {"scorer", "logprob", "judge", "self_consistency", "answer_score", "code_tests"}
+)
 GATE_NAMES = frozenset(GATES) | LEARNED_GATES
 
 
@@ -224,7 +252,9 @@ def tool_call_gate(answer: GateInput) -> Verdict:
 
 
 # Gates that read the answer's text; an answer made only of tool calls has none to read.
-_TEXT_GATES = frozenset({"min_length", "truncation", "refusal", "format", "json"})
+_TEXT_GATES = frozenset(
+    {"min_length", "truncation", "refusal", "format", "json", "final_answer", "arithmetic"}
+)
 
 
 def evaluate(gate_names: tuple[str, ...], answer: GateInput, settings: GateSettings) -> Verdict:

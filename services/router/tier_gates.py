@@ -9,11 +9,14 @@ is skipped with the reason; it never fails the answer and never crashes the requ
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 
 from opentelemetry import trace
 
+from services.router.answer_gates import agreement, answer_score, signals
+from services.router.code_gate import CodeLimits, CodeRunner, network_isolation
 from services.router.gates import (
     PASS,
     GateInput,
@@ -41,6 +44,10 @@ LOGPROB_MEAN = "sluice.gate.logprob.mean"
 LOGPROB_MIN = "sluice.gate.logprob.min"
 JUDGE_VERDICT = "sluice.gate.judge.verdict"
 JUDGE_COST_USD = "sluice.gate.judge.cost.usd"
+ANSWER_SCORE = "sluice.gate.answer_score"
+AGREEMENT = "sluice.gate.self_consistency.agreement"
+# Gates that read the prompt or every choice (answer_gates.py, code_gate.py).
+_ANSWER_GATES = frozenset({"self_consistency", "answer_score", "code_tests"})
 GATES_SKIPPED = "sluice.gate.skipped"
 # Why a tier's tool calls failed the tool-call gate: the failure's kind, e.g. "schema".
 TOOL_CALL_REASON = "sluice.gate.tool_call.reason"
@@ -56,8 +63,11 @@ class TierVerdict:
 
 
 class TierGates:
-    def __init__(self, judge: LlmJudge | None = None) -> None:
+    def __init__(self, judge: LlmJudge | None = None, code: CodeRunner | None = None) -> None:
         self._judge = judge
+        # Built on first use: a policy listing `code_tests` is the opt-in, and the probe for
+        # network namespaces costs a subprocess that other policies need not pay.
+        self._code = code
 
     async def check(
         self,
@@ -78,7 +88,7 @@ class TierGates:
         calls_only = bool(answer.tool_calls) and not answer.content.strip()
         if ruled.passed:
             for name in tier.gates:
-                if calls_only and name in ("scorer", "judge"):
+                if calls_only and name in ("scorer", "judge", *_ANSWER_GATES):
                     # Nothing to read: the tool-call gate already checked the calls themselves.
                     run.add(Verdict(True, name, "the answer is tool calls only", skipped=True))
                 elif name == "logprob":
@@ -92,12 +102,42 @@ class TierGates:
                     )
                 elif name == "judge":
                     run.add(await self._judge_gate(run, deadline))
+                elif name in _ANSWER_GATES:
+                    run.add(await self._answer_gate(run, name))
                 if run.failed is not None:
                     break
         else:
             run.failed = ruled
         await run.finish()
         return TierVerdict(run.failed or Verdict(True), tuple(run.notes), tuple(run.lines))
+
+    async def _answer_gate(self, run: _Run, name: str) -> Verdict:
+        settings = run.request.model_class.gate_settings.answer
+        answer = run.answer
+        if name == "self_consistency":
+            share = agreement([c.content for c in answer.choices], settings)
+            if share is None:
+                return Verdict(True, name, "one choice, nothing to compare", skipped=True)
+            run.span.set_attribute(AGREEMENT, share)
+            passed = share >= settings.min_agreement
+            return Verdict(passed, name, f"final answers agree {share:.2f}")
+        if name == "answer_score":
+            if not settings.weights:
+                return Verdict(True, name, "no answer_weights in the policy", skipped=True)
+            score = answer_score(
+                signals(prompt_of(run.request), answer.content, settings), settings
+            )
+            run.span.set_attribute(ANSWER_SCORE, score)
+            passed = score >= settings.min_answer_score
+            sign = ">=" if passed else "<"
+            return Verdict(
+                passed, name, f"answer_score {score:.3f} {sign} {settings.min_answer_score}"
+            )
+        if self._code is None:
+            isolation = await asyncio.to_thread(network_isolation)
+            self._code = CodeRunner(CodeLimits(), isolation)
+        result = await self._code.check(prompt_of(run.request), answer.content)
+        return Verdict(result.passed, name, result.reason)
 
     async def _judge_gate(self, run: _Run, deadline: float) -> Verdict:
         if self._judge is None:

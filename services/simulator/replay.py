@@ -3,6 +3,7 @@
 Layout (see the data's SOURCE.md): `prompt` and `<model>|model_response` hold the string repr
 of a Python list whose first element is the text, and `<model>|total_cost` the call's USD cost.
 Prompts are keyed whitespace-normalised, so a lookup is one dict access whatever the data size.
+A folder in RouteLLM's evaluation layout is read by replay_routellm.py instead.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class Recording:
     """One model's real answer to one prompt."""
 
     response: str
-    cost_usd: float
+    # None when the data records no cost: the gateway prices the tokens from its catalogue.
+    cost_usd: float | None
 
 
 def normalise_prompt(text: str) -> str:
@@ -110,6 +112,11 @@ def load_replay_dir(directory: Path) -> ReplayBook:
     """Loads every *.csv in directory (train and test splits alike), in name order."""
     if not directory.is_dir():
         raise ReplayError(f"replay directory {directory} does not exist")
+    # Imported here: replay_routellm builds on this module's types.
+    from services.simulator.replay_routellm import is_routellm_dir, load_routellm_dir
+
+    if is_routellm_dir(directory):
+        return load_routellm_dir(directory)
     files = sorted(directory.glob("*.csv"))
     if not files:
         raise ReplayError(f"replay directory {directory} holds no *.csv files")
