@@ -76,16 +76,20 @@ async def test_each_rpc_is_timed_by_method_and_status_code() -> None:
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+
+            def unary(method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+                return channel.unary_unary(f"/{SERVICE}/{method}")
+
             for _ in range(2):
-                assert await channel.unary_unary(f"/{SERVICE}/Ok")(b"x") == b"x"
+                assert await unary("Ok")(b"x") == b"x"
             for method, code in (("Missing", grpc.StatusCode.NOT_FOUND), ("Broken", None)):
                 with pytest.raises(grpc.aio.AioRpcError) as failed:
-                    await channel.unary_unary(f"/{SERVICE}/{method}")(b"x")
+                    await unary(method)(b"x")
                 assert failed.value.code() == (code or grpc.StatusCode.UNKNOWN)
-            assert [m async for m in channel.unary_stream(f"/{SERVICE}/Stream")(b"")] == [
-                b"a",
-                b"b",
-            ]
+            streaming: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+                f"/{SERVICE}/Stream"
+            )
+            assert [part async for part in streaming(b"")] == [b"a", b"b"]
     finally:
         await server.stop(None)
     assert sample(registry, "_count", "Ok", "OK") == 2
@@ -150,7 +154,6 @@ def test_the_endpoint_serves_its_registry_until_stopped() -> None:
     try:
         assert url == f"http://127.0.0.1:{endpoint.port}/metrics"
         scraped = httpx.get(url, timeout=5).text
-        assert f'{HISTOGRAM}_count{{grpc_code="OK",grpc_method="Ok",grpc_service="{SERVICE}"}}'
         assert f"{HISTOGRAM}_count" in scraped and 'grpc_method="Ok"' in scraped
         # Only this registry: nothing from prometheus_client's process-wide default one.
         assert "python_gc_objects_collected_total" not in scraped
@@ -184,7 +187,7 @@ async def test_the_endpoint_lives_as_long_as_the_server(monkeypatch: pytest.Monk
     await asyncio.wait_for(running, 10)
     assert endpoint.url == ""
     with pytest.raises(httpx.ConnectError):
-        httpx.get(url, timeout=5)
+        await asyncio.to_thread(httpx.get, url, timeout=5)
 
 
 def test_a_taken_metrics_address_stops_the_build_naming_it() -> None:
