@@ -38,13 +38,8 @@ def turn(document: str, question: str, where: str) -> str:
     return "\n".join([*lines[:20], question, *lines[20:]])
 
 
-def request_fields(text: str) -> dict[str, object]:
-    return {
-        "context": CONTEXT,
-        "model_class": "small",
-        "messages": [common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=text)],
-        "sampling": SAMPLING,
-    }
+def user(text: str) -> list[common_pb2.ChatMessage]:
+    return [common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=text)]
 
 
 def test_a_long_shared_document_never_serves_another_question(
@@ -57,7 +52,10 @@ def test_a_long_shared_document_never_serves_another_question(
         for where in ("end", "start", "middle"):
             stored = stub.Store(
                 pb.StoreRequest(
-                    **request_fields(turn(document, DELIVERY, where)),  # type: ignore[arg-type]
+                    context=CONTEXT,
+                    model_class="small",
+                    messages=user(turn(document, DELIVERY, where)),
+                    sampling=SAMPLING,
                     content=f"{length + 2} business days.",
                     model="gpt-4o-mini",
                 ),
@@ -67,11 +65,15 @@ def test_a_long_shared_document_never_serves_another_question(
             def lookup(
                 question: str, where: str = where, document: str = document
             ) -> pb.LookupResponse:
-                fields = request_fields(turn(document, question, where))
-                return stub.Lookup(  # type: ignore[no-any-return]
-                    pb.LookupRequest(**fields, allow_semantic=True),  # type: ignore[arg-type]
-                    timeout=30,
+                asked = pb.LookupRequest(
+                    context=CONTEXT,
+                    model_class="small",
+                    messages=user(turn(document, question, where)),
+                    sampling=SAMPLING,
+                    allow_semantic=True,
                 )
+                reply: pb.LookupResponse = stub.Lookup(asked, timeout=30)
+                return reply
 
             case = f"{length} clauses, question at the {where}"
             assert lookup(MOBY_DICK).kind == pb.HIT_KIND_MISS, case
