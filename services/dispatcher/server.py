@@ -50,9 +50,7 @@ def build_dispatcher(
     tokens = TokenCounter()
     return Dispatcher(
         load_endpoints(settings.endpoints_file),
-        ByProvider(
-            OpenAICompatibleClient(http, tokens), AnthropicMessagesClient(http, tokens)
-        ),
+        ByProvider(OpenAICompatibleClient(http, tokens), AnthropicMessagesClient(http, tokens)),
         load_catalogue(settings.catalogue_file),
         telemetry.tracer("sluice.dispatcher"),
         settings.policy,

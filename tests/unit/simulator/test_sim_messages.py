@@ -91,7 +91,7 @@ async def test_a_stream_reassembles_with_the_sdk_accumulator() -> None:
     snapshot = None
     buffers: dict[int, bytes] = {}
     for event in events:
-        snapshot = accumulate_event(event=event, current_snapshot=snapshot, json_bufs=buffers)  # type: ignore[arg-type]
+        snapshot = accumulate_event(event=event, current_snapshot=snapshot, json_bufs=buffers)
     assert isinstance(snapshot, anthropic.types.Message)
     assert snapshot.stop_reason == "tool_use"
     assert snapshot.content[0].input == {"city": "Lisbon"}  # type: ignore[union-attr]
