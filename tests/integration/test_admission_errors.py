@@ -32,9 +32,9 @@ async def status_of(
             "messages is empty",
         ),
         (
-            lambda: ask("hi", model_class="vision"),
+            lambda: ask("hi", model_class="poetry"),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "unknown model_class 'vision'",
+            "unknown model_class 'poetry'",
         ),
         (
             lambda: ask("word " * 140_000),

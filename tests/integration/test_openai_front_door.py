@@ -110,7 +110,7 @@ def test_unknown_paths_and_models_are_openai_shaped_404s(mesh: Mesh) -> None:
         (DEV, {"messages": []}, 400, "messages must be a non-empty list"),
         (
             DEV,
-            {"model": "vision", "messages": [{"role": "user", "content": "hi"}]},
+            {"model": "poetry", "messages": [{"role": "user", "content": "hi"}]},
             400,
             "unknown model_class",
         ),
