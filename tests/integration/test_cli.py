@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.mesh import Mesh, free_port
+from shared.mesh import GRPC_SERVICES, Mesh, free_port
 from shared.otlp_receiver import OtlpReceiver, SpanRecord
 
 pytestmark = pytest.mark.integration
@@ -114,6 +114,10 @@ def test_up_runs_the_mesh_until_interrupted(tmp_path: Path) -> None:
         assert router and all(
             name in output for name in ("cache", "compressor", "batcher", "dispatcher", "simulator")
         )
+        # Each gRPC service's line names its Prometheus endpoint, which answers.
+        metrics = re.findall(r"^  (\w+) +grpc://\S+  metrics (http://\S+/metrics)$", output, re.M)
+        assert {name for name, _ in metrics} == set(GRPC_SERVICES), output
+        assert all("sluice_grpc_server" in httpx.get(url, timeout=5).text for _, url in metrics)
         asked = run(
             "ask",
             "--router",
