@@ -4,14 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv lint typecheck proto proto-check clean k8s-config images
+.PHONY: run test venv lint typecheck proto proto-check clean k8s-config images test-containers
 
 run: $(STAMP)
 	$(BIN)/sluice up
 
 # The real-LLM tests (-m llm) build llama.cpp on first use (4-14 min); run them with
-# `make test PYTEST_ARGS=` or `.venv/bin/pytest -m llm`.
-PYTEST_ARGS ?= -m "not llm"
+# `make test PYTEST_ARGS=` or `.venv/bin/pytest -m llm`. The container tests (-m containers)
+# build six images and run them with podman: `make test-containers`.
+PYTEST_ARGS ?= -m "not llm and not containers"
 
 # pytest exits 5 when it collects no test; that is reported, not hidden behind make's exit 2.
 test: $(STAMP) proto-check lint typecheck
@@ -49,10 +50,15 @@ clean:
 k8s-config:
 	grep -Ev '^(#|$$)' k8s/config-sources.txt | while read -r src dst; do cp "$$src" "$$dst"; done
 
-# One image per target of the repo-root Dockerfile. Needs a Docker engine, which the build
-# machine does not have; tests/k8s checks the Dockerfile against the manifests instead.
+# One image per target of the repo-root Dockerfile, as sluice/<target>:$(IMAGE_TAG): with docker
+# where a Docker engine answers, else with podman, which deploy/images.sh installs and sets up
+# (deploy/containers.conf) and gives a base image made with debootstrap when PYTHON_IMAGE is
+# unset, as no registry image can be pulled here. Idempotent; rebuilds reuse the layer cache.
 IMAGE_TAG ?= dev
 images:
-	for target in router cache compressor batcher dispatcher simulator; do \
-	  docker build --target $$target -t sluice/$$target:$(IMAGE_TAG) . || exit 1; \
-	done
+	IMAGE_TAG=$(IMAGE_TAG) deploy/images.sh
+
+# Builds the images, then plays the dev overlay with podman kube play and runs each image
+# hardened (tests/containers, README "Images"); not part of `make test`.
+test-containers: $(STAMP) images
+	IMAGE_TAG=$(IMAGE_TAG) $(BIN)/python -m pytest -m containers tests/containers -p no:cacheprovider
