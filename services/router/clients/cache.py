@@ -52,6 +52,8 @@ class CacheClient:
             response_format=response_format_to_proto(request.response_format),
             # Part of the keys too: a tool call is only right for the tools it was made with.
             tools=tools_to_proto(request.tools),
+            # The tenant's error bound on semantic hits; 0 leaves it to the verifier's bar.
+            max_wrong_rate=request.tenant.cache_max_wrong_rate or 0.0,
         )
         try:
             found = await self._stub.Lookup(

@@ -162,3 +162,11 @@ async def test_lookup_and_store_key_on_the_tools_and_keep_every_choice() -> None
     [stored] = stub.stored
     assert tools_from_proto(stored.tools) == WEATHER
     assert choices_from_proto(stored.choices) == CALLS
+
+
+async def test_lookup_sends_the_tenants_error_bound_or_none() -> None:
+    stub = Stub()
+    await client(stub).lookup(chat(), time.monotonic() + 30)
+    bounded = replace(chat(), tenant=replace(chat().tenant, cache_max_wrong_rate=0.01))
+    await client(stub).lookup(bounded, time.monotonic() + 30)
+    assert [sent.max_wrong_rate for sent in stub.looked_up] == [0.0, pytest.approx(0.01)]
