@@ -178,7 +178,17 @@ def choice_from_message(message: Mapping[str, Any]) -> Choice:
         elif block.get("type") == "tool_use":
             arguments = json.dumps(block.get("input") or {})
             calls.append(ToolCall(str(block.get("id") or ""), str(block.get("name")), arguments))
-    return Choice(0, "".join(texts), finish_of(message.get("stop_reason")), tuple(calls))
+    return Choice(
+        0,
+        "".join(texts),
+        finish_of(message.get("stop_reason")),
+        tuple(calls),
+        stop_sequence=_sequence(message.get("stop_sequence")),
+    )
+
+
+def _sequence(raw: Any) -> str:
+    return raw if isinstance(raw, str) else ""
 
 
 @dataclass
@@ -188,6 +198,7 @@ class StreamedMessage:
     model: str = ""
     usage: dict[str, Any] = field(default_factory=dict)
     stop_reason: str | None = None
+    stop_sequence: str = ""
     stopped: bool = False
     texts: list[str] = field(default_factory=list)
     calls: list[list[str]] = field(default_factory=list)
@@ -205,7 +216,9 @@ class StreamedMessage:
         elif kind == "content_block_delta":
             return self._delta(event)
         elif kind == "message_delta":
-            self.stop_reason = (event.get("delta") or {}).get("stop_reason") or self.stop_reason
+            delta = event.get("delta") or {}
+            self.stop_reason = delta.get("stop_reason") or self.stop_reason
+            self.stop_sequence = _sequence(delta.get("stop_sequence")) or self.stop_sequence
             self.usage.update(
                 {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
             )
@@ -246,4 +259,10 @@ class StreamedMessage:
 
     def choice(self) -> Choice:
         calls = tuple(ToolCall(i, n, a or "{}") for i, n, a in self.calls)
-        return Choice(0, "".join(self.texts), finish_of(self.stop_reason), calls)
+        return Choice(
+            0,
+            "".join(self.texts),
+            finish_of(self.stop_reason),
+            calls,
+            stop_sequence=self.stop_sequence,
+        )

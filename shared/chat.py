@@ -179,6 +179,8 @@ class Choice:
     tool_calls: tuple[ToolCall, ...] = ()
     refusal: str = ""
     logprobs: tuple[TokenLogprob, ...] = ()
+    # The stop sequence that ended the choice, when the provider said which.
+    stop_sequence: str = ""
 
 
 def last_user_text(turns: tuple[Turn, ...] | list[Turn]) -> str:

@@ -161,6 +161,7 @@ def choices_from_proto(choices: Iterable[common_pb2.Choice]) -> tuple[Choice, ..
             tool_calls=tool_calls_from_proto(c.tool_calls),
             refusal=c.refusal,
             logprobs=logprobs_from_proto(c.logprobs),
+            stop_sequence=c.stop_sequence,
         )
         for c in choices
     )
@@ -175,6 +176,7 @@ def choices_to_proto(choices: Iterable[Choice]) -> list[common_pb2.Choice]:
             tool_calls=tool_calls_to_proto(c.tool_calls),
             refusal=c.refusal,
             logprobs=logprobs_to_proto(c.logprobs),
+            stop_sequence=c.stop_sequence,
         )
         for c in choices
     ]

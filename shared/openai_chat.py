@@ -203,7 +203,15 @@ def choice_from_body(raw_choice: Mapping[str, Any], position: int) -> Choice:
         tool_calls=_tool_calls(message.get("tool_calls")),
         refusal=str(message.get("refusal") or ""),
         logprobs=token_logprobs(raw_choice),
+        stop_sequence=_stop_sequence(raw_choice),
     )
+
+
+def _stop_sequence(raw_choice: Mapping[str, Any]) -> str:
+    """The stop sequence that ended a choice. OpenAI does not say; vLLM (and the simulator)
+    name it in the choice's `stop_reason` (an integer there is a stop token id, not text)."""
+    found = raw_choice.get("stop_reason")
+    return found if isinstance(found, str) else ""
 
 
 def _index(raw_choice: Mapping[str, Any], default: int) -> int:
@@ -225,6 +233,7 @@ class _ChoiceParts:
     calls: dict[int, _CallParts] = field(default_factory=dict)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish: str | None = None
+    stop_sequence: str = ""
 
 
 class StreamedChoices:
@@ -238,6 +247,7 @@ class StreamedChoices:
         index = _index(raw_choice, 0)
         parts = self._choices.setdefault(index, _ChoiceParts())
         parts.finish = raw_choice.get("finish_reason") or parts.finish
+        parts.stop_sequence = _stop_sequence(raw_choice) or parts.stop_sequence
         delta = raw_choice.get("delta")
         delta = delta if isinstance(delta, Mapping) else {}
         text = str(delta.get("content") or "")
@@ -290,6 +300,7 @@ class StreamedChoices:
                 ),
                 refusal="".join(parts.refusal),
                 logprobs=tuple(parts.logprobs),
+                stop_sequence=parts.stop_sequence,
             )
             for index, parts in sorted(self._choices.items())
         )

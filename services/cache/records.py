@@ -114,6 +114,7 @@ def choices_json(choices: tuple[Choice, ...]) -> list[dict[str, Any]]:
             "logprobs": [
                 [e.token, e.logprob, [[t.token, t.logprob] for t in e.top]] for e in c.logprobs
             ],
+            **({"stop_sequence": c.stop_sequence} if c.stop_sequence else {}),
         }
         for c in choices
     ]
@@ -127,6 +128,7 @@ def choices_from_json(raw: list[dict[str, Any]]) -> tuple[Choice, ...]:
             finish=Finish.parse(c["finish"]),
             tool_calls=tuple(ToolCall(*map(str, t)) for t in c["tool_calls"]),
             refusal=str(c["refusal"]),
+            stop_sequence=str(c.get("stop_sequence", "")),
             logprobs=tuple(
                 TokenLogprob(
                     str(token),

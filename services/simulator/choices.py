@@ -44,6 +44,9 @@ class Choice:
     refusal: str | None = None
     # The answer came from a rule marked unsure: its token logprobs are low.
     unsure: bool = False
+    # The stop sequence the content was cut at, named in the choice's `stop_reason` as vLLM
+    # does (OpenAI names none).
+    stop_sequence: str | None = None
 
     @property
     def said(self) -> str:
@@ -67,12 +70,17 @@ def apply_stop(tokens: TokenCounter, choice: Choice, stop: tuple[str, ...]) -> C
     """Cuts the content before the first stop sequence; the answer then finishes with "stop"."""
     if not stop or not choice.content:
         return choice
-    cuts = [choice.content.find(s) for s in stop if s in choice.content]
+    cuts = sorted((choice.content.find(s), s) for s in stop if s in choice.content)
     if not cuts:
         return choice
-    content = choice.content[: min(cuts)]
+    at, sequence = cuts[0]
+    content = choice.content[:at]
     return replace(
-        choice, content=content, finish_reason="stop", completion_tokens=tokens.count(content)
+        choice,
+        content=content,
+        finish_reason="stop",
+        completion_tokens=tokens.count(content),
+        stop_sequence=sequence,
     )
 
 

@@ -20,7 +20,13 @@ from typing import Any
 from services.simulator.choices import Choice
 from services.simulator.composer import Composed
 from services.simulator.logprobs import logprobs_json
-from services.simulator.wire import Reply, delta_event, stream_pieces, usage_event
+from services.simulator.wire import (
+    Reply,
+    delta_event,
+    stop_reason_json,
+    stream_pieces,
+    usage_event,
+)
 
 # Tool-call arguments stream in pieces of this many characters (a few tokens each).
 ARGUMENT_PIECE_CHARS = 16
@@ -113,4 +119,6 @@ def stream_steps(
 
 
 def _finish(reply: Reply, choice: Choice) -> bytes:
-    return delta_event(reply, {}, choice.finish_reason, index=choice.index)
+    return delta_event(
+        reply, {}, choice.finish_reason, index=choice.index, extra=stop_reason_json(choice)
+    )

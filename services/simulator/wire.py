@@ -89,11 +89,17 @@ def completion_body(
                 "message": message_json(choice),
                 "finish_reason": choice.finish_reason,
                 "logprobs": None if logprobs is None else logprobs[position],
+                **stop_reason_json(choice),
             }
             for position, choice in enumerate(choices)
         ],
         "usage": usage_json(reply.usage, reply.cost_usd),
     }
+
+
+def stop_reason_json(choice: Choice) -> dict[str, Any]:
+    """vLLM's extension naming the stop sequence a choice ended on; absent otherwise."""
+    return {"stop_reason": choice.stop_sequence} if choice.stop_sequence else {}
 
 
 def sse_event(payload: Mapping[str, Any]) -> bytes:
@@ -117,13 +123,15 @@ def delta_event(
     finish_reason: str | None = None,
     logprobs: Mapping[str, Any] | None = None,
     index: int = 0,
+    extra: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """One chunk carrying one choice's delta."""
+    """One chunk carrying one choice's delta (and `extra` fields of the choice, if any)."""
     choice = {
         "index": index,
         "delta": dict(delta),
         "finish_reason": finish_reason,
         "logprobs": logprobs,
+        **(extra or {}),
     }
     return sse_event(_chunk(reply, [choice]))
 

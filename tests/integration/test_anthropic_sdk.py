@@ -97,6 +97,22 @@ def test_a_stream_reassembled_by_the_sdk_helper(client: anthropic.Anthropic) -> 
     assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0
 
 
+def test_a_stop_sequence_is_named_whole_and_streamed(client: anthropic.Anthropic) -> None:
+    request: Any = {
+        "model": "auto",
+        "max_tokens": 100,
+        "stop_sequences": ["Paris"],
+        "messages": [{"role": "user", "content": fresh("What is the capital of France?")}],
+    }
+    message = client.messages.create(**request)
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "Paris")
+    assert "Paris" not in message.content[0].text  # type: ignore[union-attr]
+    request["messages"][0]["content"] = fresh("What is the capital of France?")
+    with client.messages.stream(**request) as stream:
+        final = stream.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "Paris")
+
+
 def test_a_streamed_tool_call_and_a_tool_use_round_trip(client: anthropic.Anthropic) -> None:
     question = fresh("What is the weather in Lisbon?")
     with client.messages.stream(

@@ -87,7 +87,16 @@ def error_of(error: SluiceError, call: MessagesCall | None = None) -> tuple[int,
 
 
 def stop_reason(choice: Choice) -> str:
+    """Anthropic's stop reason. A stop at one of the caller's stop sequences is `stop_sequence`
+    when the tier's provider named the sequence (Anthropic, vLLM, the simulator); OpenAI's own
+    API does not, and such a stop reads `end_turn`."""
+    if choice.finish is Finish.STOP and choice.stop_sequence:
+        return "stop_sequence"
     return STOP_REASONS[choice.finish]
+
+
+def stop_sequence(choice: Choice) -> str | None:
+    return choice.stop_sequence if stop_reason(choice) == "stop_sequence" else None
 
 
 def tool_input(call: ToolCall) -> dict[str, Any]:
@@ -138,7 +147,7 @@ def message_body(result: RouteResult, trace_id: str) -> dict[str, Any]:
         "model": result.model,
         "content": content_blocks(choice),
         "stop_reason": stop_reason(choice),
-        "stop_sequence": None,
+        "stop_sequence": stop_sequence(choice),
         "usage": usage_json(result),
         "sluice": sluice_extras(result, trace_id),
     }

@@ -18,7 +18,12 @@ from typing import Any
 
 import orjson
 
-from services.router.anthropic.response import message_id, stop_reason, usage_json
+from services.router.anthropic.response import (
+    message_id,
+    stop_reason,
+    stop_sequence,
+    usage_json,
+)
 from services.router.model import RouteResult, TierDelta
 from services.router.openai.response import sluice_extras
 from shared.chat import Choice, ChoiceDelta, ToolCallDelta
@@ -148,7 +153,10 @@ class MessageFramer:
         events += self._close_open()
         delta = {
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(choice), "stop_sequence": None},
+            "delta": {
+                "stop_reason": stop_reason(choice),
+                "stop_sequence": stop_sequence(choice),
+            },
             "usage": usage_json(result),
             "sluice": sluice_extras(result, trace_id),
         }

@@ -59,7 +59,7 @@ def _choices(completion: common_pb2.Completion) -> tuple[Choice, ...]:
     choices = choices_from_proto(completion.choices)
     if len(choices) == 1:
         only = choices[0]
-        if not (only.tool_calls or only.refusal or only.logprobs):
+        if not (only.tool_calls or only.refusal or only.logprobs or only.stop_sequence):
             return ()
     return choices
 

@@ -170,3 +170,14 @@ async def test_unknown_paths_methods_and_oversized_bodies_answer_in_anthropics_s
     assert wrong.status_code == 405 and wrong.json()["type"] == "error"
     assert (big.status_code, big.json()["error"]["type"]) == (413, "request_too_large")
     assert openai_big.status_code == 413 and "type" not in openai_big.json()
+
+
+async def test_a_stop_at_a_named_stop_sequence_says_which_whole_and_streamed() -> None:
+    choice = Choice(0, "The capital of France is ", Finish.STOP, stop_sequence="Paris")
+    pipeline = ScriptedPipeline(lambda request: [result_for(request, (choice,))])
+    async with http_client(door_app(pipeline)) as client:
+        body = (await client.post("/v1/messages", json=BODY, headers=HEADERS)).json()
+    assert (body["stop_reason"], body["stop_sequence"]) == ("stop_sequence", "Paris")
+    stream = await events(ScriptedPipeline(lambda request: [result_for(request, (choice,))]))
+    [delta] = [payload for name, payload in stream if name == "message_delta"]
+    assert delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "Paris"}

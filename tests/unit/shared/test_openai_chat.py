@@ -167,3 +167,15 @@ def test_several_choices_stream_under_their_index() -> None:
     first, second = stream.choices()
     assert (first.content, second.content, second.refusal) == ("Hello", "Hi", "no")
     assert stream.finished
+
+
+def test_a_named_stop_sequence_is_kept_from_bodies_and_streams() -> None:
+    raw = {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}
+    assert choice_from_body(raw, 0).stop_sequence == ""
+    assert choice_from_body({**raw, "stop_reason": "END"}, 0).stop_sequence == "END"
+    # vLLM names a stop token by its id; that is no sequence of the caller's.
+    assert choice_from_body({**raw, "stop_reason": 128001}, 0).stop_sequence == ""
+    stream = StreamedChoices()
+    stream.add(chunk_choice(0, {"content": "Hi"}))
+    stream.add({**chunk_choice(0, {}, "stop"), "stop_reason": "END"})
+    assert stream.choices()[0].stop_sequence == "END"

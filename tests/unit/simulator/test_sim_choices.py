@@ -43,13 +43,17 @@ async def test_the_same_seed_repeats_an_answer_and_another_seed_changes_it() -> 
 
 async def test_stop_cuts_the_answer_before_the_first_stop_sequence() -> None:
     async with make_client() as client:
-        whole = texts((await chat(client, PROMPT)).json())[0]
+        plain = (await chat(client, PROMPT)).json()
         body = (await chat(client, PROMPT, stop=["\n\n", "zzz"])).json()
+    whole = texts(plain)[0]
     [cut] = texts(body)
     assert cut == whole.split("\n\n")[0]
     assert len(cut) < len(whole)
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["usage"]["completion_tokens"] == token_counter().count(cut)
+    # As vLLM does, the choice names the sequence it stopped at; OpenAI's own API names none.
+    assert body["choices"][0]["stop_reason"] == "\n\n"
+    assert "stop_reason" not in plain["choices"][0]
 
 
 async def test_top_logprobs_lists_the_token_then_likelier_alternatives_in_order() -> None:

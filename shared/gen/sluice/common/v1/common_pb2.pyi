@@ -881,6 +881,7 @@ class Choice(_message.Message):
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
     REFUSAL_FIELD_NUMBER: _builtins.int
     LOGPROBS_FIELD_NUMBER: _builtins.int
+    STOP_SEQUENCE_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """The choice's index, starting at 0."""
     content: _builtins.str
@@ -889,6 +890,10 @@ class Choice(_message.Message):
     """Why generation of this choice stopped."""
     refusal: _builtins.str
     """The model's refusal text, when it refused."""
+    stop_sequence: _builtins.str
+    """The stop sequence that ended the choice, when the provider says which (Anthropic's
+    `stop_sequence`, vLLM's `stop_reason`); empty when it ended otherwise or did not say.
+    """
     @_builtins.property
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
         """The tool calls the model made, in order."""
@@ -906,10 +911,11 @@ class Choice(_message.Message):
         tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
         refusal: _builtins.str = ...,
         logprobs: _abc.Iterable[Global___TokenLogprob] | None = ...,
+        stop_sequence: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "finish_reason", b"finish_reason", "index", b"index", "logprobs", b"logprobs", "refusal", b"refusal", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "finish_reason", b"finish_reason", "index", b"index", "logprobs", b"logprobs", "refusal", b"refusal", "stop_sequence", b"stop_sequence", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
