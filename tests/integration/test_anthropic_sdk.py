@@ -230,3 +230,25 @@ async def test_one_request_costs_the_same_through_every_door(
     assert anthropic_lines == openai_lines == grpc_lines
     assert via_messages.usage.input_tokens == via_openai.usage.prompt_tokens  # type: ignore[union-attr]
     assert via_messages.content[0].text == via_openai.choices[0].message.content  # type: ignore[union-attr]
+
+
+def test_a_claude_tier_is_called_through_the_messages_api(
+    client: anthropic.Anthropic, mesh: Mesh
+) -> None:
+    """The default policy's claude class: the dispatcher reaches Claude models through its
+    `provider: anthropic` endpoints, which the simulator serves at /<region>/v1/messages."""
+    message = client.messages.create(
+        model="claude",
+        max_tokens=200,
+        messages=[{"role": "user", "content": fresh("Explain write-ahead logs.")}],
+    )
+    assert message.model == "claude-haiku-4-5" and message.content[0].text  # type: ignore[union-attr]
+    [tier] = [s for s in message.model_extra["sluice"]["stages"] if s["stage"] == "tier"]  # type: ignore[index]
+    assert (tier["model"], tier["outcome"]) == ("claude-haiku-4-5", "used")
+    assert tier["cost_usd"] > 0
+    url = f"http://{mesh.address('router_http')}/v1"
+    with openai.OpenAI(base_url=url, api_key="dev", max_retries=0) as through_openai:
+        answer = through_openai.chat.completions.create(
+            model="claude", messages=[{"role": "user", "content": fresh("Explain Raft.")}]
+        )
+    assert answer.model == "claude-haiku-4-5" and answer.choices[0].message.content

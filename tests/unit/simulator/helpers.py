@@ -19,7 +19,14 @@ from shared.tokens import TokenCounter
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "routerbench"
 CHEAP = "Qwen/Qwen3-8B"
-DEFAULT_MODELS = ("Qwen/Qwen3-8B", "deepseek-v4-flash", "deepseek-reasoner", "gpt-4o")
+DEFAULT_MODELS = (
+    "Qwen/Qwen3-8B",
+    "deepseek-v4-flash",
+    "deepseek-reasoner",
+    "gpt-4o",
+    "claude-haiku-4-5",
+    "claude-sonnet-4-5",
+)
 
 
 @functools.cache
