@@ -106,7 +106,7 @@ def test_a_stop_sequence_is_named_whole_and_streamed(client: anthropic.Anthropic
     }
     message = client.messages.create(**request)
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "Paris")
-    assert "Paris" not in message.content[0].text  # type: ignore[union-attr]
+    assert "Paris" not in message.content[0].text
     request["messages"][0]["content"] = fresh("What is the capital of France?")
     with client.messages.stream(**request) as stream:
         final = stream.get_final_message()
