@@ -1,14 +1,11 @@
-"""The request path of Complete: cache, compression, the tier cascade, then cache store.
+"""The request path of Complete: cache, compression, the tier cascade, then the cache again.
 
 Optional stages degrade: when the cache or the compressor cannot be reached the request goes on
 without it, and the stage's line in the cost table says it was skipped and why.
 
-The cache Store of an accepted answer is off the request's critical path: it runs in the
-background once the answer is known (BackgroundStores), so the caller does not wait for the
-cache to embed the prompt and write the entry durably.
-
-A cache hit is served only if its answer passes the first tier's rule gates; sampled semantic
-hits are audited in the background (cache_audit.py), so the cache learns which hits were right.
+The cache has one owner (cache_stage.py), called once before the cascade (lookup, and the gate
+re-check of a hit) and once after it (audit of a served hit, or store and shadow check of a
+fresh answer); its reports, audits and stores run in the background.
 
 Money has one owner (spending.py): a hit costs nothing, and a miss reserves its worst case
 before compression and the cascade and settles its actual cost once after, whatever happens.
@@ -18,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import cast
 
@@ -26,35 +23,30 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from services.router.budgets import BudgetLedger
-from services.router.cache_audit import CacheAudit, recheck
+from services.router.cache_audit import CacheAudit
+from services.router.cache_stage import CacheStage
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered, PromptCost
 from services.router.metrics import RouterMetrics
 from services.router.model import (
     CachedAnswer,
     CacheLookup,
-    CacheMode,
     ChatRequest,
     Outcome,
     RouteResult,
     StageLine,
     StageName,
     StageUnavailable,
-    TierAnswer,
     TierDelta,
 )
 from services.router.ports import CachePort, CompressorPort
 from services.router.spending import Reservation, Spending
-from services.router.stores import BackgroundStores, content_words, store_key
 from shared import telemetry as attrs
-from shared.chat import Choice, ChoiceDelta, Finish, ToolCallDelta, Turn
+from shared.chat import ChoiceDelta, ToolCallDelta, Turn
 from shared.errors import SluiceError
 from shared.pricing import PriceCatalogue, TokenUsage
 from shared.tokens import TokenCounter
 
 LOG = logging.getLogger(__name__)
-# A Store is given this long, from when it starts, whatever deadline its request had: the caller
-# already has its answer, and a tight caller deadline should not cost the next caller a hit.
-STORE_DEADLINE_S = 30.0
 
 
 class Pipeline:
@@ -67,21 +59,24 @@ class Pipeline:
         tokens: TokenCounter,
         ledger: BudgetLedger | None = None,
         clock: Callable[[], float] = time.monotonic,
-        stores: BackgroundStores | None = None,
-        audit: CacheAudit | None = None,
+        cache_stage: CacheStage | None = None,
         metrics: RouterMetrics | None = None,
     ) -> None:
-        self._cache = cache
+        """`cache_stage`, when given, replaces the default stage over `cache` (whose audits
+        are billed through this pipeline's spending)."""
         self._compressor = compressor
         self._cascade = cascade
         self._catalogue = catalogue
         self._tokens = tokens
         self._spending = Spending(ledger, catalogue)
         self._clock = clock
-        self.stores = stores or BackgroundStores()
         self._metrics = metrics or RouterMetrics(CollectorRegistry())
-        self.audit = audit or CacheAudit(
-            cache, cascade, trace.get_tracer("sluice.router"), self._spending, clock=clock
+        self.cache = cache_stage or CacheStage(
+            cache,
+            CacheAudit(
+                cache, cascade, trace.get_tracer("sluice.router"), self._spending, clock=clock
+            ),
+            clock=clock,
         )
 
     def _baseline_cost(self, request: ChatRequest, output_tokens: int) -> int:
@@ -91,49 +86,6 @@ class Pipeline:
         )
         usage = TokenUsage(prompt_tokens, output_tokens)
         return self._catalogue.cost_nano_usd(request.tenant.baseline_model, usage)
-
-    async def _lookup(self, request: ChatRequest, deadline: float) -> tuple[CacheLookup, StageLine]:
-        if request.cache_mode is CacheMode.BYPASS:
-            line = StageLine(StageName.CACHE, Outcome.NOT_APPLICABLE, "bypassed by request")
-            return CacheLookup(), line
-        if not cacheable(request):
-            return CacheLookup(), StageLine(
-                StageName.CACHE,
-                Outcome.NOT_APPLICABLE,
-                "temperature > 0 and the tenant's policy does not cache sampled answers",
-            )
-        started = self._clock()
-        await self.stores.settled(store_key(request), content_words(request))
-        try:
-            found = await self._cache.lookup(request, deadline)
-        except StageUnavailable as error:
-            LOG.warning("cache skipped: %s", error.reason)
-            return CacheLookup(), StageLine(StageName.CACHE, Outcome.SKIPPED, error.reason)
-        elapsed = self._clock() - started
-        hit = found.hit
-        if hit is None:
-            return found, StageLine(StageName.CACHE, Outcome.PASSED, "miss", latency_s=elapsed)
-        detail = f"{hit.kind} hit" + (
-            f" (similarity {hit.similarity:.3f})" if hit.kind == "semantic" else ""
-        )
-        failed = recheck(request, hit)
-        if not failed.passed:
-            if hit.kind == "semantic":
-                # The match served an answer this request's gates turn down: the cache learns
-                # that the match was wrong.
-                self.audit.report_wrong(request, hit)
-            # An exact hit failing a gate is not reported: the request is the very one the
-            # answer was stored for, so the policy changed since, not the matching.
-            return CacheLookup(), StageLine(
-                StageName.CACHE,
-                Outcome.REJECTED,
-                f"{detail} failed gate {failed.gate}: {failed.reason}; treated as a miss",
-                model=hit.model,
-                latency_s=elapsed,
-            )
-        return found, StageLine(
-            StageName.CACHE, Outcome.USED, detail, model=hit.model, latency_s=elapsed
-        )
 
     async def _compress(
         self, request: ChatRequest, deadline: float
@@ -189,7 +141,7 @@ class Pipeline:
         """Yields streamed deltas (when stream is set), then exactly one RouteResult."""
         span = trace.get_current_span()
         annotate_request(span, request)
-        found, cache_line = await self._lookup(request, deadline)
+        found, cache_line = await self.cache.before(request, deadline)
         hit = found.hit
         if hit is not None:
             # A hit costs nothing: no money is reserved, and none is charged.
@@ -199,9 +151,7 @@ class Pipeline:
                     yield delta
             self._annotate(span, result)
             self._metrics.served(request, result)
-            # A sampled semantic hit is checked in the background; submitted before the yield,
-            # since a unary caller stops reading at the result.
-            self.audit.consider(request, hit)
+            self.cache.after(request, found, None)
             yield result
             return
         reservation = await self._spending.reserve(request)
@@ -259,7 +209,8 @@ class Pipeline:
                 raise
             assert outcome is not None, "the cascade always ends with an outcome"
             in_flight = None
-            result = self._miss_result(request, found, [cache_line, compress_line], outcome)
+            self.cache.after(request, found, outcome.answer)
+            result = self._miss_result(request, [cache_line, compress_line], outcome)
             await self._spending.settle(reservation, result.total_cost_nano_usd)
             self._annotate(trace.get_current_span(), result)
             self._metrics.served(request, result)
@@ -275,15 +226,10 @@ class Pipeline:
     def _miss_result(
         self,
         request: ChatRequest,
-        found: CacheLookup,
         lines: list[StageLine],
         outcome: CascadeOutcome,
     ) -> RouteResult:
         lines.extend(outcome.lines)
-        self._store(request, outcome)
-        if found.nearest_rejected is not None and outcome.answer.finish is Finish.STOP:
-            # Free evidence for the cache's threshold: would the rejected answer have done?
-            self.audit.shadow(request, found.nearest_rejected, outcome.answer)
         answer = outcome.answer
         return RouteResult(
             request_id=request.request_id,
@@ -301,29 +247,10 @@ class Pipeline:
             choices=answer.choices,
         )
 
-    def _store(self, request: ChatRequest, outcome: CascadeOutcome) -> None:
-        # Only complete answers are worth serving again (every choice of them): a truncated
-        # one would fail its gate next time too.
-        answer = outcome.answer
-        if (
-            request.cache_mode is CacheMode.BYPASS
-            or not cacheable(request)
-            or not all(choice.finish in _COMPLETE for choice in _all_choices(answer))
-        ):
-            return
-
-        def store() -> Awaitable[None]:
-            return self._cache.store(request, answer, self._clock() + STORE_DEADLINE_S)
-
-        self.stores.submit(store, store_key(request), content_words(request))
-
     async def drain(self, timeout_s: float | None = None) -> None:
-        """Waits for the cache stores, then the audits and hit reports, still running; called
-        when the router shuts down."""
-        started = time.monotonic()
-        await self.stores.drain(timeout_s)
-        left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started))
-        await self.audit.drain(left)
+        """Waits for the cache's background work still running; called when the router shuts
+        down."""
+        await self.cache.drain(timeout_s)
 
     @staticmethod
     def _annotate(span: trace.Span, result: RouteResult) -> None:
@@ -340,14 +267,6 @@ class Pipeline:
                 attrs.CACHE_HIT: result.cache_hit,
             }
         )
-
-
-# An answer that ended by itself: its text is done, or it handed over to the caller's tools.
-_COMPLETE = frozenset({Finish.STOP, Finish.TOOL_CALLS})
-
-
-def _all_choices(answer: TierAnswer) -> tuple[Choice, ...]:
-    return answer.choices or (Choice(0, answer.content, answer.finish),)
 
 
 def hit_deltas(result: RouteResult) -> tuple[TierDelta, ...]:
@@ -403,12 +322,6 @@ def annotate_request(span: trace.Span, request: ChatRequest) -> None:
         )
         if shadow.note:
             span.set_attribute(attrs.SHADOW_NOTE, shadow.note)
-
-
-def cacheable(request: ChatRequest) -> bool:
-    """Sampled requests are cached only where the tenant's policy allows it."""
-    temperature = request.sampling.temperature or 0.0
-    return temperature == 0 or request.tenant.cache_sampled
 
 
 async def complete(pipeline: Pipeline, request: ChatRequest, deadline: float) -> RouteResult:

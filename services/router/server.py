@@ -17,6 +17,7 @@ from services.router.admission import Admission
 from services.router.budgets import InMemoryLedger, JobLedger, ServedLedger
 from services.router.budgets_redis import RedisLedger
 from services.router.cache_audit import CacheAudit
+from services.router.cache_stage import CacheStage
 from services.router.cascade import Cascade
 from services.router.class_start import ClassStarts
 from services.router.clients import BatcherReplicas, CacheClient, CompressorClient, ModelClient
@@ -159,8 +160,11 @@ def build_pipeline(
         catalogue,
         tokens,
         ledger,
-        audit=CacheAudit(
-            cache, cascade, telemetry.tracer("sluice.router"), Spending(ledger, catalogue)
+        cache_stage=CacheStage(
+            cache,
+            CacheAudit(
+                cache, cascade, telemetry.tracer("sluice.router"), Spending(ledger, catalogue)
+            ),
         ),
         metrics=metrics,
     )

@@ -9,6 +9,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from services.router.admission import Admission, Asked
 from services.router.budgets import InMemoryLedger
+from services.router.cache_audit import CacheAudit
+from services.router.cache_stage import CacheStage
 from services.router.cascade import Cascade
 from services.router.model import (
     CachedAnswer,
@@ -30,15 +32,20 @@ from tests.unit.router.fixtures import admit_acme, catalogue, policy, policy_doc
 TRACER = TracerProvider().get_tracer("test")
 
 
-def build(models, cache=None, compressor=None, ledger=None):
+def build(models, cache=None, compressor=None, ledger=None, stores=None):
     cache = cache or FakeCache()
+    cascade = Cascade(models, TRACER)
+    stage = (
+        None if stores is None else CacheStage(cache, CacheAudit(cache, cascade, TRACER), stores)
+    )
     pipeline = Pipeline(
         cache,
         compressor or FakeCompressor(),
-        Cascade(models, TRACER),
+        cascade,
         catalogue(),
         TokenCounter(),
         ledger,
+        cache_stage=stage,
     )
     return pipeline, cache
 
@@ -184,11 +191,11 @@ async def test_the_answer_returns_before_the_cache_store_finishes() -> None:
     )
     result = await asyncio.wait_for(complete(pipeline, chat, time.monotonic() + 5), timeout=2)
     assert result.content == "Paris." and cache.stored == []
-    assert pipeline.stores.pending == 1
+    assert pipeline.cache.stores.pending == 1
     cache.release.set()
     await pipeline.drain()
     assert [a.content for a in cache.stored] == ["Paris."]
-    assert (pipeline.stores.stored, pipeline.stores.pending) == (1, 0)
+    assert (pipeline.cache.stores.stored, pipeline.cache.stores.pending) == (1, 0)
 
 
 class RememberingCache(GatedCache):
@@ -221,12 +228,15 @@ async def test_a_repeat_waits_for_the_pending_store_of_the_same_request() -> Non
 
 async def test_requests_in_another_namespace_do_not_wait_for_pending_stores() -> None:
     cache = RememberingCache()
-    pipeline, _ = build(FakeModels({"cheap": answer("Paris.", "cheap")}), cache)
-    pipeline.stores = BackgroundStores(visibility_s=30)
+    pipeline, _ = build(
+        FakeModels({"cheap": answer("Paris.", "cheap")}),
+        cache,
+        stores=BackgroundStores(visibility_s=30),
+    )
     await asyncio.wait_for(ask_unwaited(pipeline), timeout=2)
     # A system prompt puts it in another namespace: no answer stored there can serve it.
     other = await asyncio.wait_for(ask_unwaited(pipeline, system="Be brief."), timeout=2)
-    assert not other.cache_hit and pipeline.stores.pending == 2
+    assert not other.cache_hit and pipeline.cache.stores.pending == 2
     cache.release.set()
     await pipeline.drain()
     assert len(cache.stored) == 2
@@ -234,20 +244,26 @@ async def test_requests_in_another_namespace_do_not_wait_for_pending_stores() ->
 
 async def test_unrelated_questions_do_not_wait_for_pending_stores() -> None:
     cache = RememberingCache()
-    pipeline, _ = build(FakeModels({"cheap": answer("Paris.", "cheap")}), cache)
-    pipeline.stores = BackgroundStores(visibility_s=30)
+    pipeline, _ = build(
+        FakeModels({"cheap": answer("Paris.", "cheap")}),
+        cache,
+        stores=BackgroundStores(visibility_s=30),
+    )
     await asyncio.wait_for(ask_unwaited(pipeline), timeout=2)
     # Same namespace, but no content word in common: no stored answer could serve it.
     other = await asyncio.wait_for(ask_unwaited(pipeline, text="Who wrote Hamlet?"), timeout=2)
-    assert not other.cache_hit and pipeline.stores.pending == 2
+    assert not other.cache_hit and pipeline.cache.stores.pending == 2
     cache.release.set()
     await pipeline.drain()
 
 
 async def test_the_wait_for_pending_stores_is_bounded() -> None:
     cache = RememberingCache()
-    pipeline, _ = build(FakeModels({"cheap": answer("Paris.", "cheap")}), cache)
-    pipeline.stores = BackgroundStores(visibility_s=0.05)
+    pipeline, _ = build(
+        FakeModels({"cheap": answer("Paris.", "cheap")}),
+        cache,
+        stores=BackgroundStores(visibility_s=0.05),
+    )
     await asyncio.wait_for(ask_unwaited(pipeline), timeout=2)
     # Same namespace, but the store is stuck: the lookup goes ahead after visibility_s.
     paraphrase = ask_unwaited(pipeline, text="What's the capital city of France?")

@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from services.router.audit_compare import HitVerdict
 from services.router.budgets import InMemoryLedger
 from services.router.cache_audit import AuditSampler, CacheAudit
+from services.router.cache_stage import CacheStage
 from services.router.cascade import Cascade
 from services.router.model import CachedAnswer, ChatRequest, Outcome, RouteResult, StageName
 from services.router.pipeline import Pipeline, complete
@@ -36,7 +37,13 @@ def build(
         cache, cascade, TRACER, Spending(ledger, catalogue()), AuditSampler(lambda: 0.0)
     )
     pipeline = Pipeline(
-        cache, FakeCompressor(), cascade, catalogue(), TokenCounter(), ledger, audit=audit
+        cache,
+        FakeCompressor(),
+        cascade,
+        catalogue(),
+        TokenCounter(),
+        ledger,
+        cache_stage=CacheStage(cache, audit),
     )
     return pipeline, audit
 
