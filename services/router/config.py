@@ -60,6 +60,11 @@ class Settings:
     grpc_max_message_bytes: int = 8 * MIB
     # Where Prometheus reads /metrics; "" serves none (the figures are still counted).
     metrics_listen: str = ""
+    # Where the usage record `sluice report` reads is kept (services/router/usage.py):
+    # memory:// (this replica), redis://host:port/db (every replica) or sqlite:///<file>.
+    usage_url: str = "memory://"
+    # Tenants whose API keys may read every tenant's usage (GetUsage with all_tenants).
+    usage_admin_tenants: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -94,6 +99,11 @@ class Settings:
             metrics_listen=env_metrics_listen(
                 env, "SLUICE_ROUTER_METRICS_LISTEN", "127.0.0.1:9101"
             ),
+            usage_url=_usage_url(env),
+            usage_admin_tenants=frozenset(
+                t.strip() for t in env_str(env, "SLUICE_ROUTER_USAGE_ADMIN_TENANTS", "").split(",")
+            )
+            - {""},
         )
 
 
@@ -129,6 +139,21 @@ def _ledger_url(env: Mapping[str, str]) -> str:
     ):
         return value
     raise SettingsError(f"{name}={value!r} must be memory:// or redis://<host>:<port>/<db>")
+
+
+def _usage_url(env: Mapping[str, str]) -> str:
+    """The usage record's store; by default the ledger's (memory, or the same Redis)."""
+    name = "SLUICE_ROUTER_USAGE"
+    value = env_str(env, name, "") or _ledger_url(env)
+    if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+        return value
+    try:
+        return _ledger_url({"SLUICE_ROUTER_LEDGER": value})
+    except SettingsError:
+        raise SettingsError(
+            f"{name}={value!r} must be memory://, redis://<host>:<port>/<db> or "
+            "sqlite:///<path to a file>"
+        ) from None
 
 
 def _candidate(env: Mapping[str, str]) -> Path | None:

@@ -20,6 +20,10 @@ its spend on the cheapest tier is not bounded by the budget, only its escalation
 
 Tenants without a budget reserve nothing, and their charges take the ledger's fast path.
 
+Settling also writes the request's row of the usage record (usage.py) that `sluice report`
+reads, with the answer's cost table when there is one; a cache hit, which reserves nothing, is
+written by `served_from_cache`.
+
 Deferred (Batch API) jobs have their own owner, JobSpending, on the same rules: a job holds its
 worst case (every request's prompt and output cap at the model's dearest batch price) from
 submit, for a lease as long as the provider's completion window and a margin, and is settled
@@ -41,8 +45,10 @@ from services.router.budgets import (
     format_usd,
 )
 from services.router.judge import JUDGE_MAX_TOKENS
-from services.router.model import ChatRequest
+from services.router.model import ChatRequest, RouteResult
 from services.router.policy import Budget, ModelClass, OnExhausted, TenantPolicy, TierSpec
+from services.router.usage import UsageLog
+from services.router.usage_rows import answered_row, unanswered_row
 from shared.chat import Turn
 from shared.errors import BudgetExhausted
 from shared.pricing import PriceCatalogue, TokenUsage
@@ -113,9 +119,16 @@ def refusal_reason(budget: Budget, hold: Hold, amount: int, what: str = "this re
 
 
 class Spending:
-    def __init__(self, ledger: BudgetLedger | None, catalogue: PriceCatalogue) -> None:
+    def __init__(
+        self,
+        ledger: BudgetLedger | None,
+        catalogue: PriceCatalogue,
+        usage: UsageLog | None = None,
+    ) -> None:
         self._ledger = ledger
         self._catalogue = catalogue
+        # The usage record `sluice report` reads: one row per settled request and cache hit.
+        self._usage = usage
 
     def _price(self, model: str, usage: TokenUsage, *, batch: bool = False) -> int:
         """The call's cost in the model's dearest region (at its Batch API price if `batch`)."""
@@ -196,12 +209,35 @@ class Spending:
         await self._ledger.reserve(tenant_id, reservation_id, amount, budget, force=True)
         return Reservation(cheapest, reservation_id, amount, True, counts_as_request)
 
-    async def settle(self, reservation: Reservation, cost_nano_usd: int) -> None:
+    def served_from_cache(self, request: ChatRequest, result: RouteResult) -> None:
+        """A cache hit reserves and costs nothing, but what it saved goes in the usage record."""
+        if self._usage is not None:
+            self._usage.record(answered_row(self._usage.today(), request, result, self._catalogue))
+
+    def _record_usage(
+        self, reservation: Reservation, cost_nano_usd: int, result: RouteResult | None
+    ) -> None:
+        if self._usage is None:
+            return
+        request, day = reservation.request, self._usage.today()
+        if result is not None:
+            self._usage.record(answered_row(day, request, result, self._catalogue))
+        elif cost_nano_usd:
+            audit = not reservation.counts_as_request
+            self._usage.record(unanswered_row(day, request, cost_nano_usd, audit=audit))
+
+    async def settle(
+        self, reservation: Reservation, cost_nano_usd: int, result: RouteResult | None = None
+    ) -> None:
         """Records what the request cost and releases its reservation; a second call is a
-        no-op, so a failure path may settle whatever the happy path did not."""
-        if reservation.settled or self._ledger is None:
+        no-op, so a failure path may settle whatever the happy path did not. `result` is the
+        answer's cost table, when there is one, for the usage record."""
+        if reservation.settled:
             return
         reservation.settled = True
+        self._record_usage(reservation, cost_nano_usd, result)
+        if self._ledger is None:
+            return
         tenant_id = reservation.request.tenant.tenant_id
         counts = reservation.counts_as_request
         if reservation.held:

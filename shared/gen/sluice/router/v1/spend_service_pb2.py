@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$sluice/router/v1/spend_service.proto\x12\x10sluice.router.v1\"\x11\n\x0fGetSpendRequest\"\xd1\x01\n\x10GetSpendResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\x12\r\n\x05month\x18\x03 \x01(\t\x12\x16\n\x0etoday_nano_usd\x18\x04 \x01(\x03\x12\x16\n\x0emonth_nano_usd\x18\x05 \x01(\x03\x12\x1e\n\x16\x63harged_requests_today\x18\x06 \x01(\x03\x12\x1d\n\x15\x64\x61ily_budget_nano_usd\x18\x07 \x01(\x03\x12\x1f\n\x17monthly_budget_nano_usd\x18\x08 \x01(\x03\x32\x61\n\x0cSpendService\x12Q\n\x08GetSpend\x12!.sluice.router.v1.GetSpendRequest\x1a\".sluice.router.v1.GetSpendResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$sluice/router/v1/spend_service.proto\x12\x10sluice.router.v1\"\x11\n\x0fGetSpendRequest\"\xd1\x01\n\x10GetSpendResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\x12\r\n\x05month\x18\x03 \x01(\t\x12\x16\n\x0etoday_nano_usd\x18\x04 \x01(\x03\x12\x16\n\x0emonth_nano_usd\x18\x05 \x01(\x03\x12\x1e\n\x16\x63harged_requests_today\x18\x06 \x01(\x03\x12\x1d\n\x15\x64\x61ily_budget_nano_usd\x18\x07 \x01(\x03\x12\x1f\n\x17monthly_budget_nano_usd\x18\x08 \x01(\x03\"K\n\x0fGetUsageRequest\x12\x11\n\tfirst_day\x18\x01 \x01(\t\x12\x10\n\x08last_day\x18\x02 \x01(\t\x12\x13\n\x0b\x61ll_tenants\x18\x03 \x01(\x08\".\n\x0bStageAmount\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x10\n\x08nano_usd\x18\x02 \x01(\x03\"\xcd\x02\n\x0bUsageRecord\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0bmodel_class\x18\x03 \x01(\t\x12\x15\n\rrequest_class\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\x05\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0e\n\x06region\x18\x07 \x01(\t\x12\x10\n\x08requests\x18\x08 \x01(\x03\x12\x12\n\ncache_hits\x18\t \x01(\x03\x12\x15\n\rcost_nano_usd\x18\n \x01(\x03\x12\x1e\n\x16\x62\x61seline_cost_nano_usd\x18\x0b \x01(\x03\x12\x32\n\x0bstage_costs\x18\x0c \x03(\x0b\x32\x1d.sluice.router.v1.StageAmount\x12\x34\n\rstage_savings\x18\r \x03(\x0b\x32\x1d.sluice.router.v1.StageAmount\"g\n\x10GetUsageResponse\x12\x11\n\tfirst_day\x18\x01 \x01(\t\x12\x10\n\x08last_day\x18\x02 \x01(\t\x12.\n\x07records\x18\x03 \x03(\x0b\x32\x1d.sluice.router.v1.UsageRecord2\xb4\x01\n\x0cSpendService\x12Q\n\x08GetSpend\x12!.sluice.router.v1.GetSpendRequest\x1a\".sluice.router.v1.GetSpendResponse\x12Q\n\x08GetUsage\x12!.sluice.router.v1.GetUsageRequest\x1a\".sluice.router.v1.GetUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSPENDREQUEST']._serialized_end=75
   _globals['_GETSPENDRESPONSE']._serialized_start=78
   _globals['_GETSPENDRESPONSE']._serialized_end=287
-  _globals['_SPENDSERVICE']._serialized_start=289
-  _globals['_SPENDSERVICE']._serialized_end=386
+  _globals['_GETUSAGEREQUEST']._serialized_start=289
+  _globals['_GETUSAGEREQUEST']._serialized_end=364
+  _globals['_STAGEAMOUNT']._serialized_start=366
+  _globals['_STAGEAMOUNT']._serialized_end=412
+  _globals['_USAGERECORD']._serialized_start=415
+  _globals['_USAGERECORD']._serialized_end=748
+  _globals['_GETUSAGERESPONSE']._serialized_start=750
+  _globals['_GETUSAGERESPONSE']._serialized_end=853
+  _globals['_SPENDSERVICE']._serialized_start=856
+  _globals['_SPENDSERVICE']._serialized_end=1036
 # @@protoc_insertion_point(module_scope)

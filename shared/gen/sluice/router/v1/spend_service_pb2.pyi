@@ -3,8 +3,10 @@
 isort:skip_file
 What a tenant has spent against its budgets, as the router's ledger counts it."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -77,3 +79,165 @@ class GetSpendResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSpendResponse: _TypeAlias = GetSpendResponse  # noqa: Y015
+
+@_typing.final
+class GetUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_DAY_FIELD_NUMBER: _builtins.int
+    LAST_DAY_FIELD_NUMBER: _builtins.int
+    ALL_TENANTS_FIELD_NUMBER: _builtins.int
+    first_day: _builtins.str
+    """The period's first and last UTC days, inclusive, as "YYYY-MM-DD". An empty last_day means
+    today; an empty first_day means last_day. At most 366 days.
+    """
+    last_day: _builtins.str
+    all_tenants: _builtins.bool
+    """Every tenant's usage instead of the caller's own: allowed only for the tenants the router
+    lists in SLUICE_ROUTER_USAGE_ADMIN_TENANTS (PERMISSION_DENIED otherwise).
+    """
+    def __init__(
+        self,
+        *,
+        first_day: _builtins.str = ...,
+        last_day: _builtins.str = ...,
+        all_tenants: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_tenants", b"all_tenants", "first_day", b"first_day", "last_day", b"last_day"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
+
+@_typing.final
+class StageAmount(_message.Message):
+    """An amount of money attributed to one stage of the request path."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    NANO_USD_FIELD_NUMBER: _builtins.int
+    stage: _builtins.str
+    """"cache", "compressor", "tier", "judge", "batcher", "cache_audit" or "unanswered" for costs;
+    "cache", "compressor" or "cascade" for savings.
+    """
+    nano_usd: _builtins.int
+    """Nano-USD; a saving is negative where a stage cost more than it saved."""
+    def __init__(
+        self,
+        *,
+        stage: _builtins.str = ...,
+        nano_usd: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nano_usd", b"nano_usd", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StageAmount: _TypeAlias = StageAmount  # noqa: Y015
+
+@_typing.final
+class UsageRecord(_message.Message):
+    """What the requests of one UTC day and one combination of dimensions cost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    MODEL_CLASS_FIELD_NUMBER: _builtins.int
+    REQUEST_CLASS_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    CACHE_HITS_FIELD_NUMBER: _builtins.int
+    COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    BASELINE_COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    STAGE_COSTS_FIELD_NUMBER: _builtins.int
+    STAGE_SAVINGS_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    tenant_id: _builtins.str
+    model_class: _builtins.str
+    request_class: _builtins.str
+    """The request class the router keys its per-class start tier on, e.g.
+    "chat/text/no-tools/max_tokens unset".
+    """
+    tier: _builtins.int
+    """The tier that answered (1-based); 0 for cache hits, cache audits and unanswered requests."""
+    model: _builtins.str
+    """The model and region that answered; the cached answer's model and "" for cache hits, and
+    "" for cache audits and requests no tier answered.
+    """
+    region: _builtins.str
+    requests: _builtins.int
+    """Requests counted (cache audits are not requests) and how many of them the cache served."""
+    cache_hits: _builtins.int
+    cost_nano_usd: _builtins.int
+    """What the requests cost, every stage included, and what the tenant's baseline model would
+    have charged for them, in nano-USD. Savings are baseline minus cost.
+    """
+    baseline_cost_nano_usd: _builtins.int
+    @_builtins.property
+    def stage_costs(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageAmount]:
+        """The cost split by the stage that spent it; it sums to cost_nano_usd."""
+
+    @_builtins.property
+    def stage_savings(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageAmount]:
+        """The savings split by the stage that made them; it sums to baseline minus cost."""
+
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        model_class: _builtins.str = ...,
+        request_class: _builtins.str = ...,
+        tier: _builtins.int = ...,
+        model: _builtins.str = ...,
+        region: _builtins.str = ...,
+        requests: _builtins.int = ...,
+        cache_hits: _builtins.int = ...,
+        cost_nano_usd: _builtins.int = ...,
+        baseline_cost_nano_usd: _builtins.int = ...,
+        stage_costs: _abc.Iterable[Global___StageAmount] | None = ...,
+        stage_savings: _abc.Iterable[Global___StageAmount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_cost_nano_usd", b"baseline_cost_nano_usd", "cache_hits", b"cache_hits", "cost_nano_usd", b"cost_nano_usd", "day", b"day", "model", b"model", "model_class", b"model_class", "region", b"region", "request_class", b"request_class", "requests", b"requests", "stage_costs", b"stage_costs", "stage_savings", b"stage_savings", "tenant_id", b"tenant_id", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageRecord: _TypeAlias = UsageRecord  # noqa: Y015
+
+@_typing.final
+class GetUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_DAY_FIELD_NUMBER: _builtins.int
+    LAST_DAY_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    first_day: _builtins.str
+    """The period the records cover, as resolved by the router."""
+    last_day: _builtins.str
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRecord]:
+        """The records, ordered by day, then by their other fields."""
+
+    def __init__(
+        self,
+        *,
+        first_day: _builtins.str = ...,
+        last_day: _builtins.str = ...,
+        records: _abc.Iterable[Global___UsageRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_day", b"first_day", "last_day", b"last_day", "records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015

@@ -43,6 +43,11 @@ class SpendServiceStub:
                 request_serializer=sluice_dot_router_dot_v1_dot_spend__service__pb2.GetSpendRequest.SerializeToString,
                 response_deserializer=sluice_dot_router_dot_v1_dot_spend__service__pb2.GetSpendResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/sluice.router.v1.SpendService/GetUsage',
+                request_serializer=sluice_dot_router_dot_v1_dot_spend__service__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=sluice_dot_router_dot_v1_dot_spend__service__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class SpendServiceServicer:
@@ -59,6 +64,15 @@ class SpendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """The usage record for a period of UTC days: one record per day and per tenant, model class,
+        request class, tier, model and region that served requests, with their cost, the baseline
+        model's cost and the cost and savings by stage. It is what `sluice report` reads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SpendServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -66,6 +80,11 @@ def add_SpendServiceServicer_to_server(servicer, server):
                     servicer.GetSpend,
                     request_deserializer=sluice_dot_router_dot_v1_dot_spend__service__pb2.GetSpendRequest.FromString,
                     response_serializer=sluice_dot_router_dot_v1_dot_spend__service__pb2.GetSpendResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=sluice_dot_router_dot_v1_dot_spend__service__pb2.GetUsageRequest.FromString,
+                    response_serializer=sluice_dot_router_dot_v1_dot_spend__service__pb2.GetUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -99,6 +118,33 @@ class SpendService:
             '/sluice.router.v1.SpendService/GetSpend',
             sluice_dot_router_dot_v1_dot_spend__service__pb2.GetSpendRequest.SerializeToString,
             sluice_dot_router_dot_v1_dot_spend__service__pb2.GetSpendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.router.v1.SpendService/GetUsage',
+            sluice_dot_router_dot_v1_dot_spend__service__pb2.GetUsageRequest.SerializeToString,
+            sluice_dot_router_dot_v1_dot_spend__service__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

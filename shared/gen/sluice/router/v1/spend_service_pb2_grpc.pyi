@@ -39,6 +39,11 @@ class SpendServiceStub:
     def __new__(cls, channel: _aio.Channel) -> SpendServiceAsyncStub: ...
     GetSpend: _grpc.UnaryUnaryMultiCallable[_spend_service_pb2.GetSpendRequest, _spend_service_pb2.GetSpendResponse]
     """The calling tenant's spend today and this month (UTC), with its budgets."""
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_spend_service_pb2.GetUsageRequest, _spend_service_pb2.GetUsageResponse]
+    """The usage record for a period of UTC days: one record per day and per tenant, model class,
+    request class, tier, model and region that served requests, with their cost, the baseline
+    model's cost and the cost and savings by stage. It is what `sluice report` reads.
+    """
 
 @_typing.type_check_only
 class SpendServiceAsyncStub(SpendServiceStub):
@@ -51,6 +56,11 @@ class SpendServiceAsyncStub(SpendServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetSpend: _aio.UnaryUnaryMultiCallable[_spend_service_pb2.GetSpendRequest, _spend_service_pb2.GetSpendResponse]  # type: ignore[assignment]
     """The calling tenant's spend today and this month (UTC), with its budgets."""
+    GetUsage: _aio.UnaryUnaryMultiCallable[_spend_service_pb2.GetUsageRequest, _spend_service_pb2.GetUsageResponse]  # type: ignore[assignment]
+    """The usage record for a period of UTC days: one record per day and per tenant, model class,
+    request class, tier, model and region that served requests, with their cost, the baseline
+    model's cost and the cost and savings by stage. It is what `sluice report` reads.
+    """
 
 class SpendServiceServicer(metaclass=_abc_1.ABCMeta):
     """SpendService reads the budget ledger the router charges every answered request to.
@@ -66,5 +76,16 @@ class SpendServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_spend_service_pb2.GetSpendResponse, _abc.Awaitable[_spend_service_pb2.GetSpendResponse]]:
         """The calling tenant's spend today and this month (UTC), with its budgets."""
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _spend_service_pb2.GetUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_spend_service_pb2.GetUsageResponse, _abc.Awaitable[_spend_service_pb2.GetUsageResponse]]:
+        """The usage record for a period of UTC days: one record per day and per tenant, model class,
+        request class, tier, model and region that served requests, with their cost, the baseline
+        model's cost and the cost and savings by stage. It is what `sluice report` reads.
+        """
 
 def add_SpendServiceServicer_to_server(servicer: SpendServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
