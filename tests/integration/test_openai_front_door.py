@@ -87,7 +87,13 @@ def test_streaming_sends_chunks_then_finish_then_done(mesh: Mesh, include_usage:
 def test_models_lists_the_tenant_model_classes(mesh: Mesh) -> None:
     response = httpx.get(url(mesh, "/models"), headers=DEV, timeout=10)
     assert response.status_code == 200
-    assert {m["id"] for m in response.json()["data"]} == {"auto", "chat", "reasoning", "vision", "claude"}
+    assert {m["id"] for m in response.json()["data"]} == {
+        "auto",
+        "chat",
+        "reasoning",
+        "vision",
+        "claude",
+    }
 
 
 def test_unknown_paths_and_models_are_openai_shaped_404s(mesh: Mesh) -> None:
