@@ -61,14 +61,16 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         cache_stage: CacheStage | None = None,
         metrics: RouterMetrics | None = None,
+        spending: Spending | None = None,
     ) -> None:
         """`cache_stage`, when given, replaces the default stage over `cache` (whose audits
-        are billed through this pipeline's spending)."""
+        are billed through this pipeline's spending). `spending`, when given, replaces the
+        default over `ledger` (the server's also writes the usage record)."""
         self._compressor = compressor
         self._cascade = cascade
         self._catalogue = catalogue
         self._tokens = tokens
-        self._spending = Spending(ledger, catalogue)
+        self._spending = spending or Spending(ledger, catalogue)
         self._clock = clock
         self._metrics = metrics or RouterMetrics(CollectorRegistry())
         self.cache = cache_stage or CacheStage(
@@ -151,6 +153,7 @@ class Pipeline:
                     yield delta
             self._annotate(span, result)
             self._metrics.served(request, result)
+            self._spending.served_from_cache(request, result)
             self.cache.after(request, found, None)
             yield result
             return
@@ -211,7 +214,7 @@ class Pipeline:
             in_flight = None
             self.cache.after(request, found, outcome.answer)
             result = self._miss_result(request, [cache_line, compress_line], outcome)
-            await self._spending.settle(reservation, result.total_cost_nano_usd)
+            await self._spending.settle(reservation, result.total_cost_nano_usd, result)
             self._annotate(trace.get_current_span(), result)
             self._metrics.served(request, result)
             answered = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import grpc
 from sluice.cache.v1 import cache_service_pb2_grpc as cache_grpc
@@ -38,6 +39,9 @@ from services.router.spend_servicer import SERVICE_NAME as SPEND_SERVICE_NAME
 from services.router.spend_servicer import SpendServicer
 from services.router.spending import JobSpending, Spending
 from services.router.tier_gates import TierGates
+from services.router.usage import InMemoryUsage, UsageLog
+from services.router.usage_redis import RedisUsage
+from services.router.usage_sqlite import SqliteUsage
 from shared.grpc_client import open_channel
 from shared.grpc_server import (
     HostedServer,
@@ -88,6 +92,16 @@ def build_ledger(settings: Settings, selector: PolicySelector) -> ServedLedger:
     return ledger
 
 
+def build_usage(settings: Settings) -> UsageLog:
+    """The usage record `sluice report` reads, in the store settings name."""
+    url = settings.usage_url
+    if url.startswith("sqlite:///"):
+        return UsageLog(SqliteUsage(Path(url.removeprefix("sqlite://"))))
+    if url == "memory://":
+        return UsageLog(InMemoryUsage())
+    return UsageLog(RedisUsage.from_url(url))
+
+
 def build_selector(settings: Settings, catalogue: PriceCatalogue) -> PolicySelector:
     """The live policy, plus the candidate being rolled out beside it, if any."""
     primary = load_policy(settings.policy_file, catalogue)
@@ -130,8 +144,11 @@ def build_pipeline(
     ledger: JobLedger,
     learned: LearnedGates | None = None,
     metrics: RouterMetrics | None = None,
+    usage: UsageLog | None = None,
 ) -> Pipeline:
     """The request path wired to the other services' stubs."""
+    # One owner of the money, for the requests and for the cache's audits alike.
+    spending = Spending(ledger, catalogue, usage)
     models = ModelClient(
         batchers,
         dispatcher_grpc.RegionalDispatcherServiceStub(channels["dispatcher"]),
@@ -162,11 +179,10 @@ def build_pipeline(
         ledger,
         cache_stage=CacheStage(
             cache,
-            CacheAudit(
-                cache, cascade, telemetry.tracer("sluice.router"), Spending(ledger, catalogue)
-            ),
+            CacheAudit(cache, cascade, telemetry.tracer("sluice.router"), spending),
         ),
         metrics=metrics,
+        spending=spending,
     )
 
 
@@ -182,6 +198,7 @@ async def serve(settings: Settings) -> None:
     # Read before the port opens: a broken scorer file is a config error, not a sick server.
     learned = await asyncio.to_thread(load_learning, settings, selector)
     ledger = build_ledger(settings, selector)
+    usage = build_usage(settings)
     tokens = TokenCounter()
     channels = open_peer_channels(settings, telemetry)
     # Calls are routed to batcher replicas by hash, so identical calls share one flight.
@@ -196,6 +213,7 @@ async def serve(settings: Settings) -> None:
         ledger,
         learned,
         RouterMetrics(metrics.registry),
+        usage,
     )
     admission = Admission(selector, tokens, settings.max_prompt_tokens, ledger, catalogue)
     servicer = RouterServicer(admission, pipeline, settings.default_deadline_s)
@@ -219,6 +237,7 @@ async def serve(settings: Settings) -> None:
             # Health turns SERVING only after the embedding model is in memory, off the loop.
             await asyncio.to_thread(learned.load_embedder)
         await ledger.start()
+        await usage.start()
         await batchers.start()
         port = await http.start()
         print(f"router OpenAI-compatible endpoint http://127.0.0.1:{port}/v1", flush=True)
@@ -227,10 +246,11 @@ async def serve(settings: Settings) -> None:
         await http.stop()
         await batchers.close()
         await ledger.close()
+        await usage.close()
         for channel in channels.values():
             await channel.close()
 
-    spend = SpendServicer(selector.primary, ledger)
+    spend = SpendServicer(selector.primary, ledger, usage, settings.usage_admin_tenants)
     work = DeferredWork(selector.primary, DeferredClient(batchers), JobSpending(ledger, catalogue))
     deferred = DeferredServicer(work)
     hosted = build_server(settings, servicer, spend, deferred, telemetry, metrics)
