@@ -38,6 +38,22 @@ GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"
 
+# OpenInference conventions, which Arize Phoenix reads to show a span as an LLM call or a step
+# of a chain (`sluice up --trace-ui`). Set beside the GenAI names, never instead of them; the
+# prompt and answer attributes (`input.value`, `llm.input_messages`, ...) are never set. Every
+# span with GenAI names says its kind: Phoenix takes one without a kind for an LLM call, and
+# adds up the tokens of LLM calls, so only the dispatcher's provider call is one.
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+SPAN_KIND_LLM = "LLM"
+SPAN_KIND_CHAIN = "CHAIN"
+LLM_SYSTEM = "llm.system"
+LLM_PROVIDER = "llm.provider"
+LLM_MODEL_NAME = "llm.model_name"
+LLM_PROMPT_TOKENS = "llm.token_count.prompt"
+LLM_COMPLETION_TOKENS = "llm.token_count.completion"
+LLM_TOTAL_TOKENS = "llm.token_count.total"
+LLM_COST_TOTAL = "llm.cost.total"
+
 # Sluice's own attributes.
 STAGE = "sluice.stage"
 TIER = "sluice.tier"
@@ -175,6 +191,17 @@ def init_telemetry(service_name: str) -> Telemetry:
 def usd(nano_usd: int) -> float:
     """Converts integer nano-USD to the float USD that span attributes carry."""
     return nano_usd / 1e9
+
+
+def llm_usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    """A model call's token counts under the OpenInference names. Phoenix adds up the counts
+    of LLM spans only, so a CHAIN span (a router tier) can carry them too without counting a
+    provider call twice."""
+    return {
+        LLM_PROMPT_TOKENS: input_tokens,
+        LLM_COMPLETION_TOKENS: output_tokens,
+        LLM_TOTAL_TOKENS: input_tokens + output_tokens,
+    }
 
 
 def current_trace_id() -> str:

@@ -1,7 +1,9 @@
 """The dispatcher's spans: one `chat <model>` client span per upstream call.
 
-Attributes follow the OpenTelemetry GenAI conventions (`gen_ai.*`) plus Sluice's own. Neither a
-prompt, an answer nor a key is ever put on a span: only names, counts, costs and timings.
+Attributes follow the OpenTelemetry GenAI conventions (`gen_ai.*`) plus Sluice's own, and the
+OpenInference names (`llm.*`) beside them, so Arize Phoenix shows each call as an LLM span with
+its model, tokens and cost. Neither a prompt, an answer nor a key is ever put on a span: only
+names, counts, costs and timings.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.dispatcher.calls import DispatchResult, ModelRequest
 from services.dispatcher.endpoints import Endpoint
+from services.dispatcher.providers.select import ANTHROPIC
 from shared import telemetry as attrs
 
 # Dispatcher-only attributes; the names shared by every hop live in shared.telemetry.
@@ -33,6 +36,10 @@ def start_call_span(
             attrs.GEN_AI_OPERATION: "chat",
             attrs.GEN_AI_SYSTEM: endpoint.provider,
             attrs.GEN_AI_REQUEST_MODEL: call.model,
+            attrs.OPENINFERENCE_SPAN_KIND: attrs.SPAN_KIND_LLM,
+            attrs.LLM_SYSTEM: llm_system(endpoint),
+            attrs.LLM_PROVIDER: endpoint.provider,
+            attrs.LLM_MODEL_NAME: call.model,
             attrs.STAGE: "dispatch",
             attrs.TIER: call.tier,
             attrs.REGION: endpoint.region,
@@ -44,6 +51,13 @@ def start_call_span(
     return span
 
 
+def llm_system(endpoint: Endpoint) -> str:
+    """The API the call speaks, as OpenInference's `llm.system` names it: a `provider:
+    anthropic` endpoint takes the Messages API, every other one OpenAI's chat completions.
+    Who hosts the model (a reseller, vLLM, the simulator) is `llm.provider`."""
+    return ANTHROPIC if endpoint.provider == ANTHROPIC else "openai"
+
+
 def end_won(span: trace.Span, result: DispatchResult, own_cost_nano_usd: int) -> None:
     answer = result.answer
     span.set_attributes(
@@ -53,6 +67,9 @@ def end_won(span: trace.Span, result: DispatchResult, own_cost_nano_usd: int) ->
             attrs.GEN_AI_OUTPUT_TOKENS: answer.usage.output_tokens,
             attrs.GEN_AI_FINISH_REASONS: [answer.finish.value],
             attrs.COST_USD: attrs.usd(own_cost_nano_usd),
+            attrs.LLM_MODEL_NAME: answer.model,
+            **attrs.llm_usage(answer.usage.input_tokens, answer.usage.output_tokens),
+            attrs.LLM_COST_TOTAL: attrs.usd(own_cost_nano_usd),
             TTFT_S: result.ttft_s,
         }
     )
@@ -76,6 +93,7 @@ def result_attributes(result: DispatchResult) -> dict[str, str | bool | int | fl
     """What the dispatcher's server span says about the whole dispatched request."""
     return {
         attrs.STAGE: "dispatch",
+        attrs.OPENINFERENCE_SPAN_KIND: attrs.SPAN_KIND_CHAIN,
         attrs.REGION: result.region,
         attrs.DISPATCH_ENDPOINT: result.endpoint,
         attrs.GEN_AI_REQUEST_MODEL: result.answer.model,

@@ -200,6 +200,7 @@ class CacheAudit:
                 {
                     AUDIT_VERDICT: verdict,
                     AUDIT_REASON: found.reason,
+                    attrs.OPENINFERENCE_SPAN_KIND: attrs.SPAN_KIND_CHAIN,
                     attrs.COST_USD: attrs.usd(cost),
                     attrs.TIER: outcome.tier.index,
                     attrs.GEN_AI_REQUEST_MODEL: outcome.answer.model,

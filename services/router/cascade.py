@@ -289,6 +289,8 @@ class Cascade:
                     attrs.STAGE: "tier",
                     attrs.TIER: tier.index,
                     attrs.GEN_AI_REQUEST_MODEL: tier.model,
+                    attrs.OPENINFERENCE_SPAN_KIND: attrs.SPAN_KIND_CHAIN,
+                    attrs.LLM_MODEL_NAME: tier.model,
                     attrs.POLICY_VERSION: request.policy_version,
                 }
             )
@@ -341,6 +343,8 @@ class Cascade:
                 attrs.COST_USD: attrs.usd(answer.cost_nano_usd),
                 attrs.GEN_AI_INPUT_TOKENS: answer.usage.input_tokens,
                 attrs.GEN_AI_OUTPUT_TOKENS: answer.usage.output_tokens,
+                **attrs.llm_usage(answer.usage.input_tokens, answer.usage.output_tokens),
+                attrs.LLM_COST_TOTAL: attrs.usd(answer.cost_nano_usd),
             }
         )
         if not verdict.passed:

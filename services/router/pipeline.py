@@ -260,6 +260,7 @@ class Pipeline:
         span.set_attributes(
             {
                 attrs.STAGE: "router",
+                attrs.OPENINFERENCE_SPAN_KIND: attrs.SPAN_KIND_CHAIN,
                 attrs.TIER: result.tier,
                 attrs.REGION: result.region,
                 attrs.GEN_AI_REQUEST_MODEL: result.model,
