@@ -62,17 +62,22 @@ ensure_base() {
   if podman image exists "$BASE_IMAGE"; then
     return
   fi
+  base_start=$(date +%s)
   if ! podman image exists "$DEBIAN_IMAGE"; then
     mirror=$(debian_mirror)
     mirror=${mirror:-http://deb.debian.org/debian}
     root=$(mktemp -d /var/tmp/sluice-debian.XXXXXX)
     log "debootstrap bookworm from $mirror into $root"
     debootstrap --variant=minbase bookworm "$root" "$mirror" >/dev/null
+    # What an image never needs: the downloaded packages, the package lists, manuals, locales.
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+      "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/*
     tar -C "$root" -c . | podman import - "$DEBIAN_IMAGE"
     rm -rf "$root"
   fi
   podman build --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" -t "$BASE_IMAGE" \
     -f deploy/python-base.Containerfile deploy
+  log "made $BASE_IMAGE in $(($(date +%s) - base_start))s"
 }
 
 # The folder of wheels the host's pip configuration names, when it has a torch wheel.
