@@ -73,6 +73,8 @@ class Podman:
     pods: list[str] = field(default_factory=list)
     containers: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
+    # kube play turns each ConfigMap into a named volume and leaves it behind.
+    volumes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.env = {
@@ -133,11 +135,14 @@ class Podman:
         return (result.stdout + result.stderr)[-4000:]
 
     def cleanup(self) -> None:
-        """Removes every pod, container and network this run made; errors do not stop it."""
+        """Removes every pod, container, volume and network this run made; errors do not stop
+        it."""
         for pod in reversed(self.pods):
             self("pod", "rm", "--force", "--time", "0", pod, check=False, timeout=120)
         for container in reversed(self.containers):
             self("rm", "--force", "--time", "0", container, check=False, timeout=120)
+        for volume in reversed(self.volumes):
+            self("volume", "rm", "--force", volume, check=False)
         for network in reversed(self.networks):
             self("network", "rm", "--force", network, check=False)
 

@@ -27,7 +27,8 @@ ORDER = ("simulator", "dispatcher", "batcher", "cache", "compressor", "router")
 
 def pod_manifest(podman: Podman, deployment: dict[str, Any], configmaps: dict[str, Any]) -> str:
     """The Deployment as kube play takes it: our local image, a name unique to this run, the
-    ConfigMaps it mounts beside it, and no OTLP endpoint (no Jaeger here)."""
+    ConfigMaps it mounts beside it (kube play makes each a volume, removed after the test), and
+    no OTLP endpoint (no Jaeger here)."""
     deployment = copy.deepcopy(deployment)
     name = deployment["metadata"]["name"]
     deployment["metadata"]["name"] = f"{podman.run_id}-{name}"
@@ -40,6 +41,7 @@ def pod_manifest(podman: Podman, deployment: dict[str, Any], configmaps: dict[st
             e for e in container.get("env", []) if e["name"] != "OTEL_EXPORTER_OTLP_ENDPOINT"
         ]
     used = [v["configMap"]["name"] for v in pod.get("volumes", []) if "configMap" in v]
+    podman.volumes += [c for c in used if c not in podman.volumes]
     return yaml.safe_dump_all([*(configmaps[c] for c in used), deployment])
 
 
