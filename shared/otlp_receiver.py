@@ -79,14 +79,21 @@ def records_from_request(request: trace_service_pb2.ExportTraceServiceRequest) -
     return records
 
 
+# Hands a whole export on elsewhere after the receiver has kept it (`sluice up --trace-ui`).
+Forward = Callable[[trace_service_pb2.ExportTraceServiceRequest], None]
+
+
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, sink: Callable[[list[SpanRecord]], None]) -> None:
+    def __init__(self, sink: Callable[[list[SpanRecord]], None], forward: Forward | None) -> None:
         self._sink = sink
+        self._forward = forward
 
     def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         self._sink(records_from_request(request))
+        if self._forward is not None:
+            self._forward(request)
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
@@ -99,8 +106,9 @@ DEFAULT_JOURNAL_MAX_BYTES = 64 * 1024 * 1024
 
 class OtlpReceiver:
     """Receives spans on host:port. Keeps the spans of the max_traces most recently started
-    traces in memory (none when keep is off, for long runs that only count them), and
-    optionally appends them to a journal file rotated past journal_max_bytes."""
+    traces in memory (none when keep is off, for long runs that only count them), optionally
+    appends them to a journal file rotated past journal_max_bytes, and optionally forwards
+    each export unchanged."""
 
     def __init__(
         self,
@@ -110,6 +118,7 @@ class OtlpReceiver:
         keep: bool = True,
         max_traces: int = DEFAULT_MAX_TRACES,
         journal_max_bytes: int = DEFAULT_JOURNAL_MAX_BYTES,
+        forward: Forward | None = None,
     ) -> None:
         if max_traces < 1 or journal_max_bytes < 1:
             raise ValueError("max_traces and journal_max_bytes must be positive")
@@ -123,7 +132,7 @@ class OtlpReceiver:
         self._journal_max_bytes = journal_max_bytes
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            _TraceService(self._receive), self._server
+            _TraceService(self._receive, forward), self._server
         )
         self.port = self._server.add_insecure_port(address)
         if self.port == 0:

@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--free-ports", action="store_true", help="pick free ports instead of the defaults"
     )
+    up.add_argument(
+        "--trace-ui",
+        action="store_true",
+        help="also start Arize Phoenix on 127.0.0.1:6006 and send it the traces (installed "
+        "into .sluice/phoenix-venv on first use)",
+    )
 
     ask = commands.add_parser("ask", help="send one question through the router")
     ask.add_argument("prompt")
@@ -65,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         from shared.cli.up import run_up
 
-        return run_up(state_dir(), replay=args.replay, free=args.free_ports)
+        return run_up(state_dir(), replay=args.replay, free=args.free_ports, trace_ui=args.trace_ui)
     if args.command == "ask":
         from shared.cli.ask import run_ask
 

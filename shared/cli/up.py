@@ -16,6 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from shared.cli.keys import DEFAULT_QUESTION, KeyHint, key_hint
+from shared.cli.phoenix import (
+    PROJECT,
+    PhoenixError,
+    PhoenixServer,
+    project_resource,
+    start_trace_ui,
+)
 from shared.cli.replay import ReplaySetupError, replay_env
 from shared.cli.supervisor import Supervisor
 from shared.mesh import (
@@ -35,8 +42,11 @@ _CHECK_EVERY_S = 0.5
 _READY_TIMEOUT_S = 180.0
 
 
-def _trace_env(state: Path, env: Mapping[str, str]) -> tuple[OtlpReceiver | None, dict[str, str]]:
-    """Starts a local OTLP receiver unless the user already points traces somewhere."""
+def _trace_env(
+    state: Path, env: Mapping[str, str], phoenix: PhoenixServer | None = None
+) -> tuple[OtlpReceiver | None, dict[str, str]]:
+    """Starts a local OTLP receiver unless the user already points traces somewhere; with
+    --trace-ui it hands every export on to Phoenix too."""
     if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return None, {}
     receiver = OtlpReceiver(
@@ -44,12 +54,15 @@ def _trace_env(state: Path, env: Mapping[str, str]) -> tuple[OtlpReceiver | None
         state / "traces.jsonl",
         max_traces=env_int(env, "SLUICE_TRACES_KEPT", 1000, minimum=1),
         journal_max_bytes=env_int(env, "SLUICE_TRACES_JOURNAL_MB", 64, minimum=1) * 1024 * 1024,
+        forward=phoenix.forwarder(lambda line: print(line, flush=True)) if phoenix else None,
     ).start()
+    project = {"OTEL_RESOURCE_ATTRIBUTES": project_resource(env)} if phoenix else {}
     return receiver, {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         # Flush spans within a fraction of a second so `sluice trace` sees them at once.
         "OTEL_BSP_SCHEDULE_DELAY": "200",
+        **project,
     }
 
 
@@ -72,13 +85,14 @@ def port_conflicts(ports: Mapping[str, int]) -> str:
     )
 
 
-def run_up(state: Path, *, replay: Path | None, free: bool) -> int:
+def run_up(state: Path, *, replay: Path | None, free: bool, trace_ui: bool = False) -> int:
     state.mkdir(parents=True, exist_ok=True)
     env: dict[str, str] = {
         "SLUICE_CACHE_DATA_DIR": str(state / "cache"),
         "SLUICE_BATCHER_DATA_DIR": str(state / "batcher"),
     }
     question = DEFAULT_QUESTION
+    phoenix: PhoenixServer | None = None
     try:
         if replay is not None:
             wired, data = replay_env(replay, state, os.environ)
@@ -89,9 +103,13 @@ def run_up(state: Path, *, replay: Path | None, free: bool) -> int:
         if conflicts:
             print(conflicts, flush=True)
             return 1
-        receiver, trace_env = _trace_env(state, os.environ)
-    except (ReplaySetupError, SettingsError) as error:
+        if trace_ui:
+            phoenix = start_trace_ui(state, free=free, env=os.environ, say=print)
+        receiver, trace_env = _trace_env(state, os.environ, phoenix)
+    except (ReplaySetupError, SettingsError, PhoenixError) as error:
         print(f"sluice up: {error}", flush=True)
+        if phoenix is not None:
+            phoenix.stop()
         return 2
     mesh = Mesh.plan(ports, state / "logs", {**env, **trace_env})
     stop = threading.Event()
@@ -100,9 +118,9 @@ def run_up(state: Path, *, replay: Path | None, free: bool) -> int:
     print("starting the Sluice mesh (the cache and compressor load their embedding model) ...")
     try:
         mesh.start_all()
-        if not _wait_ready(mesh, stop):
+        if not _wait_ready(mesh, stop) or (phoenix and not phoenix.wait_ready(stop)):
             return 0
-        _print_addresses(mesh, receiver, state, key_hint(mesh.env, question))
+        _print_addresses(mesh, receiver, state, key_hint(mesh.env, question), phoenix)
         supervisor = Supervisor(mesh, time.monotonic, lambda line: print(line, flush=True))
         supervisor.adopt_all(mesh.processes.items())
         while not stop.wait(_CHECK_EVERY_S):
@@ -115,6 +133,8 @@ def run_up(state: Path, *, replay: Path | None, free: bool) -> int:
         mesh.stop_all()
         if receiver is not None:
             receiver.stop()
+        if phoenix is not None:
+            phoenix.stop()
     return 0
 
 
@@ -143,7 +163,13 @@ def _try_commands(mesh: Mesh, hint: KeyHint) -> str:
     )
 
 
-def _print_addresses(mesh: Mesh, receiver: OtlpReceiver | None, state: Path, hint: KeyHint) -> None:
+def _print_addresses(
+    mesh: Mesh,
+    receiver: OtlpReceiver | None,
+    state: Path,
+    hint: KeyHint,
+    phoenix: PhoenixServer | None = None,
+) -> None:
     print("\nSluice is up:")
     for name in START_ORDER:
         scheme = "http://" if name == "simulator" else "grpc://"
@@ -153,6 +179,11 @@ def _print_addresses(mesh: Mesh, receiver: OtlpReceiver | None, state: Path, hin
     print(f"  openai      http://{mesh.address('router_http')}/v1  (OpenAI-compatible)")
     if receiver is not None:
         print(f"  traces      {receiver.endpoint} (OTLP) -> {state / 'traces.jsonl'}")
+    if phoenix is not None:
+        print(
+            f"  trace UI    {phoenix.ui_url}  (Arize Phoenix, project {PROJECT}; "
+            f"its OTLP grpc://{phoenix.otlp_address})"
+        )
     print(f"  logs        {mesh.log_dir} (the previous run's as *.log.1)")
     print(f"\n{hint.describe()}")
     if hint.key:
