@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--stream", action="store_true", help="use CompleteStream")
     ask.add_argument("--timeout", type=float, default=60.0)
 
+    from shared.cli.report import add_arguments as report_arguments
+
+    report = commands.add_parser(
+        "report", help="cost and savings for a period, from the router's usage record"
+    )
+    report_arguments(report)
+
     show = commands.add_parser("trace", help="print a trace that `sluice up` collected")
     show.add_argument("trace_id")
     show.add_argument("--wait", type=float, default=5.0, help="seconds to wait for late spans")
@@ -76,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shared.cli.ask import run_ask
 
         return run_ask(args, state_dir())
+    if args.command == "report":
+        from shared.cli.report import run_report
+
+        return run_report(args)
     from shared.cli.trace import run_trace
 
     return run_trace(args.trace_id, state_dir(), args.wait)

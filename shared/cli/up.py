@@ -90,6 +90,10 @@ def run_up(state: Path, *, replay: Path | None, free: bool, trace_ui: bool = Fal
     env: dict[str, str] = {
         "SLUICE_CACHE_DATA_DIR": str(state / "cache"),
         "SLUICE_BATCHER_DATA_DIR": str(state / "batcher"),
+        # Durable, so `sluice report` in another terminal reads what this mesh served, and the
+        # dev key may read every tenant's usage (`sluice report --all-tenants`).
+        "SLUICE_ROUTER_USAGE": f"sqlite:///{(state / 'usage.sqlite3').resolve()}",
+        "SLUICE_ROUTER_USAGE_ADMIN_TENANTS": "dev",
     }
     question = DEFAULT_QUESTION
     phoenix: PhoenixServer | None = None
