@@ -76,12 +76,15 @@ def _first_text(raw: str) -> str:
 
 
 def endpoints_document(base: Mapping[str, Any], models: tuple[str, ...]) -> dict[str, Any]:
-    """The embedded endpoints with every replayed model added to each (the simulator serves
-    replay models in every region)."""
+    """The embedded endpoints with every replayed model added to each chat-completions one (the
+    simulator replays in every region, through its OpenAI-compatible API only); endpoints that
+    speak Anthropic's Messages API keep their Claude models alone."""
     endpoints = []
     for endpoint in base.get("endpoints", []):
         served = list(endpoint.get("models", []))
-        endpoints.append({**endpoint, "models": served + [m for m in models if m not in served]})
+        if endpoint.get("provider") != "anthropic":
+            served += [m for m in models if m not in served]
+        endpoints.append({**endpoint, "models": served})
     return {**base, "endpoints": endpoints}
 
 
