@@ -11,8 +11,8 @@ Training examples (fit halves only; no held-back text is read for training):
    from fit-half questions of those workloads (seed 0), none sharing a text with the
    look-alike set.
 The serving threshold is the lowest probability at which, on the fit halves replayed through
-the cache's own lookup loop, at most TARGET of the look-alike must-miss pairs are served and at
-most TARGET of the pooled QQP/BANKING77/CLINC150 hits are wrong.
+the cache's own lookup loop, at most TARGET of the look-alike must-miss pairs are served; the
+pooled QQP/BANKING77/CLINC150 figures at each threshold are printed beside it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,13 @@ from benchmarks.common import DEFAULT_DATA, REPO, embed
 from benchmarks.lookalike_gen import as_spaces, load_pairs
 from services.cache.verifiers.crossenc import DEFAULT_CROSSENC_PATH
 from services.cache.verifiers.perturb import perturb
-from services.cache.verifiers.replay import ScoreThreshold, labelled_pairs, score, simulate
+from services.cache.verifiers.replay import (
+    ScoreThreshold,
+    Space,
+    labelled_pairs,
+    score,
+    simulate,
+)
 from services.cache.verifiers.train_crossenc import (
     Example,
     TrainConfig,
@@ -69,6 +75,13 @@ def _perturbed_examples(workloads: Workloads, exclude: set[str]) -> list[Example
     return examples
 
 
+def torch_save(module: object, path: Path) -> None:
+    """Keeps the trained weights beside the output until the export is done."""
+    import torch
+
+    torch.save(module.state_dict(), path)  # type: ignore[attr-defined]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
@@ -97,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{len(examples)} training pairs ({positives:.0f} positive)", file=sys.stderr)
     config = TrainConfig(layers=args.layers, epochs=args.epochs)
     module = train(examples, config)
+    torch_save(module, Path(args.out).with_suffix(".pt"))
     # Every pair a fit-half lookup meets at the floor, scored once, for the threshold sweep.
     fit_pairs = sorted(
         {(p.pair.query, p.pair.candidate) for p in labelled_pairs(workloads, vectors, FLOOR)}
@@ -104,10 +118,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     fit_scores = dict(
         zip(fit_pairs, torch_scores(module, fit_pairs, config.max_tokens).tolist(), strict=True)
     )
+    # Fit probes only: the threshold is chosen without looking at the held-back half.
+    fit_only = {
+        name: [Space(s.key, s.entries, [p for p in s.probes if p.fit]) for s in spaces]
+        for name, spaces in workloads.items()
+    }
+    fit_only = {name: [s for s in spaces if s.probes] for name, spaces in fit_only.items()}
     chosen, curve = None, {}
     for threshold in THRESHOLDS:
         verifier = ScoreThreshold(lambda p: fit_scores[(p.query, p.candidate)], threshold, {})
-        outcomes = {n: simulate(s, vectors, verifier, FLOOR) for n, s in workloads.items()}
+        outcomes = {n: simulate(s, vectors, verifier, FLOOR) for n, s in fit_only.items()}
         fit = score(outcomes, fit=True)
         look, pooled = fit["lookalike"], fit["overall"]
         row = {"lookalike_served": look.false_hits / max(1, look.must_miss),
@@ -116,7 +136,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                "pooled_hits": pooled.served_right / max(1, pooled.should_hit)}  # fmt: skip
         curve[threshold] = row
         print(threshold, {k: round(v, 3) for k, v in row.items()}, file=sys.stderr)
-        if chosen is None and row["lookalike_served"] <= TARGET and row["pooled_wrong"] <= TARGET:
+        # The look-alike goal alone picks the bar: no threshold reached the pooled one on the
+        # fit half (benchmarks/README.md), so requiring both picked the top of the grid.
+        if chosen is None and row["lookalike_served"] <= TARGET:
             chosen = threshold
     chosen = chosen if chosen is not None else THRESHOLDS[-1]
     meta = {
@@ -131,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         },
     }  # fmt: skip
     path = export(module, Path(args.out), meta, quantize=not args.no_quantize)
+    Path(args.out).with_suffix(".pt").unlink()
     print(json.dumps({"path": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
                       "bytes": path.stat().st_size, "threshold": chosen,
                       "seconds": round(time.monotonic() - started)}))  # fmt: skip
