@@ -3,6 +3,7 @@ batch scoring through `prepare`, the namespace bar, and the cache awaiting `prep
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,7 @@ def test_verify_uses_the_threshold_and_prepare_scores_in_one_batch(tmp_path: Pat
     calls: list[int] = []
     scores = model.scores
 
-    def counting(pairs: list[tuple[str, str]]) -> np.ndarray:
+    def counting(pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         calls.append(len(pairs))
         return scores(pairs)
 
@@ -125,3 +126,18 @@ def test_the_service_stops_at_start_naming_variable_and_file(tmp_path: Path) -> 
     )
     with pytest.raises(SettingsError, match=r"SLUICE_CACHE_CROSSENC_MODEL.*corrupt\.onnx"):
         load_verifier(settings)
+
+
+def test_the_shipped_file_loads_and_reads_the_words_that_matter() -> None:
+    verifier = build_verifier("crossenc")
+    assert isinstance(verifier, CrossEncoderVerifier)
+    info = verifier.model.info
+    assert 0.0 < info.threshold < 1.0 and info.min_similarity == 0.5
+    stored = "Book a table for 8 pm"
+    assert not verifier.verify(pair("Book a table for 8 am", stored)).accepted
+    assert verifier.verify(pair("Book a table for 8 p.m.", stored)).accepted
+    stored = "How do I turn the VPN on?"
+    assert not verifier.verify(pair("How do I turn the VPN off?", stored)).accepted
+    assert verifier.verify(pair("How can I switch the VPN on?", stored)).accepted
+    lookalike = pair("Convert 100 euros to dollars", "Convert 100 dollars to euros")
+    assert not verifier.verify(lookalike).accepted
