@@ -13,6 +13,7 @@ Phoenix gets whole spans (resource, events and status included).
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -39,9 +40,15 @@ _FORWARD_TIMEOUT_S = 5.0
 
 # Phoenix binds its gRPC collector to every interface ("[::]:<port>") whatever PHOENIX_HOST
 # says; this launcher binds it to loopback instead, and refuses to start if Phoenix ever asks
-# for an address it does not recognise, rather than listen where it should not.
+# for an address it does not recognise, rather than listen where it should not. On Linux it
+# also asks the kernel for SIGTERM when `sluice up` dies (PR_SET_PDEATHSIG), even by SIGKILL,
+# so no Phoenix lives on holding its ports.
 _LOOPBACK_LAUNCHER = """
-import sys
+import ctypes, os, signal, sys
+if sys.platform == "linux":
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+    if os.getppid() != int(os.environ["SLUICE_PHOENIX_PARENT"]):
+        raise SystemExit("sluice: sluice up exited while Phoenix was starting")
 import grpc.aio
 _server = grpc.aio.server
 def _loopback_server(*args, **kwargs):
@@ -173,6 +180,7 @@ class PhoenixServer:
             # A local tool: no analytics pixels, no web fonts or downloads from the internet.
             "PHOENIX_TELEMETRY_ENABLED": "false",
             "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
+            "SLUICE_PHOENIX_PARENT": str(os.getpid()),
         }
 
     def start(self, base_env: Mapping[str, str]) -> PhoenixServer:

@@ -165,7 +165,47 @@ def test_a_requests_spans_are_read_back_from_phoenix(
         assert not listening_hosts(int(ui[2])), "Phoenix stops with the mesh"
     finally:
         if process.poll() is None:
-            process.kill()
+            process.kill()  # Phoenix dies with it (PR_SET_PDEATHSIG)
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+# `sluice up`'s part alone: start Phoenix, say its port once it answers, then wait to be killed.
+STARTS_PHOENIX = """
+import os, sys, threading
+from pathlib import Path
+from shared.cli.phoenix import PhoenixPorts, PhoenixServer, PhoenixVenv
+server = PhoenixServer(PhoenixVenv(Path(sys.argv[1])), PhoenixPorts.pick(True), Path(sys.argv[2]))
+server.start(os.environ)
+server.wait_ready(threading.Event())
+print(server.ports.ui, server.ports.otlp, flush=True)
+threading.Event().wait()
+"""
+
+
+def test_phoenix_dies_with_sluice_up_even_by_sigkill(
+    tmp_path: Path, phoenix_venv: PhoenixVenv
+) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", STARTS_PHOENIX, str(phoenix_venv.path), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert parent.stdout is not None
+        ports = [int(p) for p in parent.stdout.readline().split()]
+        assert len(ports) == 2 and all(listening_hosts(p) for p in ports), ports
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while any(listening_hosts(p) for p in ports) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(listening_hosts(p) for p in ports), "Phoenix outlived sluice up"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
