@@ -5,7 +5,8 @@ new one (the cross-encoder at its file's floor), in one run. Called by cache_spe
 - **Verifier cost**: `CrossEncoder.scores` on batches of 1, 4 and 8 (asked, stored) pairs of
   real questions (SEARCH_K = 8 caps the candidates a lookup can hand it), one thread.
 - **Semantic hit p50**: `python -m services.cache` with each verifier, one namespace holding
-  GPTCache's stored questions, then their paraphrases looked up one at a time over gRPC;
+  the look-alike set's stored questions (its must-hit pairs), then their paraphrases looked
+  up one at a time over gRPC;
   the latency of the lookups answered HIT_KIND_SEMANTIC, and the ratio new / old.
 """
 
@@ -24,7 +25,8 @@ from sluice.cache.v1 import cache_service_pb2 as pb
 from sluice.cache.v1 import cache_service_pb2_grpc as pb_grpc
 from sluice.common.v1 import common_pb2
 
-from benchmarks.common import DEFAULT_DATA, running_service
+from benchmarks.common import hash_order, running_service
+from benchmarks.lookalike_gen import load_pairs
 from services.cache.verifiers.crossenc import DEFAULT_CROSSENC_PATH, CrossEncoder
 
 OLD = ("rules", 0.90)
@@ -35,12 +37,11 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3 if ordered else 0.0
 
 
-def paraphrases(data: Path, count: int) -> list[tuple[str, str]]:
-    rows = json.loads((data / "gptcache-mock-paraphrases" / "mock_data.json").read_text())
-    seen: dict[str, str] = {}
-    for row in rows:
-        seen.setdefault(str(row["origin"]), str(row["similar"]))
-    return sorted(seen.items())[:count]
+def paraphrases(count: int) -> list[tuple[str, str]]:
+    """(stored, asked) must-hit pairs of the look-alike set, whose paraphrases both verifiers
+    serve some of (GPTCache's long paraphrases got no cross-encoder hit at all)."""
+    pairs = [(p.stored, p.asked) for p in load_pairs() if p.must_hit]
+    return sorted(dict(pairs).items(), key=lambda pair: hash_order("\n".join(pair)))[:count]
 
 
 def verifier_cost(pairs: list[tuple[str, str]], repeats: int) -> dict[str, float]:
@@ -98,13 +99,14 @@ def service_hits(
     }
 
 
-def verifier_speed(quick: bool, data: Path = DEFAULT_DATA) -> dict[str, Any]:
-    pairs = paraphrases(data, 120 if quick else 400)
+def verifier_speed(quick: bool) -> dict[str, Any]:
+    pairs = paraphrases(120 if quick else 400)
     cost = verifier_cost(pairs, 30 if quick else 200)
     new = ("crossenc", CrossEncoder(DEFAULT_CROSSENC_PATH).info.min_similarity)
     with tempfile.TemporaryDirectory() as logs:
         old_row, new_row = (service_hits(v, f, pairs, Path(logs)) for v, f in (OLD, new))
-    ratio = new_row["hit_p50_ms"] / old_row["hit_p50_ms"] if old_row["hit_p50_ms"] else None
+    both = old_row["semantic_hits"] and new_row["semantic_hits"]
+    ratio = new_row["hit_p50_ms"] / old_row["hit_p50_ms"] if both else None
     return {"crossenc_cost": cost, "old_default": old_row, "new_default": new_row,
             "semantic_hit_p50_ratio": ratio}  # fmt: skip
 

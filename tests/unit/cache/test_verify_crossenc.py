@@ -3,6 +3,7 @@ batch scoring through `prepare`, the namespace bar, and the cache awaiting `prep
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from services.cache.config import Settings
+from services.cache.model import HitKind
 from services.cache.server import load_verifier
 from services.cache.verifiers import build_verifier
 from services.cache.verifiers.crossenc import (
@@ -20,8 +22,9 @@ from services.cache.verifiers.crossenc import (
     CrossEncoderVerifier,
     VerifierFileError,
 )
-from services.cache.verify import Pair, ScoresInBatches
+from services.cache.verify import ACCEPT, Pair, ScoresInBatches, Verdict
 from shared.settings import SettingsError
+from tests.unit.cache.fakes import answer, ask, make_cache
 
 
 def tiny_model(path: Path, *, threshold: float = 0.5, fmt: str = CROSSENC_FORMAT) -> Path:
@@ -141,3 +144,33 @@ def test_the_shipped_file_loads_and_reads_the_words_that_matter() -> None:
     assert verifier.verify(pair("How can I switch the VPN on?", stored)).accepted
     lookalike = pair("Convert 100 euros to dollars", "Convert 100 dollars to euros")
     assert not verifier.verify(lookalike).accepted
+
+
+class BatchRecorder:
+    """A ScoresInBatches verifier that notes the thread and the pairs of each prepare call and
+    accepts only the pairs prepare has seen."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, list[str]]] = []
+        self.prepared: set[tuple[str, str]] = set()
+
+    def prepare(self, pairs: Sequence[Pair]) -> None:
+        self.batches.append((threading.get_ident(), [p.candidate for p in pairs]))
+        self.prepared |= {(p.query, p.candidate) for p in pairs}
+
+    def verify(self, pair: Pair) -> Verdict:
+        return ACCEPT if (pair.query, pair.candidate) in self.prepared else Verdict(False, "x")
+
+
+async def test_the_cache_scores_a_lookups_candidates_in_one_batch_off_the_loop() -> None:
+    cache = await make_cache(min_similarity=0.5)
+    stored = ["what is the capital of france today please", "the capital of france"]
+    for text in stored:
+        await cache.store(ask(text), answer())
+    recorder = BatchRecorder()
+    cache._verifier = recorder  # a constructor argument; swapped here to record
+    result = await cache.lookup(ask("what is the capital of france"))
+    assert result.kind is HitKind.SEMANTIC
+    ((thread, candidates),) = recorder.batches
+    assert sorted(candidates) == sorted(stored)
+    assert thread != threading.get_ident()  # a worker thread, not the event loop's
