@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from services.cache.adaptive import AdaptiveIndex
-from services.cache.candidates import Search, choose, chosen
+from services.cache.candidates import Search, candidates, choose, chosen
 from services.cache.entries import Entry, EntryTable, Namespace
 from services.cache.feedback import FeedbackBook, HitReport, judged
 from services.cache.invalidation import resolve_target
@@ -51,7 +51,7 @@ from services.cache.store import (
     Resynced,
     StoreUnavailable,
 )
-from services.cache.verify import AcceptAll, HitVerifier
+from services.cache.verify import AcceptAll, HitVerifier, ScoresInBatches
 from services.cache.window import QueryWindow, minilm_window
 from shared.errors import InvalidRequest, NotReady, Unavailable
 
@@ -263,7 +263,17 @@ class SemanticCache:
         if namespace is None:
             return miss
         limits = (self._policy.min_similarity, oldest, self._clock(), request.max_wrong_rate)
-        return self._nearest(namespace, Search(keys.query, keys.namespace, vector, *limits))
+        search = Search(keys.query, keys.namespace, vector, *limits)
+        if isinstance(self._verifier, ScoresInBatches):
+            # A model verifier scores the candidates in one batch off the event loop, as the
+            # embedding is; the choice below then reads its scores.
+            pairs = [pair for _, pair in candidates(namespace, search, [])]
+            if pairs:
+                await asyncio.to_thread(self._verifier.prepare, pairs)
+            namespace = self._table.namespaces.get(keys.namespace)
+            if namespace is None:
+                return miss
+        return self._nearest(namespace, search)
 
     def _nearest(self, namespace: Namespace, search: Search) -> LookupResult:
         expired: list[Entry] = []
