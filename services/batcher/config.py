@@ -77,5 +77,5 @@ class Settings:
                 max_backoff_s=env_float(env, f"{_P}MAX_BACKOFF_S", 30.0, minimum=0.05),
             ),
             log_level=env_str(env, "SLUICE_LOG_LEVEL", "INFO"),
-            metrics_listen=env_metrics_listen(env, f"{_P}METRICS_LISTEN", "127.0.0.1:9104"),
+            metrics_listen=env_metrics_listen(env, f"{_P}METRICS_LISTEN", "127.0.0.1:0"),
         )

@@ -110,7 +110,7 @@ class Settings:
                 env, "SLUICE_CACHE_CROSSENC_MODEL", DEFAULT_CROSSENC_PATH, must_exist=False
             ),
             log_level=_log_level(env),
-            metrics_listen=env_metrics_listen(env, "SLUICE_CACHE_METRICS_LISTEN", "127.0.0.1:9102"),
+            metrics_listen=env_metrics_listen(env, "SLUICE_CACHE_METRICS_LISTEN", "127.0.0.1:0"),
         )
 
 

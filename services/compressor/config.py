@@ -78,7 +78,7 @@ class Settings:
             keep_last_turns=env_int(env, "SLUICE_COMPRESSOR_KEEP_LAST_TURNS", 4, minimum=0),
             log_level=_choice(env, "SLUICE_LOG_LEVEL", ("INFO", *sorted(_LOG_LEVELS - {"INFO"}))),
             metrics_listen=env_metrics_listen(
-                env, "SLUICE_COMPRESSOR_METRICS_LISTEN", "127.0.0.1:9103"
+                env, "SLUICE_COMPRESSOR_METRICS_LISTEN", "127.0.0.1:0"
             ),
         )
 

@@ -39,7 +39,7 @@ class Settings:
             policy=policy_from_env(env),
             http2=env_bool(env, f"{_P}HTTP2", True),
             log_level=env_str(env, "SLUICE_LOG_LEVEL", "INFO"),
-            metrics_listen=env_metrics_listen(env, f"{_P}METRICS_LISTEN", "127.0.0.1:9105"),
+            metrics_listen=env_metrics_listen(env, f"{_P}METRICS_LISTEN", "127.0.0.1:0"),
         )
 
 

@@ -96,9 +96,7 @@ class Settings:
             grpc_max_message_bytes=env_int(
                 env, "SLUICE_ROUTER_GRPC_MAX_MESSAGE_BYTES", 8 * MIB, minimum=1024
             ),
-            metrics_listen=env_metrics_listen(
-                env, "SLUICE_ROUTER_METRICS_LISTEN", "127.0.0.1:9101"
-            ),
+            metrics_listen=env_metrics_listen(env, "SLUICE_ROUTER_METRICS_LISTEN", "127.0.0.1:0"),
             usage_url=_usage_url(env),
             usage_admin_tenants=frozenset(
                 t.strip() for t in env_str(env, "SLUICE_ROUTER_USAGE_ADMIN_TENANTS", "").split(",")

@@ -25,7 +25,12 @@ def meshes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, Mes
     wired to a's dispatcher. Cache and compressor are left out; the router skips them."""
     root = tmp_path_factory.mktemp("two-replicas")
     ports_a = free_ports()
-    ports_b = {**ports_a, "batcher": free_port(), "router": free_port(), "router_http": free_port()}
+    ports_b = {
+        **ports_a,
+        **{name: free_port() for name in ("batcher", "router", "router_http")},
+        # b's replicas serve their metrics apart from a's.
+        **{name: free_port() for name in ("batcher_metrics", "router_metrics")},
+    }
     batchers = f"127.0.0.1:{ports_a['batcher']},127.0.0.1:{ports_b['batcher']}"
     common = {"SLUICE_ROUTER_BATCHER_ADDR": batchers, "SLUICE_SHUTDOWN_ANNOUNCE_S": "0.1"}
     a = Mesh.plan(ports_a, root / "a", {**common, "SLUICE_BATCHER_DATA_DIR": str(root / "a")})

@@ -56,6 +56,8 @@ async def test_sigterm_drains_in_flight_calls(mesh: Mesh, tmp_path) -> None:
     env = {
         **mesh.env,
         "SLUICE_DISPATCHER_LISTEN": f"127.0.0.1:{port}",
+        # Not the mesh dispatcher's metrics port, which that one holds.
+        "SLUICE_DISPATCHER_METRICS_LISTEN": "127.0.0.1:0",
         "SLUICE_SHUTDOWN_ANNOUNCE_S": "1.0",
     }
     log = (tmp_path / "dispatcher.log").open("wb")

@@ -63,6 +63,7 @@ def test_values_are_parsed():
         verifier_model=DEFAULT_MODEL_PATH,
         crossenc_model=Path("/models/crossenc.onnx"),
         log_level="DEBUG",
+        metrics_listen="127.0.0.1:0",
     )
 
 

@@ -28,6 +28,7 @@ def test_defaults() -> None:
         extractive_nano_usd_per_token=0.5,
         keep_last_turns=4,
         log_level="INFO",
+        metrics_listen="127.0.0.1:0",
     )
 
 
@@ -65,6 +66,7 @@ def test_values_from_env(tmp_path: Path) -> None:
         2.0,
         6,
         "DEBUG",
+        "127.0.0.1:0",
     )
 
 
