@@ -20,12 +20,15 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from services.cache.adaptive import AdaptiveIndex
 from services.cache.candidates import Search, candidates, choose, chosen
 from services.cache.entries import Entry, EntryTable, Namespace
 from services.cache.feedback import FeedbackBook, HitReport, judged
 from services.cache.invalidation import resolve_target
 from services.cache.keys import RequestKeys
+from services.cache.metrics import CacheMetrics
 from services.cache.model import (
     CachePolicy,
     CacheRequest,
@@ -81,6 +84,7 @@ class SemanticCache:
         verifier: HitVerifier | None = None,
         clock: Callable[[], float] = time.time,
         window: QueryWindow | None = None,
+        metrics: CacheMetrics | None = None,
     ) -> None:
         # Wall-clock time, not monotonic: creation and expiry times are persisted and shared
         # between replicas, so they must keep their meaning across processes. `window` is what
@@ -94,6 +98,8 @@ class SemanticCache:
         self._clock = clock
         self._table = EntryTable(lambda: AdaptiveIndex(embedder.dim, policy.index))
         self._stats = StatsBook()
+        # Prometheus counters (metrics.py); a registry of its own when the server passes none.
+        self._metrics = metrics or CacheMetrics(CollectorRegistry())
         self._loaded = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -149,6 +155,7 @@ class SemanticCache:
             counters.semantic_hits += 1
         else:
             counters.misses += 1
+        self._metrics.looked_up(request.tenant_id, result)
         return result
 
     async def store(
@@ -232,6 +239,7 @@ class SemanticCache:
         if not correct and not shadow:
             self._stats.tenant(tenant_id).verification_failures += 1
             removed = await self._remove_durably([entry], Removal.REPORTED_WRONG)
+        self._metrics.reported(tenant_id, keys.namespace, correct=correct, shadow=shadow)
         threshold = self._feedback.threshold(keys.namespace) if calibrated else 0.0
         return HitReport(keys.namespace, removed > 0, calibrated, threshold)
 

@@ -12,6 +12,7 @@ from services.cache.adaptive import IndexPolicy
 from services.cache.cache import CachePolicy, SemanticCache
 from services.cache.config import Settings
 from services.cache.index import limit_faiss_threads
+from services.cache.metrics import CacheMetrics
 from services.cache.servicer import SemanticCacheServicer
 from services.cache.store import EntryStore, MemoryStore, StoreCorrupt, StoreUnavailable
 from services.cache.store_redis import RedisStore
@@ -62,6 +63,7 @@ def build_cache(
     batcher: EmbeddingBatcher,
     store: EntryStore,
     verifier: HitVerifier | None = None,
+    metrics: CacheMetrics | None = None,
 ) -> SemanticCache:
     policy = CachePolicy(
         min_similarity=settings.min_similarity,
@@ -70,7 +72,7 @@ def build_cache(
         max_bytes=settings.max_bytes,
         index=IndexPolicy(ann_threshold=settings.ann_threshold),
     )
-    return SemanticCache(batcher, policy, store=store, verifier=verifier)
+    return SemanticCache(batcher, policy, store=store, verifier=verifier, metrics=metrics)
 
 
 def load_verifier(settings: Settings) -> HitVerifier:
@@ -100,7 +102,7 @@ async def serve(settings: Settings) -> None:
     except (StoreCorrupt, StoreUnavailable) as error:
         raise SystemExit(f"cache cannot start: {error}") from None
     verifier = load_verifier(settings)
-    cache = build_cache(settings, batcher, store, verifier)
+    cache = build_cache(settings, batcher, store, verifier, CacheMetrics(metrics.registry))
     hosted = build_server(settings, cache, telemetry, metrics)
 
     async def start() -> None:
