@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from services.router.admission import Asked
-from services.router.admission_checks import bad
+from services.router.admission_checks import MAX_END_USER_CHARS, bad
 from services.router.model import CacheMode
 from services.router.openai.messages import read_turns
 from services.router.openai.surface import check_surface
@@ -147,6 +147,11 @@ def _end_user(body: Mapping[str, Any]) -> str:
     user, safety = string(body, "user"), string(body, "safety_identifier")
     if user and safety and user != safety:
         raise bad("safety_identifier", "and user name different end users; send one of them")
+    if safety and not user and len(safety) > MAX_END_USER_CHARS:
+        # Checked here, not left to admission's `user` check, so the error names the field sent.
+        raise bad(
+            "safety_identifier", f"has {len(safety)} characters; at most {MAX_END_USER_CHARS}"
+        )
     return safety or user or ""
 
 

@@ -173,6 +173,8 @@ async def test_safety_identifier_is_the_end_user_and_must_agree_with_user() -> N
     same = await admitted({"messages": [USER], "safety_identifier": "a", "user": "a"})
     assert same.end_user == "a"
     await refused({"messages": [USER], "safety_identifier": "a", "user": "b"}, "safety_identifier")
+    # Found by the fuzzer: too long a safety_identifier was named `user` in the error.
+    await refused({"messages": [USER], "safety_identifier": "a" * 257}, "safety_identifier")
 
 
 @pytest.mark.parametrize(
