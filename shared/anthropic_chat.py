@@ -148,6 +148,7 @@ def messages_body(
         # OpenAI's temperature runs to 2, Anthropic's to 1.
         "temperature": None if sampling.temperature is None else min(sampling.temperature, 1.0),
         "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
         "stop_sequences": list(sampling.stop) or None,
         "metadata": {"user_id": end_user} if end_user else None,
     }

@@ -126,6 +126,8 @@ class Sampling:
     top_logprobs: int = 0
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # Anthropic's top_k; only tiers whose API takes it may be asked (catalogue `top_k: true`).
+    top_k: int | None = None
 
 
 class FormatKind(StrEnum):

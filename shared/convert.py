@@ -81,6 +81,7 @@ def sampling_from_proto(params: common_pb2.SamplingParams) -> Sampling:
         frequency_penalty=(
             params.frequency_penalty if params.HasField("frequency_penalty") else None
         ),
+        top_k=params.top_k if params.HasField("top_k") else None,
     )
 
 
@@ -98,6 +99,7 @@ def sampling_to_proto(sampling: Sampling) -> common_pb2.SamplingParams:
         "seed": sampling.seed,
         "presence_penalty": sampling.presence_penalty,
         "frequency_penalty": sampling.frequency_penalty,
+        "top_k": sampling.top_k,
     }
     for name, value in optional.items():
         if value is not None:

@@ -78,6 +78,9 @@ class PriceCatalogue:
     # Models whose API takes image content parts (`images: true`); admission refuses an image
     # for a request that may reach any other.
     image_models: frozenset[str] = frozenset()
+    # Models whose API takes Anthropic's `top_k` (`top_k: true`); admission refuses top_k for
+    # a request that may reach any other, as OpenAI's chat completions have no such field.
+    top_k_models: frozenset[str] = frozenset()
 
     def price(self, model: str, region: str = "") -> ModelPrice:
         if (model, region) in self.regional:
@@ -92,6 +95,9 @@ class PriceCatalogue:
 
     def accepts_images(self, model: str) -> bool:
         return model in self.image_models
+
+    def accepts_top_k(self, model: str) -> bool:
+        return model in self.top_k_models
 
     def cost_nano_usd(self, model: str, usage: TokenUsage, region: str = "") -> int:
         return self.price(model, region).cost_nano_usd(usage)
@@ -142,6 +148,7 @@ def parse_catalogue(document: Mapping[str, Any]) -> PriceCatalogue:
     prices: dict[str, ModelPrice] = {}
     regional: dict[tuple[str, str], ModelPrice] = {}
     image_models: set[str] = set()
+    top_k_models: set[str] = set()
     for model, spec in models.items():
         if not isinstance(spec, Mapping):
             raise CatalogueError(f"model {model!r}: expected a mapping of prices")
@@ -153,8 +160,17 @@ def parse_catalogue(document: Mapping[str, Any]) -> PriceCatalogue:
             raise CatalogueError(f"model {model!r}: images must be true or false")
         if images:
             image_models.add(model)
+        top_k = spec.get("top_k", False)
+        if not isinstance(top_k, bool):
+            raise CatalogueError(f"model {model!r}: top_k must be true or false")
+        if top_k:
+            top_k_models.add(model)
     return PriceCatalogue(
-        str(document.get("version", "unversioned")), prices, regional, frozenset(image_models)
+        str(document.get("version", "unversioned")),
+        prices,
+        regional,
+        frozenset(image_models),
+        frozenset(top_k_models),
     )
 
 

@@ -48,8 +48,8 @@ from shared.errors import InvalidRequest
 # Bumped whenever the canonical document changes, so that old and new keys never collide.
 # 2: the response format joined both keys. 3: tools, image parts, tool calls and the sampling
 # fields beyond temperature/top_p/max_tokens/stop joined them. 4: the part of a long last user
-# turn before its semantic window joined the namespace key.
-KEY_VERSION = 4
+# turn before its semantic window joined the namespace key. 5: top_k joined the sampling fields.
+KEY_VERSION = 5
 # Without a model's own window (tests, tools), count every non-blank character as a word piece:
 # a piece covers at least one character, so this never lets the model drop a word unseen.
 CHARACTER_BOUND = QueryWindow(lambda text: sum(not c.isspace() for c in text), 254)
@@ -147,6 +147,7 @@ def _head(
             "n": sampling.n,
             "logprobs": [sampling.logprobs, sampling.top_logprobs],
             "penalties": [sampling.presence_penalty, sampling.frequency_penalty],
+            "top_k": sampling.top_k,
         },
         "format": _format(response_format),
     }

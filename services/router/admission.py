@@ -21,6 +21,7 @@ from services.router.admission_checks import (
     validate_images,
     validate_tool_turns,
     validate_tools,
+    validate_top_k,
 )
 from services.router.budgets import BudgetLedger, check_budget
 from services.router.model import CacheMode, ChatRequest, ShadowDecision
@@ -194,6 +195,7 @@ class Admission:
         self._ledger = ledger
         # Which models take image parts; without a catalogue, none is known to.
         self._accepts_images = catalogue.accepts_images if catalogue else lambda _model: False
+        self._accepts_top_k = catalogue.accepts_top_k if catalogue else lambda _model: False
 
     def admit(self, api_key: str, asked: Asked) -> ChatRequest:
         """Returns the validated request, or raises Unauthenticated / InvalidRequest /
@@ -232,6 +234,7 @@ class Admission:
         validate_tools(asked.tools)
         validate_caller_tags(asked.end_user, asked.metadata)
         validate_images(asked.turns, chosen_class, self._accepts_images)
+        validate_top_k(asked.sampling, chosen_class, self._accepts_top_k)
         if asked.max_cost_nano_usd < 0:
             raise bad("context.max_cost_nano_usd", "must not be negative")
         prompt_tokens = self._tokens.count_chat(_prompt_texts(asked))

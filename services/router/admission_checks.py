@@ -189,6 +189,25 @@ def validate_caller_tags(end_user: str, metadata: Sequence[tuple[str, str]]) -> 
             )
 
 
+def validate_top_k(
+    sampling: Sampling, model_class: ModelClass, accepts_top_k: Callable[[str], bool]
+) -> None:
+    """top_k only when every tier the request may reach takes it: the cascade may send the
+    request to any of them, and dropping it on one would change the answer unannounced."""
+    if sampling.top_k is None:
+        return
+    if sampling.top_k < 1:
+        raise bad("top_k", f"is {sampling.top_k}; it must be at least 1")
+    blind = [tier for tier in model_class.tiers if not accepts_top_k(tier.model)]
+    if blind:
+        raise bad(
+            "top_k",
+            f"model {blind[0].model!r} (tier {blind[0].index} of model class "
+            f"{model_class.name!r}) cannot take top_k (OpenAI's API has none); send it to a "
+            "model class whose tiers all take it, such as Claude models",
+        )
+
+
 def validate_images(
     turns: Sequence[Turn], model_class: ModelClass, accepts_images: Callable[[str], bool]
 ) -> None:

@@ -232,6 +232,24 @@ async def test_one_request_costs_the_same_through_every_door(
     assert via_messages.content[0].text == via_openai.choices[0].message.content  # type: ignore[union-attr]
 
 
+def test_top_k_reaches_claude_tiers_and_is_refused_for_others(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(
+        model="claude",
+        max_tokens=100,
+        extra_body={"top_k": 5},
+        messages=[{"role": "user", "content": fresh("Explain write-ahead logs.")}],
+    )
+    assert message.model == "claude-haiku-4-5" and message.content
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.create(
+            model="chat",
+            max_tokens=100,
+            extra_body={"top_k": 5},
+            messages=[{"role": "user", "content": fresh("Explain write-ahead logs.")}],
+        )
+    assert "top_k" in str(refused.value) and "Qwen/Qwen3-8B" in str(refused.value)
+
+
 def test_a_claude_tier_is_called_through_the_messages_api(
     client: anthropic.Anthropic, mesh: Mesh
 ) -> None:

@@ -1,8 +1,9 @@
 """An Anthropic Messages request body, validated and read into admission's terms.
 
 Every field is carried on (MessagesCall) or refused with a FieldError naming it. `top_k` is
-refused: Sluice's tiers are reached through OpenAI's chat-completions API, which has no top_k,
-so it could not be kept on every tier a request may reach. The `anthropic-version` header is
+carried, and admission refuses it (naming `top_k` and the model) for a model class with a tier
+whose API takes none (OpenAI's chat completions; the catalogue's `top_k: true` marks the others,
+the Claude models). The `anthropic-version` header is
 checked here too: a version this door does not speak is refused rather than guessed at.
 """
 
@@ -35,15 +36,11 @@ VERSIONS = frozenset({"2023-01-01", "2023-06-01", "2026-10-21"})
 HONOURED = frozenset(
     {
         "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
-        "temperature", "top_p", "tools", "tool_choice", "service_tier", "sluice",
+        "temperature", "top_p", "top_k", "tools", "tool_choice", "service_tier", "sluice",
     }
 )  # fmt: skip
 _NOT_HERE = "is not supported by this gateway"
 REFUSED = {
-    "top_k": (
-        f"{_NOT_HERE}: its tiers are reached through OpenAI-compatible APIs, which take no "
-        "top_k, so it cannot be kept on every tier"
-    ),
     "thinking": f"{_NOT_HERE}: its tiers are not all models that think",
     "container": f"{_NOT_HERE}: it runs no code-execution containers",
     "mcp_servers": f"{_NOT_HERE}: it connects to no MCP servers",
@@ -116,6 +113,7 @@ def _sampling(body: Mapping[str, Any]) -> Sampling:
         top_p=_unit_number(body, "top_p"),
         max_tokens=max_tokens or 0,
         stop=tuple(stop),
+        top_k=integer(body, "top_k", 1),
     )
 
 

@@ -65,7 +65,7 @@ async def long_prompt_cache() -> SemanticCache:
 
 
 def test_the_key_version_moved_with_the_split() -> None:
-    assert KEY_VERSION == 4
+    assert KEY_VERSION >= 4
 
 
 # Below, at and well above the window, in words of document.

@@ -152,7 +152,7 @@ def test_the_request_body_is_anthropics() -> None:
         ModelRequest(
             CLAUDE,
             turns,
-            Sampling(temperature=1.6, stop=("END",)),
+            Sampling(temperature=1.6, stop=("END",), top_k=7),
             response_format=ResponseFormat(FormatKind.JSON_OBJECT),
             tools=ToolSet((WEATHER,), ToolChoiceMode.REQUIRED, parallel_tool_calls=False),
             end_user="u-1",
@@ -160,7 +160,7 @@ def test_the_request_body_is_anthropics() -> None:
         stream=False,
     )
     assert body["system"].startswith("Be brief.") and "JSON" in body["system"]
-    assert body["max_tokens"] == 4096 and body["temperature"] == 1.0
+    assert body["max_tokens"] == 4096 and body["temperature"] == 1.0 and body["top_k"] == 7
     assert body["stop_sequences"] == ["END"] and body["metadata"] == {"user_id": "u-1"}
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
     image = body["messages"][0]["content"][1]

@@ -30,9 +30,9 @@ HEADERS = {"authorization": f"Bearer {API_KEY}"}
 
 
 def door_catalogue() -> PriceCatalogue:
-    """The test catalogue, where only `top` takes images."""
+    """The test catalogue, where only `top` takes images and Anthropic's top_k."""
     models = dict(CATALOGUE_DOC["models"])
-    models["top"] = {**models["top"], "images": True}
+    models["top"] = {**models["top"], "images": True, "top_k": True}
     return parse_catalogue({"models": models})
 
 

@@ -166,6 +166,19 @@ async def test_bad_input_is_a_400_in_anthropics_shape_naming_the_field(
     assert answer["error"]["message"].startswith(field), answer
 
 
+async def test_top_k_is_carried_to_a_class_whose_tiers_all_take_it() -> None:
+    request = await admitted(model="vision", max_tokens=9, messages=[USER], top_k=5)
+    assert request.sampling.top_k == 5
+    status, answer, _ = await post(
+        {"model": "chat", "max_tokens": 9, "messages": [USER], "top_k": 5}
+    )
+    assert status == 400
+    assert (
+        "model 'cheap' (tier 1 of model class 'chat') cannot take top_k"
+        in (answer["error"]["message"])
+    )
+
+
 async def test_an_image_to_a_blind_class_names_the_block_as_sent() -> None:
     image = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
     text = {"type": "text", "text": "What is this?"}

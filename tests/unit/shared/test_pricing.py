@@ -90,6 +90,22 @@ def test_images_is_a_per_model_capability_off_by_default() -> None:
     assert not catalogue.accepts_images("blind") and not catalogue.accepts_images("unknown")
 
 
+def test_top_k_is_a_per_model_capability_off_by_default() -> None:
+    catalogue = parse_catalogue(
+        {
+            "models": {
+                "claude": {"input": 1, "output": 1, "top_k": True},
+                "gpt": {"input": 1, "output": 1},
+            }
+        }
+    )
+    assert catalogue.accepts_top_k("claude") and not catalogue.accepts_top_k("gpt")
+    with pytest.raises(CatalogueError, match="'m': top_k must be true or false"):
+        parse_catalogue({"models": {"m": {"input": 1, "output": 1, "top_k": 1}}})
+    shipped = load_catalogue()
+    assert shipped.accepts_top_k("claude-haiku-4-5") and not shipped.accepts_top_k("gpt-4o")
+
+
 def test_images_must_be_a_boolean() -> None:
     with pytest.raises(CatalogueError, match="'m': images must be true or false"):
         parse_catalogue({"models": {"m": {"input": 1, "output": 1, "images": "yes"}}})
