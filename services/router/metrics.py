@@ -3,8 +3,10 @@ why the cascade escalated.
 
 Money is counted in USD (Prometheus's base-unit convention) from the same nano-USD figures the
 response's cost table holds, so a scrape adds up to the responses. What a request saved is
-`baseline - cost`: two counters rather than a "cost avoided" one, because a counter cannot go
-down and an escalated request can cost more than its baseline.
+`baseline - cost`. A counter cannot go down, and an escalated request can cost more than its
+baseline, so cost avoided is two counters: `cost_avoided` (what requests that came in under
+their baseline saved) and `cost_overrun` (what the others cost beyond it); avoided minus overrun
+is baseline minus cost, exactly.
 """
 
 from __future__ import annotations
@@ -44,6 +46,21 @@ class RouterMetrics:
             _ANSWER_LABELS,
             registry=registry,
         )
+        self.cost_avoided = Counter(
+            "sluice_router_cost_avoided_usd",
+            "What answered requests saved against the baseline model, counting the requests "
+            "that cost less than it; minus sluice_router_cost_overrun_usd, it is baseline minus "
+            "cost.",
+            _ANSWER_LABELS,
+            registry=registry,
+        )
+        self.cost_overrun = Counter(
+            "sluice_router_cost_overrun_usd",
+            "What answered requests cost beyond the baseline model's price, counting the "
+            "requests that cost more than it (every tier before the last one failed its gates).",
+            _ANSWER_LABELS,
+            registry=registry,
+        )
         self.stage_cost = Counter(
             "sluice_router_stage_cost_usd",
             "Cost by the stage that spent it (tier attempts, rejected ones too, judge calls, "
@@ -67,6 +84,11 @@ class RouterMetrics:
         self.requests.labels(tenant, request.model_class.name, served_by).inc()
         self.cost.labels(*answer).inc(result.total_cost_nano_usd * _NANO)
         self.baseline.labels(*answer).inc(result.baseline_cost_nano_usd * _NANO)
+        avoided = result.cost_avoided_nano_usd
+        if avoided >= 0:
+            self.cost_avoided.labels(*answer).inc(avoided * _NANO)
+        else:
+            self.cost_overrun.labels(*answer).inc(-avoided * _NANO)
         for line in result.lines:
             if line.cost_nano_usd:
                 stage = (tenant, line.stage.value, line.model, str(line.tier), line.region)

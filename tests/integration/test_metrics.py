@@ -117,6 +117,10 @@ async def test_counters_move_by_exactly_the_requests_figures(
     assert router("sluice_router_baseline_cost_usd_total") == pytest.approx(baselines, abs=1e-12)
     saved = router("sluice_router_baseline_cost_usd_total") - router("sluice_router_cost_usd_total")
     assert saved == pytest.approx(avoided, abs=1e-12)
+    under = sum(max(0, r.cost.cost_avoided_nano_usd) for r in responses) * NANO
+    over = sum(max(0, -r.cost.cost_avoided_nano_usd) for r in responses) * NANO
+    assert router("sluice_router_cost_avoided_usd_total") == pytest.approx(under, abs=1e-12)
+    assert router("sluice_router_cost_overrun_usd_total") == pytest.approx(over, abs=1e-12)
     by_answer = {"model": refused.model, "tier": "2", "region": refused.region}
     assert router("sluice_router_cost_usd_total", **by_answer) == pytest.approx(
         sum(r.cost.total_cost_nano_usd for r in responses if r.tier == 2) * NANO, abs=1e-12
