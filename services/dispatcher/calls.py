@@ -93,3 +93,12 @@ class Delta:
 
     text: str
     piece: ChoiceDelta | None = None
+
+    @classmethod
+    def of(cls, piece: ChoiceDelta) -> Delta:
+        """Plain text of the first choice stays a bare delta; anything else carries its piece,
+        with all the text it adds (answer, refusal, tool names and arguments) for billing."""
+        if piece.text_only:
+            return cls(piece.content)
+        calls = "".join(call.name + call.arguments for call in piece.tool_calls)
+        return cls(piece.content + piece.refusal + calls, piece)

@@ -27,7 +27,7 @@ from shared.anthropic_chat import (
     messages_body,
     usage_from,
 )
-from shared.chat import Choice, ChoiceDelta
+from shared.chat import Choice
 from shared.pricing import TokenUsage
 from shared.tokens import TokenCounter
 
@@ -52,13 +52,6 @@ def _error_message(raw: bytes) -> str:
         return str(orjson.loads(raw)["error"]["message"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return raw[:200].decode(errors="replace") or "no body"
-
-
-def _delta(piece: ChoiceDelta) -> Delta:
-    if piece.text_only:
-        return Delta(piece.content)
-    calls = "".join(call.name + call.arguments for call in piece.tool_calls)
-    return Delta(piece.content + calls, piece)
 
 
 class AnthropicMessagesClient:
@@ -164,7 +157,7 @@ class AnthropicMessagesClient:
                 raise self._error(endpoint, "http", f"error in stream: {detail}", status=500)
             piece = message.add(event)
             if piece is not None:
-                yield _delta(piece)
+                yield Delta.of(piece)
             if message.stopped:
                 break
         if not message.stopped:

@@ -88,14 +88,6 @@ def request_body(call: ModelRequest, *, stream: bool) -> dict[str, Any]:
     return body
 
 
-def _delta(piece: ChoiceDelta) -> Delta:
-    """Plain text of the first choice stays a bare delta; anything else carries its piece."""
-    if piece.text_only:
-        return Delta(piece.content)
-    calls = "".join(call.name + call.arguments for call in piece.tool_calls)
-    return Delta(piece.content + piece.refusal + calls, piece)
-
-
 def summarise_logprobs(call: ModelRequest, choices: tuple[Choice, ...]) -> LogprobSummary | None:
     """The first choice's token logprobs, summarised for the router's `logprob` gate; None when
     the call did not ask for them or the provider sent none."""
@@ -239,7 +231,7 @@ class OpenAICompatibleClient:
             for raw_choice in chunk.get("choices") or ():
                 piece = choices.add(raw_choice) if isinstance(raw_choice, Mapping) else None
                 if piece is not None:
-                    yield _delta(piece)
+                    yield Delta.of(piece)
         if not done and not choices.finished:
             # The connection ended cleanly but the answer did not: a cut, not a short answer.
             raise self._error(endpoint, "protocol", "stream ended before the answer finished")
@@ -280,7 +272,7 @@ class OpenAICompatibleClient:
         for choice in choices:
             piece = ChoiceDelta(choice.index, choice.content, _call_pieces(choice), choice.refusal)
             if piece.content or piece.tool_calls or piece.refusal:
-                yield _delta(piece)
+                yield Delta.of(piece)
         model = str(payload.get("model") or call.model)
         yield self._answer(call, choices, model, payload.get("usage"))
 
