@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from shared.mesh import DEFAULT_PORTS
 from tests.k8s.manifests import (
     DOCKERFILE,
     MESH_SERVICES,
@@ -33,12 +34,17 @@ APP_UID = 10001
 
 
 def default_ports(service: str) -> set[int]:
-    """Every port a service listens on by default: each `*listen` field of its Settings."""
+    """Every port a service listens on by default: each `*listen` field of its Settings. The
+    metrics address alone defaults to a free port (so replicas on one machine never clash);
+    its fixed port is the one `sluice up` plans (shared/mesh.py), which the manifests use too."""
     config = importlib.import_module(f"services.{service}.config")
     settings: Any = config.Settings.from_env({})
-    listens = [getattr(settings, n) for n in vars(settings) if n.endswith("listen")]
+    listens = {n: getattr(settings, n) for n in vars(settings) if n.endswith("listen")}
     assert listens, f"services.{service}.config.Settings has no *listen field"
-    return {int(str(address).rpartition(":")[2]) for address in listens}
+    if "metrics_listen" in listens:
+        assert listens["metrics_listen"] == "127.0.0.1:0", service
+        listens["metrics_listen"] = f"127.0.0.1:{DEFAULT_PORTS[f'{service}_metrics']}"
+    return {int(str(address).rpartition(":")[2]) for address in listens.values()}
 
 
 @pytest.mark.parametrize("target", OUR_IMAGES)

@@ -183,7 +183,8 @@ async def test_the_endpoint_lives_as_long_as_the_server(monkeypatch: pytest.Monk
         await asyncio.to_thread(httpx.get, url, timeout=5)
 
 
-def test_a_taken_metrics_address_stops_the_build_naming_it() -> None:
+async def test_a_taken_metrics_address_stops_the_build_naming_it() -> None:
+    # Async: building a grpc.aio server needs a running event loop, whatever ran before.
     endpoint = MetricsEndpoint("127.0.0.1:0")
     endpoint.start()
     try:
