@@ -20,18 +20,24 @@ import grpc
 import orjson
 import uvicorn
 from opentelemetry import propagate, trace
-from opentelemetry.context import attach, detach
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.router.admission import Admission, off_loop
 from services.router.anthropic.door import MessagesDoor, not_routed
+from services.router.front_doors import (
+    answer,
+    api_key,
+    end_span,
+    framed_tiers,
+    relayed_events,
+    streaming_response,
+)
 from services.router.http_limits import BodyLimit, DoorLimits, ErrorShield, guarded_protocol
 from services.router.model import ChatRequest, TierDelta
 from services.router.openai.request import ChatCall, read_chat_call
@@ -42,23 +48,22 @@ from services.router.openai.response import (
     sluice_headers,
 )
 from services.router.openai.stream import StreamFramer
-from services.router.pipeline import Pipeline, complete
+from services.router.pipeline import Pipeline
 from services.router.policy import Policy, TenantPolicy
 from services.router.public_errors import public_error
 from shared.errors import SluiceError, Unauthenticated, quoted
-from shared.streams import relay
-from shared.telemetry import current_trace_id, trace_id_of, with_request_baggage
+from shared.telemetry import current_trace_id, trace_id_of
 
 # How long shutdown waits for cache stores still running; inside the drain budget that
 # shared/grpc_server.py explains (k8s grace 30 s).
 STORE_DRAIN_S = 5.0
 
 
+SPAN_NAME = "POST /v1/chat/completions"
+
+
 def _api_key(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.headers.get("x-api-key", "").strip()
+    return api_key(request, first="authorization")
 
 
 def _error(error: SluiceError) -> JSONResponse:
@@ -77,11 +82,6 @@ def _model_json(name: str) -> dict[str, Any]:
 def _model_names(tenant: TenantPolicy) -> list[str]:
     """`auto` (the tenant's default class), then its model classes."""
     return ["auto", *tenant.model_classes]
-
-
-def _end_span(span: trace.Span) -> None:
-    if span.is_recording():
-        span.end()
 
 
 class FrontDoor:
@@ -109,7 +109,7 @@ class FrontDoor:
     def _server_span(self, request: Request) -> Iterator[trace.Span]:
         parent = propagate.extract(dict(request.headers))
         with self._tracer.start_as_current_span(
-            "POST /v1/chat/completions", context=parent, kind=SpanKind.SERVER
+            SPAN_NAME, context=parent, kind=SpanKind.SERVER
         ) as span:
             yield span
 
@@ -126,32 +126,17 @@ class FrontDoor:
                 chat = await self._admit(request, call)
             except SluiceError as error:
                 return _error(error)
-            # Started here (not attached), so the headers can name the trace.
-            span = self._tracer.start_span(
-                "POST /v1/chat/completions",
-                context=propagate.extract(dict(request.headers)),
-                kind=SpanKind.SERVER,
-            )
-            headers = {
-                "x-sluice-trace-id": trace_id_of(span),
-                "x-sluice-policy-version": chat.policy_version,
-            }
-            return StreamingResponse(
-                self._stream(request, chat, call, span),
-                media_type="text/event-stream",
-                headers=headers,
-                background=BackgroundTask(_end_span, span),
+            return streaming_response(
+                self._tracer,
+                SPAN_NAME,
+                request,
+                chat,
+                lambda span: self._stream(request, chat, call, span),
             )
         with self._server_span(request):
             try:
                 chat = await self._admit(request, call)
-                token = attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
-                try:
-                    result = await complete(
-                        self._pipeline, chat, time.monotonic() + self._deadline_s
-                    )
-                finally:
-                    detach(token)
+                result = await answer(self._pipeline, chat, self._deadline_s)
             except SluiceError as error:
                 return _error(error)
             trace_id = current_trace_id()
@@ -172,20 +157,16 @@ class FrontDoor:
         this generator at a yield and the collector finalises it in another context. The
         pipeline runs under the request's span in a task of its own (shared/streams.py), which
         the disconnect cancels; this generator only frames what it relays."""
-        parent = propagate.extract(dict(request.headers))
-        baggage = with_request_baggage(chat.tenant.tenant_id, chat.policy_version, parent)
-        events = self._pipeline.run(chat, time.monotonic() + self._deadline_s, stream=True)
-        tiers = chat.model_class.tiers
         framer = StreamFramer(
             chat.request_id,
             int(time.time()),
-            frozenset({0, tiers[-1].index}),
-            {tier.index: tier.model for tier in tiers},
+            *framed_tiers(chat),
             include_usage=call.include_usage,
             logprobs=chat.sampling.logprobs,
         )
+        events = relayed_events(self._pipeline, chat, request, span, self._deadline_s)
         try:
-            async with aclosing(relay(events, trace.set_span_in_context(span, baggage))) as relayed:
+            async with aclosing(events) as relayed:
                 async for event in relayed:
                     if isinstance(event, TierDelta):
                         chunks = framer.delta(event)
@@ -199,7 +180,7 @@ class FrontDoor:
             _, body = error_body(error.code, str(public_error(error)))
             yield _sse(body) + b"data: [DONE]\n\n"
         finally:
-            _end_span(span)
+            end_span(span)
 
     async def messages(self, request: Request) -> Response:
         """Anthropic's `POST /v1/messages` (anthropic/door.py)."""

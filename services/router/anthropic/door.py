@@ -8,41 +8,37 @@ is checked first, and every error, before the stream or inside it, is Anthropic'
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
 import orjson
 from opentelemetry import propagate, trace
-from opentelemetry.context import attach, detach
 from opentelemetry.trace import SpanKind
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from services.router.admission import Admission, off_loop
 from services.router.admission_checks import bad
 from services.router.anthropic.request import MessagesCall, check_version, read_messages_call
 from services.router.anthropic.response import error_body, error_of, message_body, status_of
 from services.router.anthropic.stream import MessageFramer, sse
+from services.router.front_doors import (
+    answer,
+    api_key,
+    end_span,
+    framed_tiers,
+    relayed_events,
+    streaming_response,
+)
 from services.router.model import ChatRequest, TierDelta
 from services.router.openai.response import sluice_headers
-from services.router.pipeline import Pipeline, complete
+from services.router.pipeline import Pipeline
 from services.router.public_errors import public_error
 from shared.errors import SluiceError
-from shared.streams import relay
-from shared.telemetry import current_trace_id, trace_id_of, with_request_baggage
+from shared.telemetry import current_trace_id, trace_id_of
 
 SPAN_NAME = "POST /v1/messages"
-
-
-def api_key(request: Request) -> str:
-    key = request.headers.get("x-api-key", "").strip()
-    if key:
-        return key
-    header = request.headers.get("authorization", "")
-    return header[7:].strip() if header.lower().startswith("bearer ") else ""
 
 
 def error_response(error: SluiceError, call: MessagesCall | None = None) -> JSONResponse:
@@ -53,11 +49,6 @@ def error_response(error: SluiceError, call: MessagesCall | None = None) -> JSON
 def shaped_error(status: int, kind: str, message: str, **headers: str) -> JSONResponse:
     """An error this door answers itself (an unknown path under /v1/messages, a refused body)."""
     return JSONResponse(error_body(kind, message), status_code=status, headers=headers or None)
-
-
-def _end_span(span: trace.Span) -> None:
-    if span.is_recording():
-        span.end()
 
 
 class MessagesDoor:
@@ -79,7 +70,9 @@ class MessagesDoor:
         raw = await request.body()
         call = await off_loop(len(raw), read_messages_call, raw)
         try:
-            chat = await self._admission.admit_async(api_key(request), call.asked)
+            chat = await self._admission.admit_async(
+                api_key(request, first="x-api-key"), call.asked
+            )
         except SluiceError as error:
             raise _Named(error, call) from None
         return call, chat
@@ -91,28 +84,20 @@ class MessagesDoor:
             return error_response(named.error, named.call)
         except SluiceError as error:
             return error_response(error)
-        parent = propagate.extract(dict(request.headers))
         if call.stream:
-            # Started here (not attached), so the headers can name the trace.
-            span = self._tracer.start_span(SPAN_NAME, context=parent, kind=SpanKind.SERVER)
-            headers = {
-                "x-sluice-trace-id": trace_id_of(span),
-                "x-sluice-policy-version": chat.policy_version,
-            }
-            return StreamingResponse(
-                self._stream(request, chat, span),
-                media_type="text/event-stream",
-                headers=headers,
-                background=BackgroundTask(_end_span, span),
+            return streaming_response(
+                self._tracer,
+                SPAN_NAME,
+                request,
+                chat,
+                lambda span: self._stream(request, chat, span),
             )
+        parent = propagate.extract(dict(request.headers))
         with self._tracer.start_as_current_span(SPAN_NAME, context=parent, kind=SpanKind.SERVER):
-            token = attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
             try:
-                result = await complete(self._pipeline, chat, time.monotonic() + self._deadline_s)
+                result = await answer(self._pipeline, chat, self._deadline_s)
             except SluiceError as error:
                 return error_response(error)
-            finally:
-                detach(token)
             trace_id = current_trace_id()
         return Response(
             orjson.dumps(message_body(result, trace_id)),
@@ -125,18 +110,10 @@ class MessagesDoor:
     ) -> AsyncIterator[bytes]:
         """Relays the pipeline's events as Anthropic's; nothing is attached to the context
         here, for the reason http_api.FrontDoor._stream gives."""
-        parent = propagate.extract(dict(request.headers))
-        baggage = with_request_baggage(chat.tenant.tenant_id, chat.policy_version, parent)
-        events = self._pipeline.run(chat, time.monotonic() + self._deadline_s, stream=True)
-        tiers = chat.model_class.tiers
-        framer = MessageFramer(
-            chat.request_id,
-            chat.prompt_tokens,
-            frozenset({0, tiers[-1].index}),
-            {tier.index: tier.model for tier in tiers},
-        )
+        framer = MessageFramer(chat.request_id, chat.prompt_tokens, *framed_tiers(chat))
+        events = relayed_events(self._pipeline, chat, request, span, self._deadline_s)
         try:
-            async with aclosing(relay(events, trace.set_span_in_context(span, baggage))) as relayed:
+            async with aclosing(events) as relayed:
                 async for event in relayed:
                     if isinstance(event, TierDelta):
                         framed = framer.delta(event)
@@ -150,7 +127,7 @@ class MessagesDoor:
             _, kind = status_of(public.code)
             yield sse([("error", error_body(kind, str(public)))])
         finally:
-            _end_span(span)
+            end_span(span)
 
 
 class _Named(Exception):
