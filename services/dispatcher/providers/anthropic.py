@@ -19,7 +19,12 @@ import orjson
 
 from services.dispatcher.calls import Delta, ModelRequest, ProviderAnswer
 from services.dispatcher.endpoints import Endpoint
-from services.dispatcher.providers.openai import UpstreamError, retry_after_s
+from services.dispatcher.providers.openai import (
+    UpstreamError,
+    estimated_usage,
+    retry_after_s,
+    upstream_error,
+)
 from shared.anthropic_chat import (
     API_VERSION,
     StreamedMessage,
@@ -76,14 +81,10 @@ class AnthropicMessagesClient:
         return headers
 
     def _error(self, endpoint: Endpoint, kind: str, message: str, **extra: Any) -> UpstreamError:
-        key = endpoint.api_key(self._env)
-        scrubbed = message.replace(key, "[redacted]") if key else message
-        return UpstreamError(endpoint.name, kind, scrubbed, **extra)
+        return upstream_error(endpoint, self._env, kind, message, **extra)
 
     def estimate_usage(self, call: ModelRequest, content: str) -> TokenUsage:
-        """Tokens of the prompt and of the text received, counted with cl100k."""
-        prompt = self._tokens.count_chat(t.content for t in call.turns)
-        return TokenUsage(prompt, self._tokens.count(content) if content else 0)
+        return estimated_usage(self._tokens, call, content)
 
     def _answer(
         self, call: ModelRequest, choice: Choice, model: str, usage: TokenUsage | None

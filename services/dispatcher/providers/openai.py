@@ -72,6 +72,24 @@ class UpstreamError(Exception):
         return self.retryable and self.status != 429
 
 
+def upstream_error(
+    endpoint: Endpoint, env: Mapping[str, str], kind: str, message: str, **extra: Any
+) -> UpstreamError:
+    """An attempt's failure, with the endpoint's key scrubbed from the message: some servers
+    echo the request's key header in errors, and the key must go no further (every provider
+    client builds its errors here)."""
+    key = endpoint.api_key(env)
+    scrubbed = message.replace(key, "[redacted]") if key else message
+    return UpstreamError(endpoint.name, kind, scrubbed, **extra)
+
+
+def estimated_usage(tokens: TokenCounter, call: ModelRequest, content: str) -> TokenUsage:
+    """Tokens of the prompt and of the text received, counted with cl100k, for a provider that
+    reported no usage (or a call cut short)."""
+    prompt = tokens.count_chat(t.content for t in call.turns)
+    return TokenUsage(prompt, tokens.count(content) if content else 0)
+
+
 def request_body(call: ModelRequest, *, stream: bool) -> dict[str, Any]:
     body = chat_body(
         call.model,
@@ -151,18 +169,11 @@ class OpenAICompatibleClient:
             headers["authorization"] = f"Bearer {key}"
         return headers
 
-    def _scrub(self, endpoint: Endpoint, text: str) -> str:
-        """Some servers echo the Authorization header in errors; the key must go no further."""
-        key = endpoint.api_key(self._env)
-        return text.replace(key, "[redacted]") if key else text
-
     def _error(self, endpoint: Endpoint, kind: str, message: str, **extra: Any) -> UpstreamError:
-        return UpstreamError(endpoint.name, kind, self._scrub(endpoint, message), **extra)
+        return upstream_error(endpoint, self._env, kind, message, **extra)
 
     def estimate_usage(self, call: ModelRequest, content: str) -> TokenUsage:
-        """Tokens of the prompt and of the text received, counted with cl100k."""
-        prompt = self._tokens.count_chat(t.content for t in call.turns)
-        return TokenUsage(prompt, self._tokens.count(content) if content else 0)
+        return estimated_usage(self._tokens, call, content)
 
     def _usage(self, call: ModelRequest, raw: Any, content: str) -> TokenUsage:
         if isinstance(raw, Mapping) and "prompt_tokens" in raw:
