@@ -189,6 +189,18 @@ def validate_caller_tags(end_user: str, metadata: Sequence[tuple[str, str]]) -> 
             )
 
 
+def unable_tier(model_class: ModelClass, able: Callable[[str], bool], what: str) -> str | None:
+    """Names the class's first tier whose model lacks a capability (`able`), or None: a request
+    that needs it must be refused, since the cascade may send it to any tier."""
+    tier = next((t for t in model_class.tiers if not able(t.model)), None)
+    if tier is None:
+        return None
+    return (
+        f"model {tier.model!r} (tier {tier.index} of model class {model_class.name!r}) "
+        f"cannot take {what}"
+    )
+
+
 def validate_top_k(
     sampling: Sampling, model_class: ModelClass, accepts_top_k: Callable[[str], bool]
 ) -> None:
@@ -198,13 +210,12 @@ def validate_top_k(
         return
     if sampling.top_k < 1:
         raise bad("top_k", f"is {sampling.top_k}; it must be at least 1")
-    blind = [tier for tier in model_class.tiers if not accepts_top_k(tier.model)]
-    if blind:
+    unable = unable_tier(model_class, accepts_top_k, "top_k")
+    if unable:
         raise bad(
             "top_k",
-            f"model {blind[0].model!r} (tier {blind[0].index} of model class "
-            f"{model_class.name!r}) cannot take top_k (OpenAI's API has none); send it to a "
-            "model class whose tiers all take it, such as Claude models",
+            f"{unable} (OpenAI's API has none); send it to a model class whose tiers all take "
+            "it, such as Claude models",
         )
 
 
@@ -229,11 +240,10 @@ def validate_images(
                 raise bad(
                     f"{where}.image_url.detail", f"{quoted(part.detail)} is not auto, low or high"
                 )
-            blind = [tier for tier in model_class.tiers if not accepts_images(tier.model)]
-            if blind:
+            unable = unable_tier(model_class, accepts_images, "images")
+            if unable:
                 raise bad(
                     where,
-                    f"is an image, but model {blind[0].model!r} (tier {blind[0].index} of model "
-                    f"class {model_class.name!r}) cannot take images; send images to a model "
-                    "class whose tiers all take them",
+                    f"is an image, but {unable}; send images to a model class whose tiers all "
+                    "take them",
                 )
