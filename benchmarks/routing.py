@@ -161,7 +161,11 @@ class MeshAnswer:
 
 
 async def ask_all(
-    address: str, model_class: str, prompts: Sequence[str], concurrency: int
+    address: str,
+    model_class: str,
+    prompts: Sequence[str],
+    concurrency: int,
+    api_key: str = API_KEY,
 ) -> list[MeshAnswer]:
     gate = asyncio.Semaphore(concurrency)
     async with grpc.aio.insecure_channel(address) as channel:
@@ -175,7 +179,7 @@ async def ask_all(
             )
             async with gate:
                 reply = await stub.Complete(
-                    request, metadata=(("x-api-key", API_KEY),), timeout=120
+                    request, metadata=(("x-api-key", api_key),), timeout=120
                 )
             return MeshAnswer(reply.model, reply.content, reply.cost.total_cost_nano_usd / 1e9)
 

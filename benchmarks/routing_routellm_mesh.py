@@ -14,42 +14,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import yaml
-from sluice.common.v1 import common_pb2
-from sluice.router.v1 import router_service_pb2 as router_pb
-from sluice.router.v1 import router_service_pb2_grpc as router_grpc
 
 from benchmarks.common import hash_order
 from benchmarks.routellm_curves import GSM8K_SETTINGS, STRONG, WEAK, Case, Floats
-from benchmarks.routing import endpoints_document
+from benchmarks.routing import ask_all, endpoints_document
 from benchmarks.routing_routellm import API_KEY, answer_scores
 from services.router.answer_gates import AnswerSettings
 from shared.mesh import Mesh, free_ports
 
 _METRICS = ("router", "cache", "compressor", "batcher", "dispatcher")
 _SETTINGS = {"gsm8k": GSM8K_SETTINGS, "mtbench": AnswerSettings()}
-
-
-async def _ask(address: str, model_class: str, prompts: Sequence[str]) -> list[tuple[str, str]]:
-    gate = asyncio.Semaphore(8)
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = router_grpc.RouterServiceStub(channel)
-
-        async def one(prompt: str) -> tuple[str, str]:
-            request = router_pb.CompleteRequest(
-                model_class=model_class,
-                messages=[common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=prompt)],
-                cache_mode=router_pb.CACHE_MODE_BYPASS,
-            )
-            async with gate:
-                reply = await stub.Complete(
-                    request, metadata=(("x-api-key", API_KEY),), timeout=120
-                )
-            return reply.model, reply.content
-
-        return list(await asyncio.gather(*(one(p) for p in prompts)))
 
 
 def compare(
@@ -112,9 +88,11 @@ def run_mesh(
                 cases = cases[: limit or None] if bench == "gsm8k" else cases
                 weights, threshold = fitted[bench]
                 score = answer_scores(cases, weights, _SETTINGS[bench])
-                answers = asyncio.run(
-                    _ask(mesh.address("router"), bench, [c.prompt for c in cases])
+                prompts = [c.prompt for c in cases]
+                replies = asyncio.run(
+                    ask_all(mesh.address("router"), bench, prompts, 8, api_key=API_KEY)
                 )
+                answers = [(reply.model, reply.content) for reply in replies]
                 results[bench] = compare(cases, answers, score, threshold)
         finally:
             mesh.stop_all()
