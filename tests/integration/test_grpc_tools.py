@@ -61,11 +61,18 @@ async def test_a_tool_call_whose_arguments_validate(channel: grpc.aio.Channel, m
     response = await router_stub(channel).Complete(
         weather_request(""), metadata=DEV_KEY, timeout=30
     )
-    assert response.finish_reason == TOOL_CALLS and response.tier == 1
+    assert response.finish_reason == TOOL_CALLS
     [choice] = response.choices
     assert choice.finish_reason == TOOL_CALLS and not choice.content
     assert valid_call(choice.tool_calls[0])["city"] == "Lisbon"
-    assert stage_lines(response)["tier 1"].outcome == common_pb2.STAGE_OUTCOME_USED
+    # The cheap tier malforms a scripted share of calls (the simulator's malformed_rate, drawn
+    # per prompt); when this prompt's draw is one, the gate turns it down and tier 2 answers.
+    lines = stage_lines(response)
+    if response.tier == 1:
+        assert lines["tier 1"].outcome == common_pb2.STAGE_OUTCOME_USED
+    else:
+        assert lines["tier 1"].outcome == common_pb2.STAGE_OUTCOME_REJECTED
+        assert "gate tool_call" in lines["tier 1"].detail
 
 
 async def test_a_tool_round_trip_ends_in_a_text_answer(
@@ -173,10 +180,14 @@ async def test_a_streamed_tool_call_reassembles_into_the_summarys(
     request = router_pb.CompleteStreamRequest(messages=asked.messages, tools=TOOLS)
     calls: dict[int, dict[str, str]] = {}
     summary = None
+    attempt = 0
     async for event in router_stub(channel).CompleteStream(request, metadata=DEV_KEY, timeout=30):
         if event.HasField("summary"):
             summary = event.summary
             continue
+        if event.delta.attempt != attempt:
+            # A new attempt: the earlier one was rejected, and a client drops what it sent.
+            attempt, calls = event.delta.attempt, {}
         for fragment in event.delta.tool_calls:
             call = calls.setdefault(fragment.index, {"id": "", "name": "", "arguments": ""})
             call["id"] += fragment.id
