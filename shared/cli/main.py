@@ -25,8 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--replay",
         type=Path,
-        help="RouterBench CSV folder: the simulator answers with the recordings, and the "
-        "dispatcher and router are wired to the replayed models (API key `routerbench`)",
+        help="RouterBench CSV folder (API key `routerbench`) or RouteLLM's evaluation folder "
+        "(API key `routellm`): the simulator answers with the recordings, and the dispatcher "
+        "and router are wired to the replayed models",
     )
     up.add_argument(
         "--free-ports", action="store_true", help="pick free ports instead of the defaults"

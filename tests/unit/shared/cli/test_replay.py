@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from services.dispatcher.endpoints import load_endpoints
-from shared.cli.replay import REPLAY_POLICY, ReplaySetupError, read_replay, replay_env
+from shared.cli.keys import key_hint
+from shared.cli.replay import (
+    REPLAY_POLICY,
+    ROUTELLM_MODELS,
+    ROUTELLM_POLICY,
+    ReplaySetupError,
+    read_replay,
+    replay_env,
+)
 
 HEADER = "sample_id,prompt,eval_name,m-one|model_response,m-one|total_cost,m-two|model_response\n"
 
@@ -74,5 +83,67 @@ def test_user_endpoints_and_policy_are_left_alone(tmp_path: Path) -> None:
 
 
 def test_a_folder_without_csv_files_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ReplaySetupError, match=r"--replay .*empty: no RouterBench \*\.csv"):
+    with pytest.raises(
+        ReplaySetupError, match=r"--replay .*empty: neither RouterBench \*\.csv files nor RouteLLM"
+    ):
         read_replay(tmp_path / "empty")
+
+
+def routellm_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "routellm-evals"
+    (folder / "gsm8k").mkdir(parents=True)
+    (folder / "mt_bench").mkdir()
+    (folder / "gsm8k" / "gsm8k_responses.csv").write_text(
+        "prompt,m,g,m_response,g_response\n"
+        '"Tom has  3 apples.\nHow many?",True,True,"3","3"\n'
+        '"Ann has 12 pears and eats 5 of them. How many are left?",True,True,"7","7"\n'
+    )
+    contaminated = {"train_prompt": "x", "eval_prompt": "Tom has 3 apples. How many?"}
+    (folder / "gsm8k" / "contaminated_prompts.jsonl").write_text(json.dumps(contaminated) + "\n")
+    (folder / "mt_bench" / "question.jsonl").write_text(
+        json.dumps({"question_id": 81, "turns": ["Write a poem.", "Shorter."]}) + "\n"
+    )
+    return folder
+
+
+def test_routellm_folder_is_wired_to_its_models_and_policy(tmp_path: Path) -> None:
+    env, data = replay_env(routellm_folder(tmp_path), tmp_path, {})
+
+    assert data.models == ROUTELLM_MODELS
+    assert env["SLUICE_ROUTER_POLICY"] == str(ROUTELLM_POLICY)
+    # The contaminated prompt is never suggested: the simulator leaves it out.
+    assert data.shortest_prompt == "Ann has 12 pears and eats 5 of them. How many are left?"
+    endpoints = load_endpoints(
+        Path(env["SLUICE_DISPATCHER_ENDPOINTS"]), {"SLUICE_SIMULATOR_URL": "http://127.0.0.1:9"}
+    )
+    assert any(set(ROUTELLM_MODELS) <= set(e.models) for e in endpoints)
+    # The hint names the policy's own key, which the router accepts.
+    hint = key_hint(env, data.shortest_prompt)
+    assert (hint.tenant, hint.key) == ("routellm", "routellm")
+
+
+def test_the_routellm_policy_tiers_are_the_models_the_simulator_serves() -> None:
+    policy = yaml.safe_load(ROUTELLM_POLICY.read_text())
+    tiers = {
+        tier["model"]
+        for spec in policy["tenants"].values()
+        for model_class in spec["model_classes"].values()
+        for tier in model_class["tiers"]
+    }
+    assert tiers == set(ROUTELLM_MODELS)
+
+
+def test_routellm_mt_bench_only_folder_suggests_a_first_turn(tmp_path: Path) -> None:
+    folder = routellm_folder(tmp_path)
+    (folder / "gsm8k" / "gsm8k_responses.csv").unlink()
+
+    assert read_replay(folder).shortest_prompt == "Write a poem."
+
+
+def test_a_broken_routellm_file_is_named(tmp_path: Path) -> None:
+    folder = routellm_folder(tmp_path)
+    (folder / "mt_bench" / "question.jsonl").write_text("{not json\n")
+    (folder / "gsm8k" / "gsm8k_responses.csv").unlink()
+
+    with pytest.raises(ReplaySetupError, match="cannot read RouteLLM"):
+        read_replay(folder)
