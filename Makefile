@@ -21,12 +21,14 @@ test: $(STAMP) proto-check lint typecheck
 venv: $(STAMP)
 
 # torch is installed first and pinned: 2.13.0 is the CPU wheel; an unpinned torch would pull a
-# multi-GB CUDA build. The stamp reinstalls whenever pyproject.toml changes.
+# multi-GB CUDA build. The stamp reinstalls whenever pyproject.toml changes. pip runs without
+# --quiet, so a first `make run` shows what it downloads instead of minutes of silence.
 $(STAMP): pyproject.toml
+	@echo "Installing into $(VENV) (first run only; README, 'Install', gives the time and size) ..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[embeddings,dev]"
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on "torch==2.13.0"
+	$(BIN)/python -m pip install --progress-bar on -e ".[embeddings,dev]"
 	touch $(STAMP)
 
 lint: $(STAMP)
