@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from services.cache.adaptive import AdaptiveIndex
 from services.cache.candidates import Search, candidates, choose, chosen
+from services.cache.changes import ChangeLog
 from services.cache.entries import Entry, EntryTable, Namespace
 from services.cache.feedback import FeedbackBook, HitReport, judged
 from services.cache.invalidation import resolve_target
@@ -102,6 +103,8 @@ class SemanticCache:
         self._metrics = metrics or CacheMetrics(CollectorRegistry())
         self._loaded = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Every entry this replica stops serving, for routers' own exact copies (changes.py).
+        self.changes = ChangeLog()
 
     @property
     def ready(self) -> bool:
@@ -243,6 +246,22 @@ class SemanticCache:
         threshold = self._feedback.threshold(keys.namespace) if calibrated else 0.0
         return HitReport(keys.namespace, removed > 0, calibrated, threshold)
 
+    def expires_in(self, entry_id: str) -> float:
+        """Seconds the entry has left to live; 0 when it is gone."""
+        entry = self._table.by_id.get(entry_id)
+        return 0.0 if entry is None else max(0.0, entry.expires_at - self._clock())
+
+    def served_elsewhere(self, entry_ids: Iterable[str]) -> None:
+        """Exact hits a router answered from its own copies: counted and kept recently used
+        as if this replica had served them."""
+        for entry_id in entry_ids:
+            entry = self._table.by_id.get(entry_id)
+            if entry is not None:
+                self._table.touch(entry)
+                self._stats.tenant(entry.tenant_id).exact_hits += 1
+                hit = LookupResult(HitKind.EXACT, entry.answer, 1.0, entry_id, entry.namespace)
+                self._metrics.looked_up(entry.tenant_id, hit)
+
     def stats(self, tenant_id: str | None) -> CacheStats:
         """Counters since start and the current size, for a tenant or (None) for all."""
         self._forget_stored(self._table.expired(self._clock()), Removal.EXPIRED)
@@ -340,7 +359,7 @@ class SemanticCache:
                 del chosen[key]
             else:
                 replaced.append(current)
-        self._table.remove_many(replaced)
+        self.changes.removed(e.entry_id for e in self._table.remove_many(replaced))
         added = self._table.add_many(chosen.values())
         self._rebuild_where_due({entry.namespace for entry in [*added, *replaced]})
         return replaced
@@ -367,6 +386,7 @@ class SemanticCache:
 
     def _remove(self, entries: Iterable[Entry], reason: Removal) -> list[Entry]:
         removed = self._table.remove_many(entries)
+        self.changes.removed(entry.entry_id for entry in removed)
         for entry in removed:
             self._stats.removed(entry.tenant_id, reason)
         self._rebuild_where_due({entry.namespace for entry in removed})

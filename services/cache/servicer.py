@@ -80,7 +80,10 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
                 attrs.CACHE_SIMILARITY: result.similarity,
             }
         )
-        return _lookup_response(result)
+        response = _lookup_response(result)
+        if result.hit:
+            response.expires_in.CopyFrom(_duration(self._cache.expires_in(result.entry_id)))
+        return response
 
     async def Store(self, request: pb.StoreRequest, context: Context) -> pb.StoreResponse:
         trace.get_current_span().set_attributes({attrs.STAGE: ORIGIN, attrs.COST_USD: 0.0})
@@ -108,7 +111,11 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
             )
         except SluiceError as error:
             await abort_with(context, ORIGIN, error)
-        return pb.StoreResponse(entry_id=stored.entry_id, namespace_key=stored.namespace)
+        return pb.StoreResponse(
+            entry_id=stored.entry_id,
+            namespace_key=stored.namespace,
+            expires_in=_duration(self._cache.expires_in(stored.entry_id)),
+        )
 
     async def Invalidate(  # noqa: N802 - named by the proto
         self, request: pb.InvalidateRequest, context: Context
@@ -149,6 +156,16 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
             threshold=report.threshold,
         )
 
+    async def Changes(  # noqa: N802 - named by the proto
+        self, request: pb.ChangesRequest, context: Context
+    ) -> pb.ChangesResponse:
+        # A long poll: no span attributes of a stage, and nothing billed.
+        self._cache.served_elsewhere(request.served_entry_ids)
+        found = await self._cache.changes.wait(request.epoch, request.after, _seconds(request.wait))
+        return pb.ChangesResponse(
+            epoch=found.epoch, last=found.last, reset=found.reset, removed_entry_ids=found.removed
+        )
+
     async def Stats(  # noqa: N802 - named by the proto
         self, request: pb.StatsRequest, context: Context
     ) -> pb.StatsResponse:
@@ -161,6 +178,12 @@ class SemanticCacheServicer(pb_grpc.SemanticCacheServiceServicer):
 
 def _seconds(duration: Duration) -> float:
     return duration.ToNanoseconds() / 1e9
+
+
+def _duration(seconds: float) -> Duration:
+    duration = Duration()
+    duration.FromNanoseconds(int(seconds * 1e9))
+    return duration
 
 
 def _cache_request(

@@ -7,6 +7,10 @@ it samples a served semantic hit for an audit, or stores a fresh answer and chec
 cache's nearest rejected candidate (a shadow check). Reports, audits and stores run in the
 background (cache_audit.py, stores.py), so none of them holds up the caller.
 
+Exact hits are answered from the router's own copies when it holds one (exact_local.py): the
+lookup asks them first, and keeps a copy of every exact hit the cache serves and every answer it
+stores for this router. The semantic path always goes to the cache.
+
 A cache that cannot be reached is skipped: its line says SKIPPED and why, and the request goes
 on without it.
 """
@@ -15,9 +19,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from services.router.cache_audit import CacheAudit, recheck
+from services.router.exact_feed import FeedFollower
+from services.router.exact_local import ExactCopies
 from services.router.model import (
     CachedAnswer,
     CacheLookup,
@@ -50,11 +56,22 @@ class CacheStage:
         audit: CacheAudit,
         stores: BackgroundStores | None = None,
         clock: Callable[[], float] = time.monotonic,
+        copies: ExactCopies | None = None,
+        feed: FeedFollower | None = None,
     ) -> None:
         self._cache = cache
         self.audit = audit
         self.stores = stores or BackgroundStores()
         self._clock = clock
+        # The router's own exact copies, kept right by `feed`; None: every lookup crosses to
+        # the cache.
+        self.copies = copies
+        self._feed = feed
+
+    def start(self) -> None:
+        """Starts following the cache's change feed; copies are served only once it answers."""
+        if self._feed is not None:
+            self._feed.start()
 
     async def before(self, request: ChatRequest, deadline: float) -> tuple[CacheLookup, StageLine]:
         """The lookup's result (a hit only if it may be served) and the cache's line."""
@@ -68,7 +85,11 @@ class CacheStage:
                 "temperature > 0 and the tenant's policy does not cache sampled answers",
             )
         started = self._clock()
+        copy = None if self.copies is None else self.copies.get(request)
+        if copy is not None:
+            return self._checked(request, CacheLookup(copy), copy, self._clock() - started)
         await self.stores.settled(store_key(request), content_words(request))
+        ticket = None if self.copies is None else self.copies.ticket()
         try:
             found = await self._cache.lookup(request, deadline)
         except StageUnavailable as error:
@@ -77,6 +98,8 @@ class CacheStage:
         elapsed = self._clock() - started
         if found.hit is None:
             return found, StageLine(StageName.CACHE, Outcome.PASSED, "miss", latency_s=elapsed)
+        if found.hit.kind == "exact" and self.copies is not None:
+            self.copies.admit(ticket, request, found.hit, found.hit.expires_in_s)
         return self._checked(request, found, found.hit, elapsed)
 
     def _checked(
@@ -85,6 +108,8 @@ class CacheStage:
         detail = f"{hit.kind} hit" + (
             f" (similarity {hit.similarity:.3f})" if hit.kind == "semantic" else ""
         )
+        if hit.local:
+            detail += " (router copy)"
         failed = recheck(request, hit)
         if failed.passed:
             line = StageLine(
@@ -130,8 +155,11 @@ class CacheStage:
         ):
             return
 
-        def store() -> Awaitable[None]:
-            return self._cache.store(request, answer, self._clock() + STORE_DEADLINE_S)
+        async def store() -> None:
+            ticket = None if self.copies is None else self.copies.ticket()
+            stored = await self._cache.store(request, answer, self._clock() + STORE_DEADLINE_S)
+            if stored is not None and self.copies is not None:
+                self.copies.admit(ticket, request, stored.answer, stored.expires_in_s)
 
         self.stores.submit(store, store_key(request), content_words(request))
 
@@ -139,6 +167,8 @@ class CacheStage:
         """Waits for the cache stores, then the audits and hit reports, still running; called
         when the router shuts down."""
         started = time.monotonic()
+        if self._feed is not None:
+            await self._feed.aclose()
         await self.stores.drain(timeout_s)
         left = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started))
         await self.audit.drain(left)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from services.router.exact_local import LocalBounds
 from services.router.http_limits import MIB, DoorLimits
 from services.router.learning.scorer import MODELS_DIR
 from shared.metrics import env_metrics_listen
@@ -65,6 +66,8 @@ class Settings:
     usage_url: str = "memory://"
     # Tenants whose API keys may read every tenant's usage (GetUsage with all_tenants).
     usage_admin_tenants: frozenset[str] = frozenset()
+    # The router's own copies of exact cache entries (exact_local.py); 0 entries turns them off.
+    exact_copies: LocalBounds = field(default_factory=LocalBounds)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -102,7 +105,26 @@ class Settings:
                 t.strip() for t in env_str(env, "SLUICE_ROUTER_USAGE_ADMIN_TENANTS", "").split(",")
             )
             - {""},
+            exact_copies=_exact_copies(env),
         )
+
+
+def _exact_copies(env: Mapping[str, str]) -> LocalBounds:
+    default = LocalBounds()
+    return LocalBounds(
+        max_entries=env_int(
+            env, "SLUICE_ROUTER_EXACT_COPIES_MAX_ENTRIES", default.max_entries, minimum=0
+        ),
+        max_bytes=env_int(
+            env, "SLUICE_ROUTER_EXACT_COPIES_MAX_BYTES", default.max_bytes, minimum=0
+        ),
+        max_age_s=env_float(
+            env, "SLUICE_ROUTER_EXACT_COPIES_MAX_AGE_S", default.max_age_s, minimum=0.1
+        ),
+        feed_stale_s=env_float(
+            env, "SLUICE_ROUTER_EXACT_FEED_STALE_S", default.feed_stale_s, minimum=1.5
+        ),
+    )
 
 
 def _door_limits(env: Mapping[str, str]) -> DoorLimits:

@@ -130,6 +130,20 @@ class CachedAnswer:
     # The cache's id of the entry served; ReportHit names the entry by it.
     entry_id: str = ""
     choices: tuple[Choice, ...] = ()
+    # How long the entry had left to live when the cache answered; 0 when it did not say.
+    expires_in_s: float = 0.0
+    # True when the router answered from its own copy (exact_local.py), without a hop.
+    local: bool = False
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """What the cache said of an answer it stored: the entry's id and how long it lives."""
+
+    entry_id: str
+    expires_in_s: float
+    # The answer as the cache will serve it for an exact hit (through the same conversions).
+    answer: CachedAnswer
 
 
 @dataclass(frozen=True)

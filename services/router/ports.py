@@ -10,7 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from services.router.audit_compare import HitVerdict
-from services.router.model import CacheLookup, ChatRequest, Compression, TierAnswer
+from services.router.model import (
+    CacheLookup,
+    ChatRequest,
+    Compression,
+    StoredEntry,
+    TierAnswer,
+)
 from services.router.policy import TierSpec
 from shared.chat import ChoiceDelta, Turn
 
@@ -18,7 +24,10 @@ from shared.chat import ChoiceDelta, Turn
 class CachePort(Protocol):
     async def lookup(self, request: ChatRequest, deadline: float) -> CacheLookup: ...
 
-    async def store(self, request: ChatRequest, answer: TierAnswer, deadline: float) -> None: ...
+    async def store(
+        self, request: ChatRequest, answer: TierAnswer, deadline: float
+    ) -> StoredEntry | None:
+        """Stores the answer; what the cache said of the entry, when it said it."""
 
     async def report_hit(
         self,

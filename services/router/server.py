@@ -27,6 +27,8 @@ from services.router.config import Settings
 from services.router.deferred import DeferredWork
 from services.router.deferred_servicer import SERVICE_NAME as DEFERRED_SERVICE_NAME
 from services.router.deferred_servicer import DeferredServicer
+from services.router.exact_feed import FeedFollower
+from services.router.exact_local import ExactCopies
 from services.router.http_api import FrontDoor, HttpServer, build_http_app
 from services.router.judge import LlmJudge
 from services.router.learned import LearnedGates
@@ -167,6 +169,7 @@ def build_pipeline(
     cache = CacheClient(
         cache_grpc.SemanticCacheServiceStub(channels["cache"]), settings.cache_timeout_s
     )
+    copies = ExactCopies(settings.exact_copies)
     return Pipeline(
         cache,
         CompressorClient(
@@ -180,6 +183,8 @@ def build_pipeline(
         cache_stage=CacheStage(
             cache,
             CacheAudit(cache, cascade, telemetry.tracer("sluice.router"), spending),
+            copies=copies,
+            feed=FeedFollower(cache, copies),
         ),
         metrics=metrics,
         spending=spending,
@@ -239,6 +244,7 @@ async def serve(settings: Settings) -> None:
         await ledger.start()
         await usage.start()
         await batchers.start()
+        pipeline.cache.start()
         port = await http.start()
         print(f"router OpenAI-compatible endpoint http://127.0.0.1:{port}/v1", flush=True)
 

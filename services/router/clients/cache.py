@@ -5,17 +5,20 @@ from __future__ import annotations
 import time
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 from sluice.cache.v1 import cache_service_pb2 as cache_pb
 from sluice.cache.v1 import cache_service_pb2_grpc as cache_grpc
 
 from services.router.audit_compare import HitVerdict
 from services.router.clients.common import Clock, request_context, stage_down, stage_timeout
+from services.router.exact_feed import ChangeBatch
 from services.router.model import (
     CachedAnswer,
     CacheLookup,
     ChatRequest,
     RejectedCandidate,
     StageName,
+    StoredEntry,
     TierAnswer,
 )
 from shared.convert import (
@@ -80,10 +83,13 @@ class CacheClient:
             finish=finish_from_proto(found.finish_reason),
             entry_id=found.entry_id,
             choices=choices_from_proto(found.choices),
+            expires_in_s=found.expires_in.ToNanoseconds() / 1e9,
         )
         return CacheLookup(hit)
 
-    async def store(self, request: ChatRequest, answer: TierAnswer, deadline: float) -> None:
+    async def store(
+        self, request: ChatRequest, answer: TierAnswer, deadline: float
+    ) -> StoredEntry | None:
         store = cache_pb.StoreRequest(
             context=request_context(request),
             model_class=request.model_class.name,
@@ -98,11 +104,38 @@ class CacheClient:
             choices=choices_to_proto(answer.choices),
         )
         try:
-            await self._stub.Store(
+            stored = await self._stub.Store(
                 store, timeout=stage_timeout(deadline, self._timeout_s, self._clock)
             )
         except grpc.aio.AioRpcError as error:
             raise stage_down(StageName.CACHE, error) from None
+        # Read back from the message sent, as the cache reads it, so that a copy kept from it
+        # is the very answer a Lookup would bring back.
+        kept = CachedAnswer(
+            kind="exact",
+            content=store.content,
+            model=store.model,
+            usage=usage_from_proto(store.usage),
+            similarity=1.0,
+            finish=finish_from_proto(store.finish_reason),
+            entry_id=stored.entry_id,
+            choices=choices_from_proto(store.choices),
+        )
+        return StoredEntry(stored.entry_id, stored.expires_in.ToNanoseconds() / 1e9, kept)
+
+    async def changes(
+        self, epoch: str, after: int, served: list[str], wait_s: float
+    ) -> ChangeBatch:
+        """One long poll of the cache's change feed (exact_feed.py)."""
+        wait = Duration()
+        wait.FromNanoseconds(int(wait_s * 1e9))
+        poll = cache_pb.ChangesRequest(epoch=epoch, after=after, wait=wait, served_entry_ids=served)
+        try:
+            # The poll's own wait, plus the usual cache timeout for the answer to arrive.
+            found = await self._stub.Changes(poll, timeout=wait_s + self._timeout_s)
+        except grpc.aio.AioRpcError as error:
+            raise stage_down(StageName.CACHE, error) from None
+        return ChangeBatch(found.epoch, found.last, found.reset, tuple(found.removed_entry_ids))
 
     async def report_hit(
         self,

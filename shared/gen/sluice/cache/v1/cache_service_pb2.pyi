@@ -165,6 +165,7 @@ class LookupResponse(_message.Message):
     REJECTED_FIELD_NUMBER: _builtins.int
     NEAREST_REJECTED_FIELD_NUMBER: _builtins.int
     CHOICES_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_FIELD_NUMBER: _builtins.int
     kind: Global___HitKind.ValueType
     """How the request matched; HIT_KIND_MISS when nothing did."""
     content: _builtins.str
@@ -203,6 +204,12 @@ class LookupResponse(_message.Message):
         content and finish_reason. Empty for entries stored with their text only.
         """
 
+    @_builtins.property
+    def expires_in(self) -> _duration_pb2.Duration:
+        """On a hit, how long the entry has left to live; a copy kept by the caller must not be
+        served past it.
+        """
+
     def __init__(
         self,
         *,
@@ -217,10 +224,11 @@ class LookupResponse(_message.Message):
         rejected: _builtins.int = ...,
         nearest_rejected: Global___RejectedCandidate | None = ...,
         choices: _abc.Iterable[_common_pb2.Choice] | None = ...,
+        expires_in: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["nearest_rejected", b"nearest_rejected", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_in", b"expires_in", "nearest_rejected", b"nearest_rejected", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "content", b"content", "entry_id", b"entry_id", "finish_reason", b"finish_reason", "kind", b"kind", "model", b"model", "namespace_key", b"namespace_key", "nearest_rejected", b"nearest_rejected", "rejected", b"rejected", "similarity", b"similarity", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "content", b"content", "entry_id", b"entry_id", "expires_in", b"expires_in", "finish_reason", b"finish_reason", "kind", b"kind", "model", b"model", "namespace_key", b"namespace_key", "nearest_rejected", b"nearest_rejected", "rejected", b"rejected", "similarity", b"similarity", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -356,19 +364,25 @@ class StoreResponse(_message.Message):
 
     ENTRY_ID_FIELD_NUMBER: _builtins.int
     NAMESPACE_KEY_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     """Id of the stored entry."""
     namespace_key: _builtins.str
     """Namespace key of the entry (64 hex digits); InvalidateRequest.namespace_key accepts it."""
+    @_builtins.property
+    def expires_in(self) -> _duration_pb2.Duration:
+        """How long the entry lives from now (its TTL); see LookupResponse.expires_in."""
+
     def __init__(
         self,
         *,
         entry_id: _builtins.str = ...,
         namespace_key: _builtins.str = ...,
+        expires_in: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_in", b"expires_in"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_id", b"entry_id", "namespace_key", b"namespace_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_id", b"entry_id", "expires_in", b"expires_in", "namespace_key", b"namespace_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -702,3 +716,82 @@ class ReportHitResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportHitResponse: _TypeAlias = ReportHitResponse  # noqa: Y015
+
+@_typing.final
+class ChangesRequest(_message.Message):
+    """A long poll for removed entries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    SERVED_ENTRY_IDS_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.str
+    """The feed's epoch from the previous ChangesResponse; empty on the first call."""
+    after: _builtins.int
+    """The last change already received (ChangesResponse.last) within that epoch."""
+    @_builtins.property
+    def wait(self) -> _duration_pb2.Duration:
+        """How long to wait for a change when there is none yet; at most 10 s."""
+
+    @_builtins.property
+    def served_entry_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Entries the caller served from its own copies since its previous call: the cache counts
+        them as exact hits and keeps them recently used, as if it had served them itself.
+        """
+
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.str = ...,
+        after: _builtins.int = ...,
+        wait: _duration_pb2.Duration | None = ...,
+        served_entry_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["wait", b"wait"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "epoch", b"epoch", "served_entry_ids", b"served_entry_ids", "wait", b"wait"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangesRequest: _TypeAlias = ChangesRequest  # noqa: Y015
+
+@_typing.final
+class ChangesResponse(_message.Message):
+    """What changed after the cursor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    RESET_FIELD_NUMBER: _builtins.int
+    REMOVED_ENTRY_IDS_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.str
+    """This replica's feed: a random id chosen at start."""
+    last: _builtins.int
+    """The last change included; pass it back as ChangesRequest.after."""
+    reset: _builtins.bool
+    """True when the changes since the cursor cannot be listed (another epoch: a restart or
+    another replica, or a cursor older than the changes kept): the caller must drop every
+    copy it holds and resume from `last`. removed_entry_ids is then empty.
+    """
+    @_builtins.property
+    def removed_entry_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the entries removed after the cursor, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.str = ...,
+        last: _builtins.int = ...,
+        reset: _builtins.bool = ...,
+        removed_entry_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "last", b"last", "removed_entry_ids", b"removed_entry_ids", "reset", b"reset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangesResponse: _TypeAlias = ChangesResponse  # noqa: Y015

@@ -62,6 +62,11 @@ class SemanticCacheServiceStub:
                 request_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitRequest.SerializeToString,
                 response_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitResponse.FromString,
                 _registered_method=True)
+        self.Changes = channel.unary_unary(
+                '/sluice.cache.v1.SemanticCacheService/Changes',
+                request_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ChangesRequest.SerializeToString,
+                response_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ChangesResponse.FromString,
+                _registered_method=True)
 
 
 class SemanticCacheServiceServicer:
@@ -112,6 +117,17 @@ class SemanticCacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Changes(self, request, context):
+        """The entries this replica removed since a cursor (invalidated, replaced, expired, evicted,
+        reported wrong, or removed by another replica sharing its Redis store), waiting up to
+        `wait` for one: a long poll, so a router that keeps exact entries of its own drops them as
+        soon as the cache does. It also tells the cache which entries the caller served from its
+        own copies since its last call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SemanticCacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +155,11 @@ def add_SemanticCacheServiceServicer_to_server(servicer, server):
                     servicer.ReportHit,
                     request_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitRequest.FromString,
                     response_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitResponse.SerializeToString,
+            ),
+            'Changes': grpc.unary_unary_rpc_method_handler(
+                    servicer.Changes,
+                    request_deserializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ChangesRequest.FromString,
+                    response_serializer=sluice_dot_cache_dot_v1_dot_cache__service__pb2.ChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -279,6 +300,33 @@ class SemanticCacheService:
             '/sluice.cache.v1.SemanticCacheService/ReportHit',
             sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitRequest.SerializeToString,
             sluice_dot_cache_dot_v1_dot_cache__service__pb2.ReportHitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Changes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.cache.v1.SemanticCacheService/Changes',
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.ChangesRequest.SerializeToString,
+            sluice_dot_cache_dot_v1_dot_cache__service__pb2.ChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

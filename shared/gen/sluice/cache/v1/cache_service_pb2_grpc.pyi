@@ -57,6 +57,13 @@ class SemanticCacheServiceStub:
     labelled outcome for the namespace's calibrated verification threshold, which is kept in
     the entry store and survives a restart.
     """
+    Changes: _grpc.UnaryUnaryMultiCallable[_cache_service_pb2.ChangesRequest, _cache_service_pb2.ChangesResponse]
+    """The entries this replica removed since a cursor (invalidated, replaced, expired, evicted,
+    reported wrong, or removed by another replica sharing its Redis store), waiting up to
+    `wait` for one: a long poll, so a router that keeps exact entries of its own drops them as
+    soon as the cache does. It also tells the cache which entries the caller served from its
+    own copies since its last call.
+    """
 
 @_typing.type_check_only
 class SemanticCacheServiceAsyncStub(SemanticCacheServiceStub):
@@ -86,6 +93,13 @@ class SemanticCacheServiceAsyncStub(SemanticCacheServiceStub):
     counted in Stats.verification_failures; a semantic hit, wrong or right, also becomes a
     labelled outcome for the namespace's calibrated verification threshold, which is kept in
     the entry store and survives a restart.
+    """
+    Changes: _aio.UnaryUnaryMultiCallable[_cache_service_pb2.ChangesRequest, _cache_service_pb2.ChangesResponse]  # type: ignore[assignment]
+    """The entries this replica removed since a cursor (invalidated, replaced, expired, evicted,
+    reported wrong, or removed by another replica sharing its Redis store), waiting up to
+    `wait` for one: a long poll, so a router that keeps exact entries of its own drops them as
+    soon as the cache does. It also tells the cache which entries the caller served from its
+    own copies since its last call.
     """
 
 class SemanticCacheServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -143,6 +157,19 @@ class SemanticCacheServiceServicer(metaclass=_abc_1.ABCMeta):
         counted in Stats.verification_failures; a semantic hit, wrong or right, also becomes a
         labelled outcome for the namespace's calibrated verification threshold, which is kept in
         the entry store and survives a restart.
+        """
+
+    @_abc_1.abstractmethod
+    def Changes(
+        self,
+        request: _cache_service_pb2.ChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_service_pb2.ChangesResponse, _abc.Awaitable[_cache_service_pb2.ChangesResponse]]:
+        """The entries this replica removed since a cursor (invalidated, replaced, expired, evicted,
+        reported wrong, or removed by another replica sharing its Redis store), waiting up to
+        `wait` for one: a long poll, so a router that keeps exact entries of its own drops them as
+        soon as the cache does. It also tells the cache which entries the caller served from its
+        own copies since its last call.
         """
 
 def add_SemanticCacheServiceServicer_to_server(servicer: SemanticCacheServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
