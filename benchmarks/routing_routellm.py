@@ -10,8 +10,10 @@ out. OFFLINE rows replay the recorded answers in Python with the router's own ga
 rows send held-back prompts through RouterService.Complete on the running mesh (simulator
 replaying the RouteLLM folder, router under the generated routellm policy) and count how often
 the mesh's choice of model agrees with the offline replay at the same threshold.
+MT-Bench is also reported per turn, with bootstrap spreads and cross-fitted on all 72
+questions, labelled as such (benchmarks/routellm_mtbench.py).
 The last line is one JSON object (`gsm8k_apgr`, `gsm8k_cpt50`, `gsm8k_cpt80`, `mtbench_apgr`,
-`mmlu_apgr`, ...).
+`mmlu_apgr`, `mtbench_apgr_per_turn`, `mtbench_oracle_apgr_per_turn`, `mtbench_apgr_ci90`, ...).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from benchmarks import routellm_mtbench
 from benchmarks.routellm_curves import (
     GSM8K_SETTINGS,
     STRONG,
@@ -195,7 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="RouteLLM eval sets: cascade vs. routers")
     parser.add_argument("--data", type=Path, required=True, help="routellm-evals directory")
     parser.add_argument("--mesh-limit", type=int, default=200, help="held-back GSM8K prompts")
-    parser.add_argument("--skip-mesh", action="store_true")
+    parser.add_argument("--skip-mesh", action="store_true", help="offline rows only (fast)")
+    parser.add_argument(
+        "--resamples", type=int, default=1000, help="MT-Bench bootstrap resamples of questions"
+    )
     parser.add_argument("--write-policy", action="store_true", help=f"rewrite {POLICY_FILE}")
     args = parser.parse_args(argv)
     pricer = Pricer(load_catalogue(), TokenCounter())
@@ -247,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     ]
     extra["mtbench_judge_cost"] = judge_costs(held, weak_judged, pricer)
+    questions = routellm_mtbench.mt_questions(args.data)
+    protocols = routellm_mtbench.evaluate_rows(questions, args.resamples)
 
     mmlu, subjects = mmlu_cases(args.data, pricer)
     held_idx = [i for i, c in enumerate(mmlu) if not c.fit]
@@ -265,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"quality {quality:.3f}"
     )
     print_judge_costs(extra["mtbench_judge_cost"])
+    print(routellm_mtbench.report(protocols, ANCHORS["mtbench"]))
+    print(routellm_mtbench.transfer_table(routellm_mtbench.signal_transfer(questions)))
     document = policy_document(fitted)
     if args.write_policy:
         POLICY_FILE.write_text(POLICY_HEADER + yaml.safe_dump(document, sort_keys=False))
@@ -280,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{info['offline_share']:.1%}, {info['offline_quality']:.3f}; model choice agrees "
                 f"on {info['agreement']:.1%}, replay mismatches {info['mismatches']}"
             )
-    print(json.dumps(summary_json(results, extra, mesh)))
+    print(json.dumps(summary_json(results, extra, mesh) | routellm_mtbench.summary(protocols)))
     return 0
 
 
