@@ -81,6 +81,9 @@ SHADOW_NOTE = "sluice.shadow.note"
 
 _HEALTH_SERVICE = "grpc.health.v1.Health"
 _REFLECTION_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
+# The routers' long poll of the cache's change feed (services/router/exact_feed.py): one call a
+# second per router, part of no request, so untraced like the probes.
+_CHANGE_FEED = "/sluice.cache.v1.SemanticCacheService/Changes"
 
 
 # Request-scoped facts the router puts in W3C baggage; every service copies them onto its spans,
@@ -152,7 +155,9 @@ class Telemetry:
         # Health probes and reflection would otherwise fill the trace store with noise.
         quiet = filters.negate(
             filters.any_of(
-                filters.service_name(_HEALTH_SERVICE), filters.service_name(_REFLECTION_SERVICE)
+                filters.service_name(_HEALTH_SERVICE),
+                filters.service_name(_REFLECTION_SERVICE),
+                filters.full_method_name(_CHANGE_FEED),
             )
         )
         return [
@@ -162,7 +167,11 @@ class Telemetry:
         ]
 
     def client_interceptors(self) -> Sequence[Any]:
-        quiet = filters.negate(filters.service_name(_HEALTH_SERVICE))
+        quiet = filters.negate(
+            filters.any_of(
+                filters.service_name(_HEALTH_SERVICE), filters.full_method_name(_CHANGE_FEED)
+            )
+        )
         interceptors = aio_client_interceptors(  # type: ignore[no-untyped-call]
             tracer_provider=self.provider, filter_=quiet
         )

@@ -110,3 +110,12 @@ async def test_the_changes_rpc_long_polls_for_removals(served: Served) -> None:
     changed = await asyncio.wait_for(waiting, 30)
     assert (changed.reset, list(changed.removed_entry_ids)) == (False, [stored.entry_id])
     assert changed.last == first.last + 1
+
+
+async def test_the_poll_is_not_traced(served: Served) -> None:
+    # One call a second per router, part of no request: it would bury the traces.
+    await served.stub.Changes(pb.ChangesRequest())
+    await served.stub.Stats(pb.StatsRequest())
+    names = [span.name for span in served.spans.get_finished_spans()]
+    assert any(name.endswith("/Stats") for name in names)
+    assert not any(name.endswith("/Changes") for name in names)

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
 from sluice.cache.v1 import cache_service_pb2 as pb
 from sluice.cache.v1 import cache_service_pb2_grpc as pb_grpc
 from sluice.common.v1 import common_pb2
@@ -88,7 +89,7 @@ class Rig:
     async def open(self) -> None:
         self.cache = await make_cache(max_entries=10_000)
         settings_ = Settings.from_env({"SLUICE_CACHE_LISTEN": "127.0.0.1:0"})
-        self.hosted = build_server(settings_, self.cache, Telemetry(None))
+        self.hosted = build_server(settings_, self.cache, Telemetry(TracerProvider()))
         await self.hosted.server.start()
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.hosted.port}")
         self.stub = pb_grpc.SemanticCacheServiceStub(self.channel)
@@ -104,7 +105,9 @@ class Rig:
         client = CacheClient(self.stub, 10.0)
         copies = ExactCopies(LocalBounds(feed_stale_s=1e9))
         follower = FeedFollower(client, copies, wait_s=0.0)
-        audit = CacheAudit(client, Cascade(FakeModels({}), TRACER), TRACER, AuditSampler(lambda: 0))
+        audit = CacheAudit(
+            client, Cascade(FakeModels({}), TRACER), TRACER, sampler=AuditSampler(lambda: 0)
+        )
         stage = CacheStage(client, audit, copies=copies)
         await follower.poll_once()
         for kind, index, *rest in steps:
