@@ -27,18 +27,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.cache_bound_service import (
+    BOUNDS,
+    FLOOR,
+    Points,
+    Tallies,
+    Tally,
+    audited,
+    via_service,
+)
 from benchmarks.cache_quality_data import load_workloads
+from benchmarks.cache_service import CacheService, cache_process
 from benchmarks.common import DEFAULT_DATA, embed, markdown_table
 from services.cache.cache import CachePolicy, SemanticCache
 from services.cache.model import CacheRequest, HitKind
@@ -48,27 +56,7 @@ from services.cache.verifiers.replay import Space
 from services.cache.verify import Pair, first_accepted
 from shared.chat import Role, Turn
 
-BOUNDS = (0.005, 0.01, 0.02, 0.05)
 DATASETS = ("qqp", "banking77", "clinc150")
-# The cosine floor below which no candidate is considered (SLUICE_CACHE_MIN_SIMILARITY).
-FLOOR = 0.80
-
-
-@dataclass
-class Tally:
-    lookups: int = 0
-    should_hit: int = 0
-    served: int = 0
-    wrong: int = 0
-    right_served: int = 0
-
-    def add(self, other: Tally) -> None:
-        for name in ("lookups", "should_hit", "served", "wrong", "right_served"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    @property
-    def wrong_rate(self) -> float:
-        return self.wrong / self.served if self.served else 0.0
 
 
 class VectorEmbedder:
@@ -142,11 +130,6 @@ async def replay(space: Space, embedder: VectorEmbedder, rate: float, audit: flo
     return tally
 
 
-def audited(text: str, rate: float) -> bool:
-    """A draw at `rate`, stable across runs and independent of the fit/held-back split."""
-    return int(hashlib.sha1(f"audit:{text}".encode()).hexdigest(), 16) % 10_000 < rate * 10_000
-
-
 def static_points(
     space: Space, vectors: dict[str, NDArray[np.float32]]
 ) -> list[tuple[float, bool]]:
@@ -185,66 +168,82 @@ def best_global(points: Sequence[tuple[float, bool]], rate: float) -> tuple[floa
     return best
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    """Every bound over every dataset; the figures and `bound_violations`. Callable from
-    benchmarks/cache_quality.py."""
-    spaces = held_back(args)
+def in_process(spaces: dict[str, Space], args: argparse.Namespace) -> tuple[Tallies, Points]:
+    """Every bound over every dataset through SemanticCache in this process (`--in-process`)."""
     texts = {t for s in spaces.values() for t in [*s.entries, *(p.text for p in s.probes)]}
     embed_cache = Path(args.embed_cache) if args.embed_cache else None
     vectors = embed(sorted(texts), embed_cache)
     embedder = VectorEmbedder(vectors)
-    points = [pt for s in spaces.values() for pt in static_points(s, vectors)]
+    tallies: Tallies = {}
+    for rate in BOUNDS:
+        started = time.monotonic()
+        tallies[rate] = {
+            name: asyncio.run(replay(space, embedder, rate, args.audit_rate))
+            for name, space in spaces.items()
+        }
+        print(f"bound {rate:.1%}: {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return tallies, [pt for s in spaces.values() for pt in static_points(s, vectors)]
+
+
+def report(spaces: dict[str, Space], tallies: Tallies, points: Points, audit_rate: float,
+           via: str) -> dict[str, object]:  # fmt: skip
+    """The table (printed) and the figures, with `bound_violations`."""
     should_hit = sum(p.expected is not None for s in spaces.values() for p in s.probes)
     rows: list[list[str]] = []
     figures: dict[str, dict[str, object]] = {}
     violations = 0
     for rate in BOUNDS:
-        started = time.monotonic()
-        pooled, per_dataset = Tally(), {}
-        for name, space in spaces.items():
-            tally = asyncio.run(replay(space, embedder, rate, args.audit_rate))
-            per_dataset[name] = {"served": tally.served, "wrong": tally.wrong}
+        pooled = Tally()
+        for tally in tallies[rate].values():
             pooled.add(tally)
         threshold, fixed = best_global(points, rate)
         violations += pooled.wrong_rate > rate
-        figures[f"{rate:g}"] = {
+        got: dict[str, object] = {
             "served_wrong_rate": round(pooled.wrong_rate, 4),
-            "hit_rate": round(pooled.served / pooled.lookups, 4),
-            "paraphrase_hit_rate": round(pooled.right_served / should_hit, 4),
+            "hit_rate": round(pooled.served / max(1, pooled.lookups), 4),
+            "paraphrase_hit_rate": round(pooled.right_served / max(1, should_hit), 4),
             "global_threshold": round(threshold, 3),
             "global_wrong_rate": round(fixed.wrong_rate, 4),
-            "global_hit_rate": round(fixed.served / len(points), 4),
-            "global_paraphrase_hit_rate": round(fixed.right_served / should_hit, 4),
-            "per_dataset": per_dataset,
-        }
-        got = figures[f"{rate:g}"]
-        rows.append(
-            [
-                f"{rate:.1%}",
-                f"{pooled.wrong_rate:.2%} ({pooled.wrong}/{pooled.served})",
-                f"{got['hit_rate']:.1%}",
-                f"{got['paraphrase_hit_rate']:.1%}",
-                f"cos >= {threshold:.3f}",
-                f"{fixed.wrong_rate:.2%} ({fixed.wrong}/{fixed.served})",
-                f"{got['global_hit_rate']:.1%}",
-                f"{got['global_paraphrase_hit_rate']:.1%}",
-            ]
-        )
-        print(f"bound {rate:.1%}: {time.monotonic() - started:.0f}s", file=sys.stderr)
+            "global_hit_rate": round(fixed.served / max(1, len(points)), 4),
+            "global_paraphrase_hit_rate": round(fixed.right_served / max(1, should_hit), 4),
+            "per_dataset": {n: {"served": t.served, "wrong": t.wrong}
+                            for n, t in tallies[rate].items()},
+        }  # fmt: skip
+        figures[f"{rate:g}"] = got
+        rows.append([
+            f"{rate:.1%}", f"{pooled.wrong_rate:.2%} ({pooled.wrong}/{pooled.served})",
+            f"{got['hit_rate']:.1%}", f"{got['paraphrase_hit_rate']:.1%}",
+            f"cos >= {threshold:.3f}", f"{fixed.wrong_rate:.2%} ({fixed.wrong}/{fixed.served})",
+            f"{got['global_hit_rate']:.1%}", f"{got['global_paraphrase_hit_rate']:.1%}",
+        ])  # fmt: skip
     headers = ["bound", "served wrong", "hits", "paraphrases hit", "global (oracle)",
                "its wrong", "its hits", "its paraphrases hit"]  # fmt: skip
     print(markdown_table(headers, rows))
     lookups = sum(len(s.probes) for s in spaces.values())
-    print(f"\n{lookups} held-back lookups ({should_hit} should hit), audit rate "
-          f"{args.audit_rate:.0%}, cosine floor {FLOOR}, rule checks on")  # fmt: skip
-    return {"bounds": figures, "bound_violations": violations, "lookups": lookups}
+    print(f"\n{lookups} held-back lookups ({should_hit} should hit), {via}, audit rate "
+          f"{audit_rate:.0%}, cosine floor {FLOOR}, rule checks on")  # fmt: skip
+    return {"bounds": figures, "bound_violations": violations, "lookups": lookups, "via": via}
 
 
-def bound_violations(data: Path = DEFAULT_DATA, embed_cache: str | None = None) -> int:
+def run(args: argparse.Namespace, service: CacheService | None = None) -> dict[str, object]:
+    """Every bound over every dataset; the figures and `bound_violations`. Through the cache
+    service (`service`, by default the real process) unless args.in_process. Callable from
+    benchmarks/cache_quality.py."""
+    spaces = held_back(args)
+    if args.in_process:
+        tallies, points = in_process(spaces, args)
+        return report(spaces, tallies, points, args.audit_rate, "in-process")
+    tallies, points = via_service(spaces, args.audit_rate, service or cache_process())
+    return report(spaces, tallies, points, args.audit_rate, "through the service")
+
+
+def bound_violations(data: Path = DEFAULT_DATA, service: CacheService | None = None) -> int:
     """For benchmarks/cache_quality.py: the count of bounds whose served wrong rate exceeded
-    the bound, with this benchmark's default sizes."""
-    argv = ["--data", str(data), *(["--embed-cache", embed_cache] if embed_cache else [])]
-    return int(str(run(parse_args(argv))["bound_violations"]))
+    the bound, through `service` (the real process by default), with this benchmark's default
+    sizes; prints its table and JSON line first."""
+    figures = run(parse_args(["--data", str(data)]), service)
+    print(f"error-bound replay: {json.dumps(figures, sort_keys=True)}")
+    return int(str(figures["bound_violations"]))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -252,6 +251,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--embed-cache", default=None, help=".npz file to keep vectors in")
     parser.add_argument("--audit-rate", type=float, default=0.1, help="share of hits audited")
+    parser.add_argument(
+        "--in-process", action="store_true", help="SemanticCache in this process, not the service"
+    )
     parser.add_argument("--qqp-pairs", type=int, default=5000)
     parser.add_argument("--clinc-queries", type=int, default=2000)
     parser.add_argument("--refs-per-intent", type=int, default=10)

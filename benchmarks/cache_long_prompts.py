@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,9 +36,16 @@ import grpc
 import numpy as np
 from sluice.cache.v1 import cache_service_pb2 as pb
 from sluice.cache.v1 import cache_service_pb2_grpc as pb_grpc
-from sluice.common.v1 import common_pb2
 
-from benchmarks.common import DEFAULT_DATA, REPO, embed, hash_order, running_service
+from benchmarks.cache_service import (
+    MODEL_CLASS,
+    CacheService,
+    Stub,
+    cache_process,
+    tenant,
+    user_turn,
+)
+from benchmarks.common import DEFAULT_DATA, embed, hash_order
 
 LENGTHS: tuple[int | None, ...] = (100, 200, 2000, None)  # words of document; None: all
 POSITIONS = ("end", "start", "middle")
@@ -116,50 +122,48 @@ def cases(data: Path, limit: int | None) -> Iterator[Case]:
                 )
 
 
-def _messages(text: str) -> list[common_pb2.ChatMessage]:
-    return [common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=text)]
+async def replay_cases(stub: Stub, all_cases: Sequence[Case]) -> dict[str, int]:
+    """Stores each case's first turn and looks up its three variants, 16 cases at a time (each
+    case is its own tenant, so their order does not matter); counts the hits of each."""
+    figures = dict.fromkeys(("wrong", "same", "reworded", "reworded_end"), 0)
+    limit = asyncio.Semaphore(16)
+
+    async def one(case: Case) -> None:
+        async with limit:
+            context = tenant(case.tenant)
+            await stub.Store(
+                pb.StoreRequest(
+                    context=context,
+                    model_class=MODEL_CLASS,
+                    messages=user_turn(case.first),
+                    content="A",
+                    model=MODEL_CLASS,
+                ),
+                timeout=120,
+            )
+            for key, text in (("wrong", case.second), ("same", case.first),
+                              ("reworded", case.reworded)):  # fmt: skip
+                asked = pb.LookupRequest(
+                    context=context,
+                    model_class=MODEL_CLASS,
+                    messages=user_turn(text),
+                    allow_semantic=True,
+                )
+                reply = await stub.Lookup(asked, timeout=120)
+                hit = reply.kind != pb.HIT_KIND_MISS
+                figures[key] += hit
+                if key == "reworded" and case.where == "end":
+                    figures["reworded_end"] += hit
+
+    await asyncio.gather(*(one(case) for case in all_cases))
+    return figures
 
 
 async def _replay(address: str, all_cases: Sequence[Case]) -> dict[str, int]:
-    figures = dict.fromkeys(("wrong", "same", "reworded", "reworded_end"), 0)
-    limit = asyncio.Semaphore(16)
     async with grpc.aio.insecure_channel(
         address, options=[("grpc.max_send_message_length", 64 << 20)]
     ) as channel:
-        stub = pb_grpc.SemanticCacheServiceStub(channel)
-
-        async def one(case: Case) -> None:
-            async with limit:
-                context = common_pb2.RequestContext(tenant_id=case.tenant)
-                await stub.Store(
-                    pb.StoreRequest(
-                        context=context,
-                        model_class="bench",
-                        messages=_messages(case.first),
-                        content="A",
-                        model="bench",
-                    ),
-                    timeout=120,
-                )
-                for key, text in (
-                    ("wrong", case.second),
-                    ("same", case.first),
-                    ("reworded", case.reworded),
-                ):
-                    asked = pb.LookupRequest(
-                        context=context,
-                        model_class="bench",
-                        messages=_messages(text),
-                        allow_semantic=True,
-                    )
-                    reply = await stub.Lookup(asked, timeout=120)
-                    hit = reply.kind != pb.HIT_KIND_MISS
-                    figures[key] += hit
-                    if key == "reworded" and case.where == "end":
-                        figures["reworded_end"] += hit
-
-        await asyncio.gather(*(one(case) for case in all_cases))
-    return figures
+        return await replay_cases(pb_grpc.SemanticCacheServiceStub(channel), all_cases)
 
 
 def old_keying_hits(all_cases: Sequence[Case], embed_cache: Path | None) -> int:
@@ -178,31 +182,42 @@ def old_keying_hits(all_cases: Sequence[Case], embed_cache: Path | None) -> int:
     )
 
 
-def run(data: Path, docs: int | None = None, embed_cache: Path | None = None) -> dict[str, int]:
-    """The suite through a fresh cache service; callable from benchmarks/cache_quality.py."""
+def run(
+    data: Path,
+    docs: int | None = None,
+    embed_cache: Path | None = None,
+    *,
+    service: CacheService | None = None,
+    old_keying: bool = True,
+) -> dict[str, int]:
+    """The suite through a fresh cache service with its default settings (`service`, by default
+    the real process); `old_keying` also embeds every case in-process for the old keying's
+    count (several minutes), else that figure is left out. Callable from cache_quality.py."""
     all_cases = list(cases(data, docs))
-    env = {"SLUICE_CACHE_STORE": "memory://", "SLUICE_CACHE_MAX_ENTRIES": "100000"}
-    with tempfile.TemporaryDirectory() as logs:
-        log = Path(logs) / "cache.log"
-        with running_service("cache", env, repo=REPO, log_path=log) as address:
-            started = time.monotonic()
-            figures = asyncio.run(_replay(address, all_cases))
-            print(f"service run: {time.monotonic() - started:.0f}s", file=sys.stderr)
+    with (service or cache_process())({}) as address:
+        started = time.monotonic()
+        figures = asyncio.run(_replay(address, all_cases))
+        print(f"long prompts, service run: {time.monotonic() - started:.0f}s", file=sys.stderr)
     ends = sum(c.where == "end" for c in all_cases)
-    return {
+    measured = {
         "cases": len(all_cases),
         "long_prompt_wrong_hits": figures["wrong"],
         "same_question_hits": figures["same"],
         "reworded_hits": figures["reworded"],
         "reworded_end_hits": figures["reworded_end"],
         "reworded_end_cases": ends,
-        "old_keying_wrong_hits": old_keying_hits(all_cases, embed_cache),
     }
+    if old_keying:
+        measured["old_keying_wrong_hits"] = old_keying_hits(all_cases, embed_cache)
+    return measured
 
 
-def long_prompt_wrong_hits(data: Path = DEFAULT_DATA) -> int:
-    """For benchmarks/cache_quality.py: wrong hits over the whole suite."""
-    return run(data)["long_prompt_wrong_hits"]
+def long_prompt_wrong_hits(data: Path = DEFAULT_DATA, service: CacheService | None = None) -> int:
+    """For benchmarks/cache_quality.py: wrong hits over the whole suite, through `service` (the
+    real process by default); prints the suite's figures on one line first."""
+    figures = run(data, service=service, old_keying=False)
+    print(f"long-prompt suite, through the service: {json.dumps(figures, sort_keys=True)}")
+    return figures["long_prompt_wrong_hits"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from benchmarks.cache_quality_data import Workloads
-from benchmarks.common import markdown_table, percent
+from benchmarks.common import Results, markdown_table, percent, raise_threshold
 from services.cache.verifiers.features import CHECKS
 from services.cache.verifiers.learned import LearnedVerifier, PairScorer
 from services.cache.verifiers.pair_model import PairModel
@@ -37,6 +38,7 @@ from services.cache.verifiers.train import LabelledPair, train_model
 from services.cache.verifiers.train_pair import DEFAULT_UNITS, train_pair_model
 from services.cache.verify import AcceptAll, HitVerifier, Pair
 
+T = TypeVar("T")
 Row = tuple[str, str, dict[str, Score]]
 Sweeps = dict[str, tuple[list[SweepPoint], str]]
 
@@ -45,6 +47,8 @@ TARGET_HITS = 0.60  # ...while at least 60% of true paraphrases hit
 FALLBACK_WRONG = (0.02, 0.03, 0.05)  # when no threshold certifies the goal on the fit half
 RULES_ALONE_AT = 0.90  # the service's default threshold, so each check's effect shows alone
 COSINES = [round(0.70 + i / 100, 2) for i in range(30)]  # 0.70 .. 0.99
+# The lowest cosine floor of the sweep behind `hit_rate_at_2pct_wrong` (cache_quality.py).
+SWEEP_FLOOR = COSINES[0]
 PROBABILITIES = [round(0.05 * i, 2) for i in range(1, 20)] + [0.97, 0.98, 0.99, 0.995]
 FEATURE_STAGES = {
     "cosine only": ("cosine", "cosine_gap"),
@@ -53,6 +57,23 @@ FEATURE_STAGES = {
         "only_in_one", "char_jaccard", "length_ratio", "short_length",
     ),
 }  # fmt: skip
+
+
+def pooled_only(items: Mapping[str, T]) -> dict[str, T]:
+    """The datasets pooled into "overall" (QQP, BANKING77, CLINC150), without the others."""
+    return {name: items[name] for name in HEADLINE_DATASETS}
+
+
+def cosine_points(results: Results, low: float) -> list[SweepPoint]:
+    """One run at cosine floor `low`, its floor raised to each of COSINES above it. Exact for
+    any verifier whose verdict on a pair does not depend on the floor (all of ours without
+    feedback): candidates come best first and the first accepted is served, so a higher floor
+    only turns the hits below it into misses, as a run at that floor would."""
+    points = []
+    for floor in sorted({low, *(c for c in COSINES if c > low)}):
+        raised = raise_threshold(results, floor)
+        points.append(SweepPoint(floor, score(raised, fit=True), score(raised)))
+    return points
 
 
 def learned_sweep(workloads: Workloads, vectors: Vectors, model: PairScorer) -> list[SweepPoint]:
