@@ -139,6 +139,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--embed-cache", default=None, help=".npz file to keep vectors in")
     parser.add_argument("--log-dir", default=None, help="service logs (default: a temp dir)")
     parser.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="no in-process replay of the service runs (nor the MiniLM vectors it needs)",
+    )
+    parser.add_argument(
         "--no-baselines", action="store_true", help="skip the bare-cosine service run"
     )
     parser.add_argument(
@@ -159,6 +164,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clinc-queries", type=int, default=2000)
     parser.add_argument("--refs-per-intent", type=int, default=10)
     return parser.parse_args(argv)  # fmt: skip
+
+
+Serving = tuple[HitVerifier, float, str]  # the verifier, its cosine floor, a label
 
 
 @dataclass
@@ -196,9 +204,7 @@ def _sweep_run(workloads: Workloads, served: Results, threshold: float, args: An
     return swept
 
 
-def service_rows(
-    workloads: Workloads, vectors: Vectors, serving: tuple[HitVerifier, float, str], args: Any
-) -> Headline:
+def service_rows(workloads: Workloads, vectors: Vectors, serving: Serving, args: Any) -> Headline:
     """Baselines and the chosen verifier through the service, checked against the replay, and
     the verifier's run at the sweep floor.
 
@@ -214,24 +220,29 @@ def service_rows(
         ]
     if args.verify == "none" and args.default_config is None:
         return Headline(rows, "service", baseline.get(LOOKALIKE, []), baseline, 0.80)
-    verifier, threshold, label = serving
+    _, threshold, label = serving
     served = through_service(workloads, args.verify, threshold, args, _model_env(args))
-    replayed = {n: simulate(s, vectors, verifier, threshold) for n, s in workloads.items()}
-    unverified = {n: simulate(s, vectors, AcceptAll(), threshold) for n, s in workloads.items()}
-    agree, agree_unverified = agreement(served, replayed), agreement(served, unverified)
-    print(f"service vs replay, verify={args.verify}: {agree:.2%} same answers "
-          f"({agree_unverified:.2%} against the unverified replay)", file=sys.stderr)  # fmt: skip
-    if agree < 0.99 and agree_unverified > agree:
-        print(f"WARNING: the service ignored SLUICE_CACHE_VERIFY={args.verify} (not wired yet); "
-              "the headline comes from the in-process replay", file=sys.stderr)  # fmt: skip
-        rows.append((f"{args.verify}: service without the verifier", "service", score(served)))
-        rows.append((label, "in-process", score(replayed)))
-        swept = replay_at(pooled_only(workloads), vectors, verifier, SWEEP_FLOOR)
-        return Headline(rows, "in-process", replayed.get(LOOKALIKE, []), swept, SWEEP_FLOOR)
+    if not args.no_replay:
+        replay_check(served, workloads, vectors, serving, args.verify)
     rows.append((label, "service", score(served)))
     swept = _sweep_run(workloads, served, threshold, args)
     low = min(SWEEP_FLOOR, threshold)
     return Headline(rows, "service", served.get(LOOKALIKE, []), swept, low)
+
+
+def replay_check(
+    served: Results, workloads: Workloads, vectors: Vectors, serving: Serving, verify: str
+) -> None:
+    """How often the service served what the in-process replay of its loop serves (stderr)."""
+    verifier, threshold, _ = serving
+    replayed = replay_at(workloads, vectors, verifier, threshold)
+    unverified = replay_at(workloads, vectors, AcceptAll(), threshold)
+    agree, agree_unverified = agreement(served, replayed), agreement(served, unverified)
+    print(f"service vs replay, verify={verify}: {agree:.2%} same answers "
+          f"({agree_unverified:.2%} against the unverified replay)", file=sys.stderr)  # fmt: skip
+    if agree < 0.99 and agree_unverified > agree:
+        print(f"WARNING: the service seems to ignore SLUICE_CACHE_VERIFY={verify}",
+              file=sys.stderr)  # fmt: skip
 
 
 def replay_at(
@@ -352,18 +363,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     # ablation keep the workloads their README figures were measured on.
     with_lookalike = {**workloads, LOOKALIKE: look_spaces}
     print(workload_sizes(with_lookalike))
+    quick = args.headline_only and (
+        args.default_config is not None or args.verify in ("crossenc", "none", "learned")
+    )
     extra_spaces = extra_qqp(Path(args.data), workloads, args.qqp_pairs, args.extra_qqp_pairs)
     texts = {t for spaces in with_lookalike.values() for s in spaces for t in s.entries}
     texts |= {p.text for spaces in with_lookalike.values() for s in spaces for p in s.probes}
     texts |= {t for s in extra_spaces for t in (*s.entries, *(p.text for p in s.probes))}
-    vectors = embed(sorted(texts), Path(args.embed_cache) if args.embed_cache else None)
+    # The service embeds its own texts; in-process vectors feed the replay, sweeps and training.
+    needed = args.train or extra_spaces or not (args.no_replay and quick and not args.no_service)
+    cache = Path(args.embed_cache) if args.embed_cache else None
+    vectors = embed(sorted(texts), cache) if needed else {}
     extra = extra_pairs(extra_spaces, vectors, args.min_similarity)
     print(f"extra QQP rows {len(extra_spaces)}, candidate pairs {len(extra)}", file=sys.stderr)
     model = (
         train(workloads, vectors, args, extra) if args.train else _load_pair_model(Path(args.model))
-    )
-    quick = args.headline_only and (
-        args.default_config is not None or args.verify in ("crossenc", "none", "learned")
     )
     sweeps = {} if quick else method_sweeps(workloads, vectors, model, extra)
     points = [] if quick else operating_points(workloads, vectors, model, sweeps)
