@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import itertools
 import json
 import os
@@ -56,13 +57,17 @@ from benchmarks.overhead_load import (
     openai_sender,
     upstream_received,
 )
+from benchmarks.overhead_procs import gateway_rss_mb, mesh_rss
 from benchmarks.overhead_report import report, run_conditions, summary
 from shared.mesh import Mesh, free_ports
+from shared.otlp_receiver import OtlpReceiver
 
 SLUICE_KEY = "dev"
 PATHS = ("miss", "exact", "semantic")
 # Each run is split into this many parts, interleaved with the other targets' parts.
 ROUNDS = 3
+# The miss path is measured this many times over, the worse pass's ratios reported.
+MISS_PASSES = 2
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -101,7 +106,11 @@ class Prompts:
 
 
 @contextmanager
-def running_mesh(log_dir: Path, traces: bool) -> Iterator[Mesh]:
+def running_mesh(
+    log_dir: Path, traces: bool, receiver: OtlpReceiver | None = None
+) -> Iterator[Mesh]:
+    """The whole mesh on free ports; with traces, its spans go to `receiver` (one is started
+    when none is given)."""
     env = {
         "SLUICE_SIMULATOR_LATENCY_SCALE": "0",
         "SLUICE_CACHE_DATA_DIR": str(log_dir / "cache"),
@@ -112,10 +121,9 @@ def running_mesh(log_dir: Path, traces: bool) -> Iterator[Mesh]:
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("OTEL_")}
     with ExitStack() as stack:
         if traces:
-            from shared.otlp_receiver import OtlpReceiver
-
-            receiver = OtlpReceiver().start()
-            stack.callback(receiver.stop)
+            if receiver is None:
+                receiver = OtlpReceiver().start()
+                stack.callback(receiver.stop)
             env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
             env |= {"OTEL_EXPORTER_OTLP_INSECURE": "true"}
         mesh = Mesh.plan(free_ports(), log_dir, env)
@@ -148,16 +156,19 @@ class Bench:
         prompts: list[str],
         warm: list[str],
         kind: str | None = None,
+        also: str | None = None,
     ) -> None:
         """Warms the target's connections with `warm`, then measures `prompts`; a second run
-        of the same (path, target, c) adds to the first."""
+        of the same (path, target, c) adds to the first. With `also`, the run is kept under
+        that path too (one pass of a path run twice)."""
         result = asyncio.run(self._run(target, c, prompts, warm))
         result.kind = kind
-        earlier = self.results.get((path, target, c))
-        if earlier is None:
-            self.results[(path, target, c)] = result
-        else:
-            earlier.merge(result)
+        for key in (path, also) if also else (path,):
+            earlier = self.results.get((key, target, c))
+            if earlier is None:
+                self.results[(key, target, c)] = copy.deepcopy(result)
+            else:
+                earlier.merge(result)
 
     def show(self, path: str, target: str, c: int) -> None:
         result = self.results[(path, target, c)]
@@ -171,16 +182,22 @@ class Bench:
             flush=True,
         )
 
-    def rounds(self, path: str, c: int, work: dict[str, tuple[list[str], list[str]]]) -> None:
+    def rounds(
+        self,
+        path: str,
+        c: int,
+        work: dict[str, tuple[list[str], list[str]]],
+        also: str | None = None,
+    ) -> None:
         """Runs every target on its (prompts, warm) in ROUNDS interleaved parts, the order
         rotating each round, so that load from outside the benchmark falls on all alike."""
         targets = list(work)
         for r in range(ROUNDS):
             for target in targets[r % len(targets) :] + targets[: r % len(targets)]:
                 prompts, warm = work[target]
-                self.run(path, target, c, prompts[r::ROUNDS], warm[r::ROUNDS])
+                self.run(path, target, c, prompts[r::ROUNDS], warm[r::ROUNDS], also=also)
         for target in targets:
-            self.show(path, target, c)
+            self.show(also or path, target, c)
 
     async def _run(self, target: str, c: int, prompts: list[str], warm: list[str]) -> RunResult:
         async with self._sender(target, c) as send:
@@ -225,18 +242,22 @@ def warm_size(requests: int) -> int:
 
 
 def miss_phase(bench: Bench, prompts: Prompts, levels: list[int]) -> None:
-    """Unique prompts; direct, LiteLLM and Sluice's HTTP door get the very same ones."""
+    """Unique prompts; direct, LiteLLM and Sluice's HTTP door get the very same ones. Each
+    concurrency is run in MISS_PASSES passes, each interleaving all targets and kept apart too
+    ("miss/0", "miss/1"), since LiteLLM's tail swings from run to run: the summary reports the
+    worse pass's ratios."""
     print("miss path (unique prompts)", file=sys.stderr)
     n, w = bench.requests, warm_size(bench.requests)
     for c in levels:
-        shared = (prompts.take(n), prompts.take(w))
-        work = {"direct": shared}
-        if "litellm" in bench.litellm:
-            work["litellm"] = shared
-        work["sluice-http"] = shared
-        # Sluice's cache keeps what the HTTP run stored, so gRPC needs prompts of its own.
-        work["sluice-grpc"] = (prompts.take(n), prompts.take(w))
-        bench.rounds("miss", c, work)
+        for one in range(MISS_PASSES):
+            shared = (prompts.take(n), prompts.take(w))
+            work = {"direct": shared}
+            if "litellm" in bench.litellm:
+                work["litellm"] = shared
+            work["sluice-http"] = shared
+            # Sluice's cache keeps what the HTTP run stored, so gRPC needs prompts of its own.
+            work["sluice-grpc"] = (prompts.take(n), prompts.take(w))
+            bench.rounds("miss", c, work, also=f"miss/{one}")
 
 
 def exact_phase(bench: Bench, prompts: Prompts, levels: list[int]) -> None:
@@ -307,11 +328,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                 start_litellm(stack, bench, args, log_dir, cache=True)
             exact_phase(bench, prompts, args.levels)
         semantic_phase(bench, prompts, args.levels)
+        rss = mesh_rss(mesh)
     conditions["load_after"] = os.getloadavg()
+    conditions["rss_mb_by_process"] = rss
     if not args.no_litellm:
         conditions["litellm_version"] = litellm_version(args.litellm_venv)
     print(report(bench.results, args.levels))
-    print(json.dumps(summary(bench.results, args.levels, conditions)))
+    figures = summary(
+        bench.results, args.levels, conditions, MISS_PASSES, mesh_rss_mb=gateway_rss_mb(rss)
+    )
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

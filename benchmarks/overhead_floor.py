@@ -1,4 +1,4 @@
-"""What this machine allows a Python gateway at all: the floor under issue #8's hit targets.
+"""What this machine allows a Python gateway at all: the floor under the hit-path targets.
 
     python -m benchmarks.overhead_floor [--requests 3000] [--embeddings 300]
 
@@ -11,7 +11,11 @@ the router is:
   any Python HTTP gateway can do to answer from memory.
 - **HTTP + one gRPC hop**: the same app awaiting one unary grpc.aio call to an echo server in a
   third process before it answers: the least an exact hit served by a separate cache service
-  costs.
+  costs (the design before issue #18).
+- **HTTP + in-process exact lookup**: the same app hashing the request body (SHA-256) and
+  answering from a bounded in-memory table: the least an exact hit served from the router's own
+  exact layer costs (issue #18's design, no hop). The router's real work per hit (admission,
+  policy, spans, the cost table) comes on top.
 
 It also times all-MiniLM-L6-v2 on ONNX Runtime (the cache's embedder, one thread, one query per
 call as a lone semantic lookup runs it) on short questions, in CPU seconds, and derives the
@@ -25,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,6 +48,7 @@ from benchmarks.overhead_load import RunResult, closed_loop
 from shared.mesh import free_port
 
 LEVELS = (1, 16, 64)
+BARE, HOP, LOCAL = "bare HTTP", "HTTP + one gRPC hop", "HTTP + in-process exact lookup"
 ECHO_METHOD = "/sluice.floor.Echo/Echo"
 ANSWER = orjson.dumps(
     {
@@ -68,22 +75,42 @@ QUESTIONS = (
 )
 
 
-async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-    more = True
+async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
+    parts, more = [], True
     while more:
         message = await receive()
+        parts.append(message.get("body", b""))
         more = bool(message.get("more_body"))
+    return b"".join(parts)
 
 
-def _http_app(upstream: str | None) -> Callable[..., Awaitable[None]]:
-    """A raw ASGI app; with `upstream`, each request first makes one gRPC call there."""
+# Entries the in-process exact table keeps, oldest dropped first.
+LOCAL_ENTRIES = 10_000
+
+
+def _http_app(upstream: str | None, local: bool = False) -> Callable[..., Awaitable[None]]:
+    """A raw ASGI app; with `upstream`, each request first makes one gRPC call there; with
+    `local`, it answers from an in-process table keyed by the body's SHA-256 (filled on a
+    miss)."""
     call: Any = None
+    table: OrderedDict[bytes, bytes] = OrderedDict()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         nonlocal call
         if scope["type"] != "http":
             return
-        await _read_body(receive)
+        body = await _read_body(receive)
+        answer = ANSWER
+        if local:
+            key = hashlib.sha256(body).digest()
+            found = table.get(key)
+            if found is None:
+                table[key] = answer
+                if len(table) > LOCAL_ENTRIES:
+                    table.popitem(last=False)
+            else:
+                table.move_to_end(key)
+                answer = found
         if upstream is not None:
             if call is None:
                 import grpc
@@ -92,16 +119,16 @@ def _http_app(upstream: str | None) -> Callable[..., Awaitable[None]]:
             await call(b"ping", timeout=10)
         headers = [(b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": ANSWER})
+        await send({"type": "http.response.body", "body": answer})
 
     return app
 
 
-def serve_http(port: int, upstream: str | None) -> None:
+def serve_http(port: int, upstream: str | None, local: bool = False) -> None:
     import uvicorn
 
     config = uvicorn.Config(
-        _http_app(upstream),
+        _http_app(upstream, local),
         host="127.0.0.1",
         port=port,
         loop="uvloop",
@@ -167,19 +194,21 @@ async def _drive(port: int, requests: int, concurrency: int, warmup: int) -> Run
 
 
 def measure_servers(requests: int, warmup: int = 200) -> dict[str, dict[int, RunResult]]:
-    echo_port, bare_port, hop_port = free_port(), free_port(), free_port()
+    echo_port, bare_port, hop_port, local_port = free_port(), free_port(), free_port(), free_port()
     processes = [
         _start("--serve-echo", str(echo_port)),
         _start("--serve-http", str(bare_port)),
         _start("--serve-http", str(hop_port), "--upstream", f"127.0.0.1:{echo_port}"),
+        _start("--serve-http", str(local_port), "--local-exact"),
     ]
+    servers = ((BARE, bare_port), (HOP, hop_port), (LOCAL, local_port))
     try:
-        for port in (echo_port, bare_port, hop_port):
+        for port in (echo_port, bare_port, hop_port, local_port):
             _wait_listening(port)
-        results: dict[str, dict[int, RunResult]] = {"bare HTTP": {}, "HTTP + one gRPC hop": {}}
+        results: dict[str, dict[int, RunResult]] = {name: {} for name, _ in servers}
         for level in LEVELS:
-            # Alternate the two servers at each level, so load from outside falls on both.
-            for name, port in (("bare HTTP", bare_port), ("HTTP + one gRPC hop", hop_port)):
+            # Alternate the servers at each level, so load from outside falls on all alike.
+            for name, port in servers:
                 results[name][level] = asyncio.run(_drive(port, requests, level, warmup))
         return results
     finally:
@@ -226,12 +255,13 @@ def report(results: dict[str, dict[int, RunResult]], embed_s: float) -> dict[str
     )
     return {
         "cores": cores,
-        "floor_http_p99_ms_c16": round(results["bare HTTP"][16].percentile_ms(99), 2),
-        "floor_http_rps_c16": round(results["bare HTTP"][16].rps),
-        "floor_http_grpc_p99_ms_c16": round(
-            results["HTTP + one gRPC hop"][16].percentile_ms(99), 2
-        ),
-        "floor_http_grpc_rps_c16": round(results["HTTP + one gRPC hop"][16].rps),
+        "floor_http_p99_ms_c16": round(results[BARE][16].percentile_ms(99), 2),
+        "floor_http_rps_c16": round(results[BARE][16].rps),
+        "floor_http_grpc_p99_ms_c16": round(results[HOP][16].percentile_ms(99), 2),
+        "floor_http_grpc_rps_c16": round(results[HOP][16].rps),
+        # The exact-hit floor of the design without a hop (issue #18).
+        "floor_exact_local_p99_ms_c16": round(results[LOCAL][16].percentile_ms(99), 2),
+        "floor_exact_local_rps_c16": round(results[LOCAL][16].rps),
         "embedding_cpu_ms_per_question": round(1000 * embed_s, 2),
         "semantic_hit_mean_ms_floor_c16": round(16 / ceiling * 1000, 1),
         "errors": sum(run.errors for by_level in results.values() for run in by_level.values()),
@@ -244,10 +274,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embeddings", type=int, default=300)
     parser.add_argument("--serve-http", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
+    parser.add_argument("--local-exact", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-echo", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_http:
-        serve_http(args.serve_http, args.upstream)
+        serve_http(args.serve_http, args.upstream, args.local_exact)
         return
     if args.serve_echo:
         serve_echo(args.serve_echo)

@@ -299,10 +299,20 @@ def hit_deltas(result: RouteResult) -> tuple[TierDelta, ...]:
 
 
 def prompt_cost_estimator(catalogue: PriceCatalogue, tokens: TokenCounter) -> PromptCost:
-    """Prices a prompt on a model, for calls abandoned before they reported usage."""
+    """Prices a prompt on a model, for calls abandoned before they reported usage and for the
+    start-tier choice, which prices the same prompt on every tier and the baseline in turn.
+
+    The count of the turns last asked about is kept, so those calls count the prompt's tokens
+    once, not once per model: counting is the costly part, and it runs on the event loop. The
+    turns are held, so a new tuple can never share their identity."""
+    last: list[tuple[tuple[Turn, ...], int]] = []
 
     def estimate(model: str, turns: tuple[Turn, ...]) -> int:
-        prompt = tokens.count_chat(t.content for t in turns)
+        if last and last[0][0] is turns:
+            prompt = last[0][1]
+        else:
+            prompt = tokens.count_chat(t.content for t in turns)
+            last[:] = [(turns, prompt)]
         return catalogue.cost_nano_usd(model, TokenUsage(prompt, 0))
 
     return estimate

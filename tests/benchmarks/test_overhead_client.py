@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
 from benchmarks.overhead_http import KeepAliveClient
 from benchmarks.overhead_load import RunResult, cache_kind
+from benchmarks.overhead_procs import gateway_rss_mb, rss_mb
 from benchmarks.overhead_report import summary
 
 
@@ -88,3 +90,27 @@ def test_added_latency_subtracts_the_upstream_time_and_ratios_are_same_run() -> 
     # Nothing measured at c64 or on the semantic path: unknown, not met.
     assert out["targets_met"]["miss_p99_le_litellm_c64"] is None
     assert out["semantic_hit_p99_ms_c16"] is None
+
+
+def test_the_miss_ratios_are_the_worse_of_the_two_passes() -> None:
+    results = {
+        ("miss", "direct", 1): _run([2.0] * 100, 1.0),
+        # Pass 0: Sluice's p99 half LiteLLM's, twice its rate; pass 1: 1.5x its p99, 0.8x rate.
+        ("miss/0", "sluice-http", 16): _run([12.0] * 100, 1.0),
+        ("miss/0", "litellm", 16): _run([22.0] * 100, 2.0),
+        ("miss/1", "sluice-http", 16): _run([17.0] * 100, 1.25),
+        ("miss/1", "litellm", 16): _run([12.0] * 100, 1.0),
+    }
+    out = summary(results, [1, 16], {}, passes=2, mesh_rss_mb=650.0)
+    assert out["p99_ratios_by_pass_c16"] == [pytest.approx(0.5), pytest.approx(1.5)]
+    assert out["p99_ratio_vs_litellm_c16"] == pytest.approx(1.5)
+    assert out["rps_ratio_vs_litellm_c16"] == pytest.approx(0.8)
+    assert out["targets_met"]["miss_p99_le_litellm_c16"] is False
+    assert out["mesh_rss_mb"] == 650.0
+    assert out["targets_met"]["mesh_rss_le_700mb"] is True
+
+
+def test_the_mesh_rss_leaves_out_the_upstream_simulator() -> None:
+    by_process = {"router": 120.0, "cache": 300.5, "simulator": 84.0}
+    assert gateway_rss_mb(by_process) == pytest.approx(420.5)
+    assert rss_mb(os.getpid()) > 0
