@@ -221,6 +221,15 @@ class Mesh:
         deadline = time.monotonic() + timeout_s
         return {name: _wait_or_kill(process, deadline) for name, process in stopping.items()}
 
+    def rss_mb(self) -> dict[str, float]:
+        """Each running process's resident memory in MB, by service name, from /proc."""
+        return {name: process_rss_mb(p.pid) for name, p in self.processes.items()}
+
+    def gateway_rss_mb(self) -> float:
+        """The gateway's summed resident memory in MB: every service but the simulator, which
+        stands in for the LLM providers (issue 18's `mesh_rss_mb`)."""
+        return round(sum(mb for name, mb in self.rss_mb().items() if name != "simulator"), 1)
+
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.log_path(name)
         return (
@@ -228,6 +237,18 @@ class Mesh:
             if path.exists()
             else ""
         )
+
+
+def process_rss_mb(pid: int) -> float:
+    """VmRSS of a process in MB; 0.0 once it is gone (Linux /proc only)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0  # a zombie has no VmRSS line
 
 
 def _wait_or_kill(process: subprocess.Popen[bytes], deadline: float) -> int:

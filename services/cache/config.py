@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from services.cache.store_sqlite import SyncMode
 from services.cache.verifiers.crossenc import DEFAULT_CROSSENC_PATH
 from services.cache.verifiers.learned import DEFAULT_MODEL_PATH
-from shared.embedding.onnx import Backend, default_model_dir
+from shared.embedding.onnx import VARIANTS, Backend, Variant, default_model_dir
 from shared.metrics import env_metrics_listen
 from shared.settings import SettingsError, env_address, env_float, env_int, env_path, env_str
 
@@ -34,6 +34,10 @@ DEFAULT_ANN_THRESHOLD = 20_000
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _BACKENDS = ("onnx", "torch")
 _SYNC_MODES = ("normal", "full")
+# What a store whose vectors another embedder made gets: its queries re-embedded (default), or
+# a refusal to start (embedder_check.py).
+_MISMATCH = ("reembed", "refuse")
+MismatchPolicy = Literal["reembed", "refuse"]
 # The first is the default: the rule checks cost microseconds and only ever turn hits into
 # misses, so a cache is never less trustworthy with them on.
 _VERIFIERS = ("rules", "none", "learned", "crossenc")
@@ -80,6 +84,9 @@ class Settings:
     log_level: str
     # Where Prometheus reads /metrics; "" serves none (the figures are still counted).
     metrics_listen: str = ""
+    # The ONNX export variant (fp32: torch's vectors; int8: quantised, see README "Memory").
+    embed_variant: Variant = "fp32"
+    embedder_mismatch: MismatchPolicy = "reembed"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -111,6 +118,10 @@ class Settings:
             ),
             log_level=_log_level(env),
             metrics_listen=env_metrics_listen(env, "SLUICE_CACHE_METRICS_LISTEN", "127.0.0.1:0"),
+            embed_variant=cast(Variant, _choice(env, "SLUICE_CACHE_EMBED_VARIANT", VARIANTS)),
+            embedder_mismatch=cast(
+                MismatchPolicy, _choice(env, "SLUICE_CACHE_EMBEDDER_MISMATCH", _MISMATCH)
+            ),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from sluice.cache.v1 import cache_service_pb2 as pb
@@ -11,6 +12,7 @@ from sluice.cache.v1 import cache_service_pb2_grpc as pb_grpc
 from services.cache.adaptive import IndexPolicy
 from services.cache.cache import CachePolicy, SemanticCache
 from services.cache.config import Settings
+from services.cache.embedder_check import reconcile
 from services.cache.index import limit_faiss_threads
 from services.cache.metrics import CacheMetrics
 from services.cache.servicer import SemanticCacheServicer
@@ -19,7 +21,7 @@ from services.cache.store_redis import RedisStore
 from services.cache.store_sqlite import SqliteStore
 from services.cache.verifiers import build_verifier
 from services.cache.verify import HitVerifier
-from shared.embedding.minilm import Embedder, EmbeddingBatcher
+from shared.embedding.minilm import EmbeddingBatcher, IdentifiedEmbedder, identity_of
 from shared.embedding.onnx import build_minilm
 from shared.grpc_server import HostedServer, build_grpc_server, run_until_terminated
 from shared.log import configure_logging
@@ -27,6 +29,7 @@ from shared.metrics import MetricsEndpoint
 from shared.settings import SettingsError
 from shared.telemetry import Telemetry, init_telemetry
 
+LOG = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SemanticCacheService"].full_name
 
 
@@ -54,8 +57,13 @@ def build_store(settings: Settings) -> EntryStore:
     return MemoryStore()
 
 
-def build_embedder(settings: Settings) -> Embedder:
-    return build_minilm(settings.embed_backend, settings.model_dir, threads=settings.embed_threads)
+def build_embedder(settings: Settings) -> IdentifiedEmbedder:
+    return build_minilm(
+        settings.embed_backend,
+        settings.model_dir,
+        threads=settings.embed_threads,
+        variant=settings.embed_variant,
+    )
 
 
 def build_cache(
@@ -79,7 +87,7 @@ def load_verifier(settings: Settings) -> HitVerifier:
     """The configured verifier; a model file that is missing or unusable stops the start with
     a message naming the variable and the file (never a quiet fall-back to bare cosine)."""
     variable = "SLUICE_CACHE_VERIFIER_MODEL"
-    if settings.verify == "crossenc":
+    if settings.verify in ("crossenc", "guarded"):
         variable = "SLUICE_CACHE_CROSSENC_MODEL"
     try:
         return build_verifier(settings.verify, settings.verifier_model, settings.crossenc_model)
@@ -107,8 +115,13 @@ async def serve(settings: Settings) -> None:
 
     async def start() -> None:
         # Health stays NOT_SERVING (and RPCs answer UNAVAILABLE) until both the model and
-        # every stored entry are loaded.
-        await asyncio.gather(asyncio.to_thread(embedder.load), cache.start())
+        # every stored entry are loaded. The model first: which embedder serves (the ONNX
+        # export or its fallback) decides whether the stored vectors can be used as they are.
+        await asyncio.to_thread(embedder.load)
+        identity = identity_of(embedder)
+        LOG.info("embedding with %s", identity)
+        await reconcile(store, identity, settings.embedder_mismatch, embedder.embed, embedder.dim)
+        await cache.start()
 
     async def stop() -> None:
         await batcher.aclose()

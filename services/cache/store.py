@@ -104,6 +104,13 @@ class EntryStore(Protocol):
     async def load_feedback(self, scale: str) -> list[FeedbackCount]:
         """Every feedback count recorded under `scale`."""
 
+    async def embedder(self) -> str | None:
+        """The identity of the embedder that made the stored vectors (shared/embedding/files.py);
+        None for a store that never recorded one (new, or written before identities existed)."""
+
+    async def set_embedder(self, identity: str) -> None:
+        """Records the identity of the embedder whose vectors the store now holds."""
+
     async def close(self) -> None: ...
 
 
@@ -114,6 +121,7 @@ class MemoryStore:
         self.records: dict[str, EntryRecord] = {}
         # (scale, namespace, bin) -> [seen, wrong]
         self.feedback: dict[tuple[str, str, int], list[int]] = {}
+        self.embedder_identity: str | None = None
 
     @property
     def description(self) -> str:
@@ -150,6 +158,12 @@ class MemoryStore:
             for (s, namespace, score_bin), (seen, wrong) in sorted(self.feedback.items())
             if s == scale
         ]
+
+    async def embedder(self) -> str | None:
+        return self.embedder_identity
+
+    async def set_embedder(self, identity: str) -> None:
+        self.embedder_identity = identity
 
     async def close(self) -> None:
         return None

@@ -8,6 +8,7 @@ Layout (all keys under the prefix `sluice:cache:`):
 - `fb:<scale>`: a hash of feedback counts (ReportHit outcomes), fields
   `<seen|wrong>:<bin>:<namespace>` incremented with HINCRBY, so replicas add up their counts;
   each replica reads them at start, then applies the others' outcomes from the stream.
+- `embedder`: the identity of the embedder that made every stored vector.
 - `events`: a stream of changes, one item per put, delete or feedback outcome: `op`
   (put|del|fb), `id` and `origin` (the writing replica's random id); an `fb` item also carries
   `scale`, `ns`, `bin` and `wrong`. Every write and its event go in one MULTI/EXEC, so a
@@ -172,6 +173,19 @@ class RedisStore:
             FeedbackCount(scale, namespace, score_bin, seen, wrong)
             for (namespace, score_bin), (seen, wrong) in sorted(counts.items())
         ]
+
+    async def embedder(self) -> str | None:
+        try:
+            value = await self._redis.get(f"{PREFIX}embedder")
+        except RedisError as error:
+            raise StoreUnavailable(f"{self._description}: {error}") from None
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def set_embedder(self, identity: str) -> None:
+        try:
+            await self._redis.set(f"{PREFIX}embedder", identity)
+        except RedisError as error:
+            raise StoreUnavailable(f"{self._description}: {error}") from None
 
     async def close(self) -> None:
         await self._redis.aclose()

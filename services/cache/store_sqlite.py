@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS feedback (
     wrong      INTEGER NOT NULL,
     PRIMARY KEY (scale, namespace, bin)
 );
+-- Facts about the whole file; `embedder` names the embedder that made every stored vector
+-- (added the same way as feedback: older files gain the table, older code ignores it).
+CREATE TABLE IF NOT EXISTS store_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 _Write = Callable[[sqlite3.Connection], None]
 
@@ -158,6 +164,19 @@ class SqliteStore:
         return [
             FeedbackCount(scale, ns, int(b), int(seen), int(wrong)) for ns, b, seen, wrong in rows
         ]
+
+    async def embedder(self) -> str | None:
+        query = "SELECT value FROM store_meta WHERE key = 'embedder'"
+        row = await self._run(lambda c: c.execute(query).fetchone())
+        return None if row is None else str(row[0])
+
+    async def set_embedder(self, identity: str) -> None:
+        def write(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT OR REPLACE INTO store_meta VALUES ('embedder', ?)", (identity,)
+            )
+
+        await self._write(write)
 
     async def close(self) -> None:
         if self._connection is not None:

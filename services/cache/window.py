@@ -116,7 +116,7 @@ class _MiniLmCounter:
 def minilm_window() -> QueryWindow:
     """The window of the installed all-MiniLM-L6-v2: its configured max_seq_length (256) less
     the two special tokens."""
-    from shared.embedding.onnx import model_path
+    from shared.embedding.files import model_path
 
     folder = model_path()
     config = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))

