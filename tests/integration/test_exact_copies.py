@@ -46,6 +46,8 @@ pytestmark = pytest.mark.integration
 # Generous: a busy 2-core machine; the feed normally takes one message's time.
 WITHIN_S = 30.0
 CONTEXT = common_pb2.RequestContext(tenant_id="acme")
+# Only exact hits matter here: the light rule verifier, whatever the default's model.
+EXACT_ONLY = {"SLUICE_CACHE_VERIFY": "rules"}
 
 
 @dataclass
@@ -60,7 +62,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     with running_redis(logs) as url:
         ports = [free_port(), free_port()]
         processes = [
-            start(logs / f"replica-{n}.log", port, SLUICE_CACHE_STORE=url)
+            start(logs / f"replica-{n}.log", port, SLUICE_CACHE_STORE=url, **EXACT_ONLY)
             for n, port in enumerate(ports)
         ]
         try:
@@ -226,7 +228,7 @@ async def test_another_tenant_never_gets_the_copy(replicas: Replicas) -> None:
 
 async def test_a_feed_that_is_down_turns_the_copies_off_until_it_is_back(tmp_path: Path) -> None:
     port = free_port()
-    process = start(tmp_path / "cache.log", port)
+    process = start(tmp_path / "cache.log", port, **EXACT_ONLY)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             wait_serving(channel, process, tmp_path / "cache.log")
@@ -242,7 +244,7 @@ async def test_a_feed_that_is_down_turns_the_copies_off_until_it_is_back(tmp_pat
             assert len(router.copies) == 0
             assert (await router.before(request)).detail != "exact hit (router copy)"
             # Back (its SQLite file kept the entry), under a new epoch: the copies start over.
-            process = start(tmp_path / "cache.log", port)
+            process = start(tmp_path / "cache.log", port, **EXACT_ONLY)
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                 wait_serving(channel, process, tmp_path / "cache.log")
             await until(lambda: router.copies.live)
