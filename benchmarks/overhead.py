@@ -17,7 +17,10 @@ each concurrency on three paths:
 
 Added latency is what the client measured minus the upstream's own time: the median latency of
 the same requests sent straight to the simulator at concurrency 1 in the same run (on a hit
-nothing goes upstream, so the whole latency is added). The last line printed is one JSON object.
+nothing goes upstream, so the whole latency is added). The miss path is run in two passes, each
+interleaving every target, and the ratios to LiteLLM are the worse pass's, since LiteLLM's tail
+swings from run to run. The mesh's summed RSS (without the simulator) is read after the run. The
+last line printed is one JSON object.
 """
 
 from __future__ import annotations
