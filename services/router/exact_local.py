@@ -41,13 +41,13 @@ MAX_TOMBSTONES = 200_000
 # (the cache's hit counters and LRU order are bookkeeping, never correctness).
 MAX_SERVED = 10_000
 # A copy's fixed cost beyond its texts: the key, the objects, the dict slots.
-OVERHEAD_BYTES = 400
+OVERHEAD_BYTES = 600
 
 
 @dataclass(frozen=True)
 class LocalBounds:
     max_entries: int = 10_000
-    max_bytes: int = 64 << 20
+    max_bytes: int = 16 << 20
     max_age_s: float = 60.0
     feed_stale_s: float = 3.0
 
