@@ -64,6 +64,7 @@ class FeedFollower:
     def start(self) -> None:
         if self._task is None and self._copies.bounds.enabled:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="exact-feed")
+            self._task.add_done_callback(_ended)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -101,3 +102,10 @@ class FeedFollower:
                 LOG.warning("cache change feed: %s; exact copies off, retrying", error.reason)
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    # Only a bug ends the loop early; the copies then go stale and are bypassed, which is safe,
+    # but it must be seen.
+    if not task.cancelled() and task.exception() is not None:
+        LOG.error("cache change feed stopped; exact copies off", exc_info=task.exception())
