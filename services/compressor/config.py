@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from shared.embedding.onnx import Backend, default_model_dir
+from shared.embedding.onnx import VARIANTS, Backend, Variant, default_model_dir
 from shared.metrics import env_metrics_listen
 from shared.pricing import DEFAULT_CATALOGUE
 from shared.settings import SettingsError, env_address, env_float, env_int, env_path, env_str
@@ -48,6 +48,8 @@ class Settings:
     log_level: str
     # Where Prometheus reads /metrics; "" serves none (the figures are still counted).
     metrics_listen: str = ""
+    # The ONNX export variant: fp32 (torch's vectors) or int8 (quantised; README "Memory").
+    embed_variant: Variant = "fp32"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -80,6 +82,7 @@ class Settings:
             metrics_listen=env_metrics_listen(
                 env, "SLUICE_COMPRESSOR_METRICS_LISTEN", "127.0.0.1:0"
             ),
+            embed_variant=cast(Variant, _choice(env, "SLUICE_COMPRESSOR_EMBED_VARIANT", VARIANTS)),
         )
 
 

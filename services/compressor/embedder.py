@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.embedding.minilm import Embedder, Vectors, embed_in_length_runs
-from shared.embedding.onnx import Backend, build_minilm
+from shared.embedding.onnx import Backend, Variant, build_minilm
 
 __all__ = ["CachedEmbedder", "Embedder", "build_embedder"]
 
@@ -30,9 +30,17 @@ __all__ = ["CachedEmbedder", "Embedder", "build_embedder"]
 SORTED_BATCH = 4
 
 
-def build_embedder(backend: Backend, model_dir: Path, *, threads: int, cache_size: int) -> Embedder:
+def build_embedder(
+    backend: Backend,
+    model_dir: Path,
+    *,
+    threads: int,
+    cache_size: int,
+    variant: Variant = "fp32",
+) -> Embedder:
     """ONNX Runtime with torch as its fallback (or torch alone), wrapped in the vector LRU."""
-    return CachedEmbedder(build_minilm(backend, model_dir, threads=threads), cache_size)
+    inner = build_minilm(backend, model_dir, threads=threads, variant=variant)
+    return CachedEmbedder(inner, cache_size)
 
 
 class CachedEmbedder:

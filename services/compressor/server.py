@@ -83,6 +83,7 @@ async def serve(settings: Settings) -> None:
         settings.model_dir,
         threads=settings.embed_threads,
         cache_size=settings.embed_cache_size,
+        variant=settings.embed_variant,
     )
     channel = (
         open_channel(settings.dispatcher_addr, telemetry) if settings.dispatcher_addr else None
