@@ -75,3 +75,30 @@ def test_primary_is_used_when_it_loads():
     embedder = FallbackEmbedder(primary, fallback)
     embedder.load()
     assert embedder.active is primary and not fallback.loaded
+
+
+def test_the_int8_export_is_another_vector_space_close_to_fp32(backends):
+    onnx, _ = backends
+    int8 = OnnxMiniLmEmbedder(Settings.from_env(os.environ).model_dir, variant="int8")
+    int8.load()
+    got, reference = int8.embed(TEXTS), onnx.embed(TEXTS)
+    assert float((got * reference).sum(axis=1).min()) > 0.97
+    assert onnx.identity.endswith("/fp32") and int8.identity.endswith("/int8")
+    assert onnx.identity.split("/")[0] == int8.identity.split("/")[0]  # the same model digest
+    assert MiniLmEmbedder().identity == onnx.identity  # torch gives the fp32 export's vectors
+
+
+def test_a_fallback_takes_the_identity_of_the_embedder_it_serves_with():
+    class Broken(HashingEmbedder):
+        identity = "broken/int8"
+
+        def load(self):
+            raise RuntimeError("no onnxruntime here")
+
+    class Torch(HashingEmbedder):
+        identity = "torch/fp32"
+
+    embedder = FallbackEmbedder(Broken(loaded=False), Torch(loaded=False))
+    assert embedder.identity == "broken/int8"  # before loading: the one it means to use
+    embedder.load()
+    assert embedder.identity == "torch/fp32"
