@@ -115,6 +115,18 @@ def mt_bench_judged(data: Path) -> dict[tuple[int, str, int], MtJudged]:
     return judged
 
 
+def conversation_cost(
+    pricer: Pricer, model: str, turns: Sequence[str], judged: Sequence[MtJudged]
+) -> float:
+    """Both turns of one model's conversation: turn 2's prompt carries turn 1 and its answer."""
+    context, total = "", 0.0
+    for turn, answer in zip(turns, judged, strict=False):
+        context += turn
+        total += pricer.cost(model, context, answer.answer)
+        context += answer.answer
+    return total
+
+
 def mt_bench_cases(
     data: Path, pricer: Pricer
 ) -> tuple[list[Case], dict[str, tuple[MtJudged, MtJudged]]]:
@@ -131,10 +143,7 @@ def mt_bench_cases(
         weak = [judged[(qid, ROUTELLM_WEAK, t)] for t in (1, 2)]
         strong = [judged[(qid, STRONG, t)] for t in (1, 2)]
         costs = [
-            sum(
-                pricer.cost(model, turns[0] + turn, j.answer)
-                for turn, j in zip(turns, js, strict=False)
-            )
+            conversation_cost(pricer, model, turns, js)
             for model, js in ((WEAK, weak), (STRONG, strong))
         ]
         cases.append(

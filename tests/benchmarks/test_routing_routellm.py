@@ -12,8 +12,10 @@ from benchmarks.common import DEFAULT_DATA
 from benchmarks.routellm_curves import (
     GSM8K_SETTINGS,
     Case,
+    MtJudged,
     Pricer,
     apgr,
+    conversation_cost,
     curve,
     fit_logistic,
     full_curve,
@@ -85,3 +87,18 @@ def test_committed_policy_matches_a_refit_on_the_fit_half() -> None:
     want = expected["tenants"]["routellm"]["model_classes"]["gsm8k"]
     assert gsm8k["gate_settings"] == want["gate_settings"]
     assert gsm8k["tiers"] == want["tiers"]
+
+
+def test_a_conversation_bills_turn_two_with_turn_one_and_its_answer_in_context() -> None:
+    pricer = Pricer(load_catalogue(), TokenCounter())
+    model = "gpt-4-1106-preview"
+    turns = ["Write a haiku about rain.", "Now make it about snow."]
+    answers = [MtJudged(a, 5.0, "", "") for a in ("Rain on the roof.", "Snow on the roof.")]
+
+    billed = conversation_cost(pricer, model, turns, answers)
+
+    first = pricer.cost(model, turns[0], answers[0].answer)
+    second = pricer.cost(model, turns[0] + answers[0].answer + turns[1], answers[1].answer)
+    assert billed == pytest.approx(first + second)
+    # Turn 2 re-sends the whole conversation, so it costs more than turn 2 alone.
+    assert billed > first + pricer.cost(model, turns[1], answers[1].answer)
