@@ -9,10 +9,14 @@
 - `crossenc`: CrossEncoderVerifier reads both questions together with a small cross-encoder
   (crossenc.py; the ONNX file services/cache/verifier_crossenc.onnx, trained by
   `python -m benchmarks.lookalike_train`) against a per-namespace threshold.
+- `guarded`: GuardedVerifier (guarded.py) rejects a candidate that differs from the question
+  in a word that decides the answer (vetoes.py: numbers, times, dates, units, entities,
+  negation, direction and role order, comparatives, quantifiers, scope words) and lets the
+  cross-encoder judge the rest.
 - `none`: AcceptAll, the bare-threshold baseline.
 
-No gRPC and nothing downloaded; only `crossenc` loads model weights (onnxruntime, from the
-repository's file).
+No gRPC and nothing downloaded; only `crossenc` and `guarded` load model weights (onnxruntime,
+from the repository's file).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from services.cache.verifiers.crossenc import (
     CrossEncoderVerifier,
     VerifierFileError,
 )
+from services.cache.verifiers.guarded import GuardedVerifier
 from services.cache.verifiers.learned import (
     DEFAULT_MODEL_PATH,
     LearnedVerifier,
@@ -37,7 +42,7 @@ from services.cache.verifiers.pair_model import PAIR_MODEL_FORMAT, PairModel
 from services.cache.verifiers.rules import RuleVerifier
 from services.cache.verify import AcceptAll, HitVerifier
 
-VERIFIERS = ("none", "rules", "learned", "crossenc")
+VERIFIERS = ("none", "rules", "learned", "crossenc", "guarded")
 
 
 def load_model(path: Path = DEFAULT_MODEL_PATH) -> PairScorer:
@@ -60,7 +65,8 @@ def build_verifier(
     crossenc_path: Path = DEFAULT_CROSSENC_PATH,
 ) -> HitVerifier:
     """The verifier called `name` (one of VERIFIERS); `learned` loads its model file and
-    `crossenc` its ONNX file (VerifierFileError, naming the file, if it is missing or bad)."""
+    `crossenc` and `guarded` its ONNX file (VerifierFileError, naming the file, if it is
+    missing or bad)."""
     if name == "none":
         return AcceptAll()
     if name == "rules":
@@ -71,6 +77,8 @@ def build_verifier(
         return LearnedVerifier(load_model(model_path))
     if name == "crossenc":
         return CrossEncoderVerifier(CrossEncoder(crossenc_path))
+    if name == "guarded":
+        return GuardedVerifier.from_model(CrossEncoder(crossenc_path))
     raise ValueError(f"unknown verifier {name!r}; expected one of {', '.join(VERIFIERS)}")
 
 
@@ -80,6 +88,7 @@ __all__ = [
     "CrossEncoder",
     "CrossEncoderVerifier",
     "VerifierFileError",
+    "GuardedVerifier",
     "LearnedVerifier",
     "LogisticModel",
     "PairModel",

@@ -45,6 +45,10 @@ class CrossEncoderInfo:
     max_tokens: int
     target_wrong_rate: float
     digest: str  # of the file, so feedback recorded under one model is not read as another's
+    # The bar and cosine floor behind the vetoes (guarded.py), chosen on the fit halves by
+    # benchmarks/cache_quality_crossenc.py --write; None in a file written before them.
+    guarded_threshold: float | None = None
+    guarded_min_similarity: float | None = None
 
 
 class CrossEncoder:
@@ -80,6 +84,8 @@ class CrossEncoder:
                 max_tokens=int(meta["max_tokens"]),
                 target_wrong_rate=float(meta.get("target_wrong_rate", "0.02")),
                 digest=hashlib.sha256(raw).hexdigest()[:16],
+                guarded_threshold=_optional(meta, "guarded_threshold"),
+                guarded_min_similarity=_optional(meta, "guarded_min_similarity"),
             )
         except (KeyError, ValueError) as error:
             raise VerifierFileError(f"{path}: metadata field missing or bad: {error}") from None
@@ -101,6 +107,10 @@ class CrossEncoder:
         }
         logits = np.asarray(self._session.run(None, feeds)[0], dtype=np.float64)
         return 1.0 / (1.0 + np.exp(-logits))
+
+
+def _optional(meta: dict[str, str], key: str) -> float | None:
+    return float(meta[key]) if key in meta else None
 
 
 class CrossEncoderVerifier:

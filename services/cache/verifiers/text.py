@@ -342,6 +342,11 @@ def _is_date_token(token: str) -> bool:
     return bool(re.fullmatch(r"\d{1,4}[/.]\d{1,2}[/.]\d{2,4}", token))
 
 
+def unit_of(word: str) -> str | None:
+    """The canonical unit a word names ("kilometres" -> "km"), or None."""
+    return _UNITS.get(word.lower())
+
+
 def opposite_swapped(a: Signals, b: Signals) -> bool:
     """One side uses a word and the other its opposite, and neither uses both."""
     for word in a.opposites - b.opposites:

@@ -18,15 +18,15 @@ import json
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-LAYERS = 3
-MAX_TOKENS = 64
+LAYERS = 6
+MAX_TOKENS = 128
 BATCH = 32
 LEARNING_RATE = 1.5e-4
 HEAD_LEARNING_RATE = 1e-3
@@ -39,7 +39,7 @@ Example = tuple[str, str, float]  # (asked, stored, 1.0 when the stored answer s
 @dataclass(frozen=True)
 class TrainConfig:
     layers: int = LAYERS
-    epochs: int = 1
+    epochs: int = 2
     max_tokens: int = MAX_TOKENS
     learning_rate: float = LEARNING_RATE
     threads: int = 2
@@ -84,8 +84,13 @@ class _Scorer:
         return Module()
 
 
-def train(examples: Sequence[Example], config: TrainConfig = TrainConfig()) -> Any:
-    """Fine-tunes on the examples (shuffled with a seeded generator); returns the module."""
+def train(
+    examples: Sequence[Example],
+    config: TrainConfig = TrainConfig(),
+    on_epoch: Callable[[int, Any], None] | None = None,
+) -> Any:
+    """Fine-tunes on the examples (shuffled with a seeded generator); returns the module.
+    `on_epoch(epoch, module)` runs after each epoch, so a long run can keep checkpoints."""
     import torch
 
     torch.manual_seed(SEED)
@@ -130,6 +135,19 @@ def train(examples: Sequence[Example], config: TrainConfig = TrainConfig()) -> A
             if step % 25 == 0:
                 elapsed = time.monotonic() - started
                 print(f"step {step}/{steps} loss {loss.item():.3f} {elapsed:.0f}s", file=sys.stderr)
+        if on_epoch is not None:
+            on_epoch(epoch, module)
+    module.eval()
+    return module
+
+
+def from_checkpoint(path: Path, config: TrainConfig = TrainConfig()) -> Any:
+    """The module `train` returned, rebuilt from a state dict an `on_epoch` hook saved."""
+    import torch
+
+    _, encoder, head = _build(config)
+    module = _Scorer(encoder, head)
+    module.load_state_dict(torch.load(path, weights_only=True))
     module.eval()
     return module
 
@@ -175,6 +193,21 @@ def export(module: Any, path: Path, meta: dict[str, Any], *, quantize: bool = Tr
     if quantize:
         fp32.unlink()
     return path
+
+
+def set_metadata(path: Path, updates: dict[str, str]) -> None:
+    """Adds or replaces metadata entries of an ONNX file in place (written atomically)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = {e.key: e.value for e in model.metadata_props if e.key not in updates}
+    del model.metadata_props[:]
+    for key, value in {**kept, **updates}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    scratch = path.with_name(path.name + ".tmp")
+    onnx.save(model, str(scratch))
+    scratch.replace(path)
 
 
 def torch_scores(module: Any, pairs: Sequence[tuple[str, str]], max_tokens: int) -> np.ndarray:

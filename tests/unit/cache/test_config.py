@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from services.cache.config import DEFAULT_MIN_SIMILARITY, Settings, StoreSpec
+from services.cache.config import (
+    DEFAULT_MIN_SIMILARITY,
+    GUARDED_MIN_SIMILARITY,
+    Settings,
+    StoreSpec,
+)
 from services.cache.verifiers.learned import DEFAULT_MODEL_PATH
 from shared.settings import SettingsError
 
@@ -14,7 +19,9 @@ from shared.settings import SettingsError
 def test_defaults():
     settings = Settings.from_env({"HOME": "/home/someone"})
     assert settings.listen == "127.0.0.1:50052"
-    assert settings.min_similarity == DEFAULT_MIN_SIMILARITY == 0.90
+    # The default verifier (guarded) reads from its own floor; rules keeps 0.90.
+    assert settings.min_similarity == GUARDED_MIN_SIMILARITY
+    assert DEFAULT_MIN_SIMILARITY == 0.90
     assert settings.ttl_s == 86_400
     assert settings.max_entries == 500_000
     assert settings.max_bytes == 1 << 30
@@ -24,7 +31,7 @@ def test_defaults():
     assert settings.model_dir == Path("/home/someone/.cache/sluice/models")
     assert settings.store == StoreSpec("sqlite", ".sluice/cache/cache.db")
     assert settings.sqlite_sync == "normal"
-    assert settings.verify == "rules"
+    assert settings.verify == "guarded"
     assert settings.log_level == "INFO"
 
 

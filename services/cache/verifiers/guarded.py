@@ -1,0 +1,74 @@
+"""The guarded verifier: deterministic vetoes first, the cross-encoder for the rest.
+
+A learned model alone trades look-alikes against paraphrases along one curve: every step of
+its bar that turns away "8 am" for "8 pm" also turns away "8 p.m." (benchmarks/README.md,
+issue 16). The vetoes (vetoes.py) read the words that decide an answer and reject a candidate
+that differs in one of them, whatever its score; the cross-encoder (crossenc.py) only has to
+judge what is left, the pairs that agree on every such word, so its bar can sit low enough to
+serve most paraphrases. Vetoed pairs are never sent to the model, which also keeps a lookup
+cheap. Feedback and per-namespace thresholds are the cross-encoder's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.cache.verifiers.calibration import NamespaceCalibrator
+from services.cache.verifiers.crossenc import CrossEncoder, CrossEncoderVerifier, VerifierFileError
+from services.cache.verifiers.signals_cache import TextCache
+from services.cache.verifiers.vetoes import Reading, reading_vetoes
+from services.cache.verify import ACCEPT, Pair, Verdict
+
+
+class GuardedVerifier:
+    """Rejects a pair the vetoes name; otherwise the cross-encoder's bar decides."""
+
+    def __init__(self, model: CrossEncoderVerifier) -> None:
+        self._model = model
+        self._readings: TextCache[Reading] = TextCache(Reading)
+        self.feedback_scale = "guarded:" + model.model.info.digest
+
+    @classmethod
+    def from_model(cls, model: CrossEncoder) -> GuardedVerifier:
+        """The verifier at the bar the file names for this use (its `guarded_threshold`)."""
+        info = model.info
+        if info.guarded_threshold is None:
+            raise VerifierFileError(
+                f"{model.path}: no guarded_threshold in its metadata "
+                "(python -m benchmarks.cache_quality_crossenc --write sets it)"
+            )
+        bar = NamespaceCalibrator(info.guarded_threshold, target_wrong_rate=info.target_wrong_rate)
+        return cls(CrossEncoderVerifier(model, calibrator=bar))
+
+    @property
+    def model(self) -> CrossEncoderVerifier:
+        return self._model
+
+    @property
+    def calibrator(self) -> NamespaceCalibrator:
+        return self._model.calibrator
+
+    def vetoed(self, pair: Pair) -> str:
+        """The first category the two questions differ in, or ""."""
+        if pair.query == pair.candidate:
+            return ""
+        found = reading_vetoes(self._readings(pair.query), self._readings(pair.candidate))
+        return found[0] if found else ""
+
+    def prepare(self, pairs: Sequence[Pair]) -> None:
+        """Scores, in one batch, only the pairs no veto rejects (call it off the event loop)."""
+        self._model.prepare([p for p in pairs if not self.vetoed(p)])
+
+    def verify(self, pair: Pair) -> Verdict:
+        if pair.query == pair.candidate:
+            return ACCEPT
+        check = self.vetoed(pair)
+        if check:
+            return Verdict(False, check, vetoed=True)
+        return self._model.verify(pair)
+
+    def feedback_score(self, pair: Pair) -> float:
+        return self._model.feedback_score(pair)
+
+    def record_feedback(self, pair: Pair, correct: bool) -> float | None:
+        return self._model.record_feedback(pair, correct)
