@@ -1,12 +1,14 @@
 """Does a tenant's error bound hold? A replay of the held-back halves of QQP, BANKING77 and
-CLINC150 through the cache's own lookup and ReportHit logic, with the data's labels as verdicts.
+CLINC150 through the real cache service (`python -m services.cache` on loopback, rule checks,
+cosine floor 0.80; cache_bound_service.py), with the data's labels as verdicts. `--in-process`
+replays the same streams through SemanticCache in this process instead.
 
-Each dataset is one namespace (QQP's stored questions all together, so a lookup can meet any of
-them). The probes of the held-back half come in hash order; for each one the cache is asked with
-`max_wrong_rate` set, and then, as the router would:
+Each dataset is one namespace per bound (QQP's stored questions all together, so a lookup can
+meet any of them). The probes of the held-back half come in hash order; for each one the cache
+is asked with `max_wrong_rate` set, and then, as the router would:
 
 - a semantic hit is served; a share of them (`--audit-rate`, by hash) is audited: its label is
-  reported with ReportHit (a wrong one removes the entry, as in the service);
+  reported with ReportHit (a wrong one removes the entry);
 - a miss that names a nearest rejected candidate gets a shadow check: whether that candidate's
   label is the probe's is reported with ReportHit(shadow=true).
 
@@ -20,7 +22,8 @@ question counts as wrong (QQP labels pairs, not clusters), for the bound and the
 The last line is JSON with `bound_violations`, the count of bounds whose served wrong rate
 exceeded the bound.
 
-    .venv/bin/python benchmarks/cache_bound.py [--embed-cache /tmp/vectors.npz]
+    .venv/bin/python -m benchmarks.cache_bound            # through the service
+    .venv/bin/python -m benchmarks.cache_bound --in-process [--embed-cache /tmp/vectors.npz]
 """
 
 from __future__ import annotations
@@ -213,7 +216,8 @@ def report(spaces: dict[str, Space], tallies: Tallies, points: Points, audit_rat
         rows.append([
             f"{rate:.1%}", f"{pooled.wrong_rate:.2%} ({pooled.wrong}/{pooled.served})",
             f"{got['hit_rate']:.1%}", f"{got['paraphrase_hit_rate']:.1%}",
-            f"cos >= {threshold:.3f}", f"{fixed.wrong_rate:.2%} ({fixed.wrong}/{fixed.served})",
+            f"cos >= {threshold:.3f}" if fixed.served else "none qualifies",
+            f"{fixed.wrong_rate:.2%} ({fixed.wrong}/{fixed.served})",
             f"{got['global_hit_rate']:.1%}", f"{got['global_paraphrase_hit_rate']:.1%}",
         ])  # fmt: skip
     headers = ["bound", "served wrong", "hits", "paraphrases hit", "global (oracle)",

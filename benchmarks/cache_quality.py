@@ -41,6 +41,7 @@ from benchmarks.cache_quality_lookalike import NAME as LOOKALIKE
 from benchmarks.cache_quality_lookalike import (
     at_2pct_wrong,
     by_kind_table,
+    floor_table,
     issue16_hooks,
     summary_fields,
 )
@@ -335,12 +336,12 @@ def headline_runs(
     return Headline(rows, "in-process", replayed[LOOKALIKE], swept, low)
 
 
-def summary(headline: Headline, args: Any) -> dict[str, Any]:
+def summary(headline: Headline, floors: list[SweepPoint], args: Any) -> dict[str, Any]:
     """The final JSON line: issue 16's fields first, then the headline row's figures."""
     label, _, final = headline.rows[-1]
     return {
         **summary_fields(final[LOOKALIKE], final["overall"], args, issue16_hooks()),
-        **at_2pct_wrong(cosine_points(headline.swept, headline.low), headline.source),
+        **at_2pct_wrong(floors, headline.source),
         "wrong_hit_rate": final["overall"].as_json()["wrong_hit_rate"],
         "duplicate_hit_rate": final["overall"].as_json()["duplicate_hit_rate"],
         "headline": label,
@@ -388,7 +389,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(by_kind_table(look_pairs, headline.lookalike))
     if not quick:
         analysis(workloads, vectors, model, sweeps, extra)
-    print(json.dumps(summary(headline, args), sort_keys=True))
+    floors = cosine_points(headline.swept, headline.low)
+    print(f"\n## Cosine floors of {headline.rows[-1][0]} ({headline.source}, pooled)\n")
+    print(floor_table(floors))
+    print(json.dumps(summary(headline, floors, args), sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -100,15 +100,40 @@ def _rates(score: Score) -> dict[str, Any]:
     }
 
 
+def _wrong(score: Score) -> float:
+    return score.wrong_hits / score.hits if score.hits else 0.0
+
+
+def floor_table(points: Sequence[SweepPoint]) -> str:
+    """Per cosine floor, pooled: hit and wrong rates on the fit half and on the held-back half."""
+    rows = []
+    for point in points:
+        fit, held = point.fit.get("overall", Score()), point.held.get("overall", Score())
+        rows.append([f"{point.param}", *(f"{percent(s.served_right, s.should_hit)} / "
+                     f"{percent(s.wrong_hits, s.hits)} ({s.wrong_hits}/{s.hits})"
+                     for s in (fit, held))])  # fmt: skip
+    return markdown_table(["cos >=", "fit: hit / wrong", "held back: hit / wrong"], rows)
+
+
 def at_2pct_wrong(points: Sequence[SweepPoint], via: str) -> dict[str, Any]:
     """`hit_rate_at_2pct_wrong` and how it was got: among `points` (one configuration's cosine
     floors), the one with the most right hits on the fit half whose fit-half hits are at most 2%
     wrong (replay.precision_point); its held-back hit rate, with its held-back wrong rate beside
     it (which may exceed 2%: the point is chosen without seeing that half). None when no point
-    qualifies on the fit half."""
+    qualifies on the fit half; `closest` then names the floor with the lowest fit-half wrong
+    rate among those that serve, to say by how much it missed."""
     point = precision_point(points, TARGET_POOLED_WRONG)
     if point is None:
-        return {"hit_rate_at_2pct_wrong": None, "at_2pct_wrong": {"chosen": None, "via": via}}
+        serving = [p for p in points if p.fit.get("overall", Score()).hits]
+        closest = min(serving, key=lambda p: _wrong(p.fit["overall"]), default=None)
+        missed: dict[str, Any] = {"chosen": None, "via": via}
+        if closest is not None:
+            missed["closest"] = {
+                "floor": f"cos >= {closest.param}",
+                "fit": _rates(closest.fit["overall"]),
+                "held_back": _rates(closest.held.get("overall", Score())),
+            }
+        return {"hit_rate_at_2pct_wrong": None, "at_2pct_wrong": missed}
     held = point.held.get("overall", Score())
     return {
         "hit_rate_at_2pct_wrong": _rates(held)["hit_rate"],

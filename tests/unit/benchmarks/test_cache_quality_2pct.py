@@ -35,8 +35,20 @@ def test_the_point_is_chosen_on_the_fit_half_and_reported_on_the_held_back_half(
     assert got["hit_rate_at_2pct_wrong"] == round(40 / 52, 4)
 
 
-def test_no_floor_within_2pct_on_the_fit_half_gives_null() -> None:
-    run = {"qqp": outcomes(10, 0.99, right=False, fit=True, tag="w")}
+def test_no_floor_within_2pct_on_the_fit_half_gives_null_and_the_closest_floor() -> None:
+    # Fit half: 12 wrong of 102 from 0.70 up, 3 of 93 from 0.76, 3 of 5 from 0.81, all wrong
+    # from 0.96: never within 2%.
+    run = {
+        "qqp": [
+            *outcomes(2, 0.95, right=True, fit=True, tag="r"),
+            *outcomes(3, 0.99, right=False, fit=True, tag="w"),
+            *outcomes(88, 0.80, right=True, fit=True, tag="s"),
+            *outcomes(9, 0.75, right=False, fit=True, tag="x"),
+        ]
+    }
     got = at_2pct_wrong(cosine_points(run, 0.70), "service")
     assert got["hit_rate_at_2pct_wrong"] is None
     assert got["at_2pct_wrong"]["chosen"] is None
+    closest = got["at_2pct_wrong"]["closest"]
+    assert closest["floor"] == "cos >= 0.76"  # the lowest fit-half wrong rate, 3.2%
+    assert closest["fit"]["wrong"] == "3/93"
