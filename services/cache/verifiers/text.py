@@ -185,7 +185,7 @@ STOPWORDS = _words(
 _NOT_ENTITIES = STOPWORDS | _WEEKDAYS | frozenset(_MONTHS.values()) | frozenset(_UNITS)
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     """A deliberately crude suffix stripper: enough to match "cards"/"card", "using"/"use"."""
     for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
@@ -226,7 +226,7 @@ class Signals:
     def content(self) -> frozenset[str]:
         """Stemmed words that carry the question's topic (no stopwords, no negation)."""
         return frozenset(
-            _stem(t.removesuffix("'s"))
+            stem(t.removesuffix("'s"))
             for t in self.tokens
             if t[0].isalpha() and t not in STOPWORDS and not _is_negation(t)
         )
@@ -235,7 +235,7 @@ class Signals:
     def relations(self) -> tuple[tuple[frozenset[str], str, frozenset[str]], ...]:
         """(content words before, relation word, content words after), a few words each side."""
         stems = [
-            _stem(t.removesuffix("'s")) if t[0].isalpha() and t not in STOPWORDS else ""
+            stem(t.removesuffix("'s")) if t[0].isalpha() and t not in STOPWORDS else ""
             for t in self.tokens
         ]
         found = []

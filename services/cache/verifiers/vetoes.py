@@ -27,7 +27,7 @@ from functools import cached_property
 from types import MappingProxyType
 
 from services.cache.verifiers.features import CHECKS, mismatches
-from services.cache.verifiers.text import STOPWORDS, Signals, _stem, unit_of
+from services.cache.verifiers.text import STOPWORDS, Signals, stem, unit_of
 
 # Spellings rewritten to one form before anything is compared. Case-insensitive unless the
 # pattern starts with a capital (abbreviated weekdays and months are also ordinary words).
@@ -276,7 +276,7 @@ def _order_swapped(a: Reading, b: Reading) -> bool:
 
 def _equivalent(x: str, y: str) -> bool:
     """Two words any table here or in text.py reads as the same value ("mom" / "mother")."""
-    if _stem(x) == _stem(y) or (unit_of(x) is not None and unit_of(x) == unit_of(y)):
+    if stem(x) == stem(y) or (unit_of(x) is not None and unit_of(x) == unit_of(y)):
         return True
     sx, sy = Signals(x), Signals(y)
     if (sx.numbers and sx.numbers == sy.numbers) or (sx.negated and sy.negated):
