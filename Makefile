@@ -29,6 +29,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --progress-bar on --upgrade pip
 	$(BIN)/python -m pip install --progress-bar on "torch==2.13.0"
 	$(BIN)/python -m pip install --progress-bar on -e ".[embeddings,dev]"
+	@echo "Exporting all-MiniLM-L6-v2 to ONNX (once; the services then never load torch) ..."
+	$(BIN)/python -m shared.embedding.onnx_export --if-missing
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -177,12 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", type=Path, help="where to write the .onnx file")
     parser.add_argument("--variant", choices=VARIANTS, default="fp32")
+    parser.add_argument(
+        "--if-missing", action="store_true", help="do nothing when the export already exists"
+    )
     args = parser.parse_args(argv)
     variant: Variant = args.variant
     model_dir = env_path(
         os.environ, "SLUICE_CACHE_MODEL_DIR", default_model_dir(os.environ), must_exist=False
     )
     target = args.path or export_path(model_dir, variant)
+    if args.if_missing and target.exists():
+        print(f"{target} already exported")
+        return 0
     if variant == "fp32":
         worst = export_minilm(target)
         print(f"exported {target} (max abs diff vs torch {worst:.1e})")
