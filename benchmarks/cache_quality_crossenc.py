@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if default is not None:
         outcomes = _replay(workloads, vectors, _Replayed(vetoes, scores, default[1]), default[0])
         print(by_kind_table(pairs, outcomes["lookalike"]))  # type: ignore[arg-type]
-        gpt = score(outcomes, fit=False).get("gptcache", Score())
+        gpt = score(outcomes, fit=False).get("mock", Score())  # GPTCache's mock paraphrases
         print(
             f"GPTCache paraphrases served (held back): {percent(gpt.served_right, gpt.should_hit)}"
         )
