@@ -13,6 +13,8 @@
   in a word that decides the answer (vetoes.py: numbers, times, dates, units, entities,
   negation, direction and role order, comparatives, quantifiers, scope words) and lets the
   cross-encoder judge the rest.
+- `vetoes`: VetoVerifier (guarded.py), the default: the same vetoes, with no model behind them;
+  the cache's cosine threshold decides the rest, as for `rules`.
 - `none`: AcceptAll, the bare-threshold baseline.
 
 No gRPC and nothing downloaded; only `crossenc` and `guarded` load model weights (onnxruntime,
@@ -31,7 +33,7 @@ from services.cache.verifiers.crossenc import (
     CrossEncoderVerifier,
     VerifierFileError,
 )
-from services.cache.verifiers.guarded import GuardedVerifier
+from services.cache.verifiers.guarded import GuardedVerifier, VetoVerifier
 from services.cache.verifiers.learned import (
     DEFAULT_MODEL_PATH,
     LearnedVerifier,
@@ -42,7 +44,7 @@ from services.cache.verifiers.pair_model import PAIR_MODEL_FORMAT, PairModel
 from services.cache.verifiers.rules import RuleVerifier
 from services.cache.verify import AcceptAll, HitVerifier
 
-VERIFIERS = ("none", "rules", "learned", "crossenc", "guarded")
+VERIFIERS = ("none", "rules", "learned", "crossenc", "guarded", "vetoes")
 
 
 def load_model(path: Path = DEFAULT_MODEL_PATH) -> PairScorer:
@@ -79,12 +81,15 @@ def build_verifier(
         return CrossEncoderVerifier(CrossEncoder(crossenc_path))
     if name == "guarded":
         return GuardedVerifier.from_model(CrossEncoder(crossenc_path))
+    if name == "vetoes":
+        return VetoVerifier(calibrator=NamespaceCalibrator(0.0))
     raise ValueError(f"unknown verifier {name!r}; expected one of {', '.join(VERIFIERS)}")
 
 
 __all__ = [
     "DEFAULT_CROSSENC_PATH",
     "VERIFIERS",
+    "VetoVerifier",
     "CrossEncoder",
     "CrossEncoderVerifier",
     "VerifierFileError",

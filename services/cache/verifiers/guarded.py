@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from services.cache.verifiers.calibration import NamespaceCalibrator
 from services.cache.verifiers.crossenc import CrossEncoder, CrossEncoderVerifier, VerifierFileError
+from services.cache.verifiers.rules import RuleVerifier
 from services.cache.verifiers.signals_cache import TextCache
 from services.cache.verifiers.vetoes import Reading, reading_vetoes
 from services.cache.verify import ACCEPT, Pair, Verdict
@@ -72,3 +73,25 @@ class GuardedVerifier:
 
     def record_feedback(self, pair: Pair, correct: bool) -> float | None:
         return self._model.record_feedback(pair, correct)
+
+
+class VetoVerifier(RuleVerifier):
+    """The vetoes alone, behind the cache's cosine threshold: the default.
+
+    Every veto only turns hits away, so at the old default's cosine (0.90) it serves what
+    `rules` served less the look-alikes: on the held-back halves 1.0% of look-alikes against
+    36.1%, with 66.4% of paraphrases (62.9%), and 9.3% of pooled hits wrong (9.8%). `guarded`
+    doubles the pooled hits at a cosine of 0.8, but with 14.8% of them wrong, another
+    question's answer on long-document questions, and GPTCache's paraphrases lost
+    (benchmarks/README.md, issue 16), so it is opt-in. Feedback is on the cosine, as `rules`.
+    """
+
+    def __init__(self, *, calibrator: NamespaceCalibrator | None = None) -> None:
+        super().__init__(calibrator=calibrator)
+        self._readings: TextCache[Reading] = TextCache(Reading)
+
+    def vetoed(self, pair: Pair) -> str:
+        if pair.query == pair.candidate:
+            return ""
+        found = reading_vetoes(self._readings(pair.query), self._readings(pair.candidate))
+        return found[0] if found else ""

@@ -8,7 +8,6 @@ import pytest
 
 from services.cache.config import (
     DEFAULT_MIN_SIMILARITY,
-    GUARDED_MIN_SIMILARITY,
     Settings,
     StoreSpec,
 )
@@ -19,9 +18,8 @@ from shared.settings import SettingsError
 def test_defaults():
     settings = Settings.from_env({"HOME": "/home/someone"})
     assert settings.listen == "127.0.0.1:50052"
-    # The default verifier (guarded) reads from its own floor; rules keeps 0.90.
-    assert settings.min_similarity == GUARDED_MIN_SIMILARITY
-    assert DEFAULT_MIN_SIMILARITY == 0.90
+    # The default verifier (vetoes) keeps the old cosine; only guarded reads from its own floor.
+    assert settings.min_similarity == DEFAULT_MIN_SIMILARITY == 0.90
     assert settings.ttl_s == 86_400
     assert settings.max_entries == 500_000
     assert settings.max_bytes == 1 << 30
@@ -31,7 +29,7 @@ def test_defaults():
     assert settings.model_dir == Path("/home/someone/.cache/sluice/models")
     assert settings.store == StoreSpec("sqlite", ".sluice/cache/cache.db")
     assert settings.sqlite_sync == "normal"
-    assert settings.verify == "guarded"
+    assert settings.verify == "vetoes"
     assert settings.log_level == "INFO"
 
 

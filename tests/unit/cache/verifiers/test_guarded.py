@@ -11,7 +11,7 @@ import pytest
 
 from services.cache.config import GUARDED_MIN_SIMILARITY, Settings
 from services.cache.server import load_verifier
-from services.cache.verifiers import GuardedVerifier, build_verifier
+from services.cache.verifiers import GuardedVerifier, VetoVerifier, build_verifier
 from services.cache.verifiers.crossenc import CrossEncoder, CrossEncoderVerifier, VerifierFileError
 from services.cache.verifiers.train_crossenc import set_metadata
 from services.cache.verify import Pair, ScoresInBatches
@@ -87,9 +87,8 @@ def test_a_bad_file_stops_the_service_naming_it(tmp_path: Path) -> None:
         load_verifier(settings)
 
 
-def test_the_default_is_guarded_at_the_floor_its_shipped_file_was_tuned_behind() -> None:
-    settings = Settings.from_env({})
-    assert settings.verify == "guarded"
+def test_guarded_reads_from_the_floor_its_shipped_file_was_tuned_behind() -> None:
+    settings = Settings.from_env({"SLUICE_CACHE_VERIFY": "guarded"})
     assert settings.min_similarity == GUARDED_MIN_SIMILARITY
     assert Settings.from_env({"SLUICE_CACHE_VERIFY": "rules"}).min_similarity == 0.90
     verifier = load_verifier(settings)
@@ -100,3 +99,46 @@ def test_the_default_is_guarded_at_the_floor_its_shipped_file_was_tuned_behind()
     lookalike = Pair("Book a table for 8 am", "Book a table for 8 pm", 0.95, "ns")
     verdict = verifier.verify(lookalike)
     assert not verdict.accepted and verdict.vetoed
+
+
+def test_the_default_is_the_vetoes_alone_at_the_old_cosine() -> None:
+    settings = Settings.from_env({})
+    assert settings.verify == "vetoes"
+    assert settings.min_similarity == 0.90
+    verifier = load_verifier(settings)
+    assert isinstance(verifier, VetoVerifier)
+    assert verifier.feedback_scale == "cosine"
+    for asked, stored in (
+        ("Book a table for 8 am", "Book a table for 8 pm"),
+        ("How do I turn the VPN off?", "How do I turn the VPN on?"),
+        ("Convert 100 euros to dollars", "Convert 100 dollars to euros"),
+        (
+            "Which vitamins should I avoid while pregnant?",
+            "Which vitamins should I take while pregnant?",
+        ),
+    ):
+        verdict = verifier.verify(Pair(asked, stored, 0.95, "ns"))
+        assert not verdict.accepted and verdict.vetoed, asked
+    # What no veto names passes: the cache's cosine threshold has already decided.
+    assert verifier.verify(
+        Pair("Book a table for 8 p.m.", "Book a table for 8 pm", 0.95, "ns")
+    ).accepted
+    assert verifier.verify(
+        Pair("How can I switch the VPN on?", "How do I turn the VPN on?", 0.9, "ns")
+    ).accepted
+
+
+def test_the_vetoes_turn_away_only_what_rules_would_serve_or_fewer() -> None:
+    """Every veto of `rules`' own checks is a veto here too, so the default never serves a pair
+    the old default turned away on a check."""
+    rules, vetoes = build_verifier("rules"), build_verifier("vetoes")
+    pairs = [
+        ("What is the capital of France?", "What is the capital of Germany?"),
+        ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),
+        ("How far is 5 km in miles?", "How far is 7 km in miles?"),
+        ("What happened in 1999?", "What happened in 2001?"),
+    ]
+    for asked, stored in pairs:
+        pair_ = Pair(asked, stored, 0.95, "ns")
+        if not rules.verify(pair_).accepted:
+            assert not vetoes.verify(pair_).accepted, asked
