@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shared.mesh import process_rss_mb as rss_mib
+
 # A process may grow this much over the second half of a run before it counts as unbounded:
 # allocators and caches settle in steps, a leak keeps climbing.
 RSS_SLACK_SHARE = 0.15
 RSS_SLACK_MIB = 25.0
-
-
-def rss_mib(pid: int) -> float:
-    """Resident set size from /proc, in MiB; 0 when the process is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def cpu_times() -> tuple[int, int]:

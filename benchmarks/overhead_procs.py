@@ -21,21 +21,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mb(pid: int) -> float:
-    """VmRSS of a process in MB (0 if it is gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def mesh_rss(mesh: Mesh) -> dict[str, float]:
     """Each process's RSS in MB, by service name."""
-    return {name: round(rss_mb(p.pid), 1) for name, p in mesh.processes.items()}
+    return mesh.rss_mb()
 
 
 def gateway_rss_mb(by_process: Mapping[str, float]) -> float:

@@ -9,8 +9,9 @@ import pytest
 
 from benchmarks.overhead_http import KeepAliveClient
 from benchmarks.overhead_load import RunResult, cache_kind
-from benchmarks.overhead_procs import gateway_rss_mb, rss_mb
+from benchmarks.overhead_procs import gateway_rss_mb
 from benchmarks.overhead_report import summary
+from shared.mesh import process_rss_mb as rss_mb
 
 
 async def _serve(replies: list[bytes]) -> tuple[asyncio.Server, list[bytes]]:
