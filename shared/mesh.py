@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +68,24 @@ def free_ports() -> dict[str, int]:
             sock.bind(("127.0.0.1", 0))
             sockets.append(sock)
         return {name: s.getsockname()[1] for name, s in zip(DEFAULT_PORTS, sockets, strict=True)}
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def more_free_ports(names: Sequence[str], planned: Collection[int]) -> dict[str, int]:
+    """Free ports for `names`, distinct from each other and from `planned`: ports another mesh
+    was given but may not have bound yet, which the OS would otherwise hand out again."""
+    sockets: list[socket.socket] = []
+    try:
+        while len(sockets) < len(names):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            if sock.getsockname()[1] in planned:
+                sock.close()
+                continue
+            sockets.append(sock)
+        return {name: s.getsockname()[1] for name, s in zip(names, sockets, strict=True)}
     finally:
         for sock in sockets:
             sock.close()

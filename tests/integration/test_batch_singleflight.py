@@ -13,7 +13,7 @@ import pytest
 from sluice.common.v1 import common_pb2
 from sluice.router.v1 import router_service_pb2 as router_pb
 
-from shared.mesh import Mesh, free_port, free_ports
+from shared.mesh import Mesh, free_ports, more_free_ports
 from tests.support import DEV_KEY, ask, patch_region, router_stub, simulator_stats, stage_lines
 
 pytestmark = pytest.mark.integration
@@ -25,12 +25,10 @@ def meshes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, Mes
     wired to a's dispatcher. Cache and compressor are left out; the router skips them."""
     root = tmp_path_factory.mktemp("two-replicas")
     ports_a = free_ports()
-    ports_b = {
-        **ports_a,
-        **{name: free_port() for name in ("batcher", "router", "router_http")},
-        # b's replicas serve their metrics apart from a's.
-        **{name: free_port() for name in ("batcher_metrics", "router_metrics")},
-    }
+    # b's replicas serve their metrics apart from a's. Ports a was given and has not bound yet
+    # are never handed to b (once, b's router found its HTTP port taken).
+    own = ("batcher", "router", "router_http", "batcher_metrics", "router_metrics")
+    ports_b = {**ports_a, **more_free_ports(own, set(ports_a.values()))}
     batchers = f"127.0.0.1:{ports_a['batcher']},127.0.0.1:{ports_b['batcher']}"
     common = {"SLUICE_ROUTER_BATCHER_ADDR": batchers, "SLUICE_SHUTDOWN_ANNOUNCE_S": "0.1"}
     a = Mesh.plan(ports_a, root / "a", {**common, "SLUICE_BATCHER_DATA_DIR": str(root / "a")})

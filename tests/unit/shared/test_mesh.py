@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.grpc_server import AddressInUseError, ensure_address_free
-from shared.mesh import DEFAULT_PORTS, Mesh, port_taken, taken_ports
+from shared.mesh import DEFAULT_PORTS, Mesh, more_free_ports, port_taken, taken_ports
 
 
 @pytest.fixture
@@ -86,3 +86,30 @@ def test_stop_all_signals_every_service_before_waiting_for_any(tmp_path: Path) -
 
     assert codes == {"router": 0, "cache": 0, "dispatcher": 0}
     assert mesh.processes == {}
+
+
+def test_more_free_ports_never_hands_out_a_port_another_mesh_was_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The OS hands back a just-released port readily; here it offers every planned one first.
+    planned = [_bound_then_released() for _ in range(3)]
+    offered = iter(planned)
+    real_bind = socket.socket.bind
+
+    def bind_planned_first(sock: socket.socket, address: tuple[str, int]) -> None:
+        port = next(offered, 0) if address[1] == 0 else address[1]
+        real_bind(sock, (address[0], port))
+
+    monkeypatch.setattr(socket.socket, "bind", bind_planned_first)
+    picked = more_free_ports(("router", "router_http"), set(planned))
+
+    assert set(picked) == {"router", "router_http"}
+    assert not set(picked.values()) & set(planned)
+    assert len(set(picked.values())) == 2
+
+
+def _bound_then_released() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
