@@ -105,7 +105,7 @@ DEFAULT_JOURNAL_MAX_BYTES = 64 * 1024 * 1024
 
 
 class OtlpReceiver:
-    """Receives spans on host:port. Keeps the spans of the max_traces most recently started
+    """Receives spans on host:port. Keeps the spans of the max_traces most recently updated
     traces in memory (none when keep is off, for long runs that only count them), optionally
     appends them to a journal file rotated past journal_max_bytes, and optionally forwards
     each export unchanged."""
@@ -153,6 +153,10 @@ class OtlpReceiver:
     def _remember(self, records: list[SpanRecord]) -> None:
         for record in records:
             self._traces.setdefault(record.trace_id, []).append(record)
+            # A trace still receiving spans is recent: services export in their own batches,
+            # seconds apart on a busy machine, and evicting by first arrival dropped a trace's
+            # early spans while its late ones came back as a partial trace.
+            self._traces.move_to_end(record.trace_id)
         while len(self._traces) > self._max_traces:
             self._traces.popitem(last=False)
 

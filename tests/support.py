@@ -40,7 +40,9 @@ def with_context(question: str) -> str:
 def running_mesh(
     log_dir: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[Mesh, OtlpReceiver]]:
-    receiver = OtlpReceiver().start()
+    # One mesh serves the whole integration session, well past the 1,000 traces `sluice up`
+    # keeps: a test that waits for its trace must not see it evicted by earlier tests' spans.
+    receiver = OtlpReceiver(max_traces=100_000).start()
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_INSECURE": "true",

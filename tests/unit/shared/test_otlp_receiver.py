@@ -79,6 +79,19 @@ def test_memory_keeps_only_the_most_recent_traces(started: list[OtlpReceiver]) -
     assert {s.trace_id for s in receiver.spans()} == {trace_id(n) for n in range(36, 41)}
 
 
+def test_a_trace_still_receiving_spans_is_not_evicted(started: list[OtlpReceiver]) -> None:
+    receiver = OtlpReceiver(max_traces=5).start()
+    started.append(receiver)
+
+    send(receiver, 1)
+    for newer in range(2, 12):
+        send(receiver, newer, 1)  # trace 1 keeps receiving spans between newer traces
+
+    assert [s.name for s in receiver.spans(trace_id(1))][:3] == ["span 0", "span 1", "span 2"]
+    assert len(receiver.spans(trace_id(1))) == 33
+    assert receiver.spans(trace_id(2)) == []
+
+
 def test_the_journal_rotates_and_a_trace_is_still_found_in_the_previous_file(
     tmp_path: Path, started: list[OtlpReceiver]
 ) -> None:
