@@ -21,6 +21,15 @@ from services.cache.verifiers.vetoes import Reading, reading_vetoes
 from services.cache.verify import ACCEPT, Pair, Verdict
 
 
+def first_veto(readings: TextCache[Reading], pair: Pair) -> str:
+    """The first category the pair's two questions differ in, or "" (read through `readings`,
+    so a stored question is read once for all its lookups)."""
+    if pair.query == pair.candidate:
+        return ""
+    found = reading_vetoes(readings(pair.query), readings(pair.candidate))
+    return found[0] if found else ""
+
+
 class GuardedVerifier:
     """Rejects a pair the vetoes name; otherwise the cross-encoder's bar decides."""
 
@@ -51,10 +60,7 @@ class GuardedVerifier:
 
     def vetoed(self, pair: Pair) -> str:
         """The first category the two questions differ in, or ""."""
-        if pair.query == pair.candidate:
-            return ""
-        found = reading_vetoes(self._readings(pair.query), self._readings(pair.candidate))
-        return found[0] if found else ""
+        return first_veto(self._readings, pair)
 
     def prepare(self, pairs: Sequence[Pair]) -> None:
         """Scores, in one batch, only the pairs no veto rejects (call it off the event loop)."""
@@ -91,7 +97,4 @@ class VetoVerifier(RuleVerifier):
         self._readings: TextCache[Reading] = TextCache(Reading)
 
     def vetoed(self, pair: Pair) -> str:
-        if pair.query == pair.candidate:
-            return ""
-        found = reading_vetoes(self._readings(pair.query), self._readings(pair.candidate))
-        return found[0] if found else ""
+        return first_veto(self._readings, pair)
