@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -194,31 +195,26 @@ def _table(rows: Sequence[Mapping[str, Any]], bench: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="RouteLLM eval sets: cascade vs. routers")
-    parser.add_argument("--data", type=Path, required=True, help="routellm-evals directory")
-    parser.add_argument("--mesh-limit", type=int, default=200, help="held-back GSM8K prompts")
-    parser.add_argument("--skip-mesh", action="store_true", help="offline rows only (fast)")
-    parser.add_argument(
-        "--resamples", type=int, default=1000, help="MT-Bench bootstrap resamples of questions"
-    )
-    parser.add_argument("--write-policy", action="store_true", help=f"rewrite {POLICY_FILE}")
-    args = parser.parse_args(argv)
-    pricer = Pricer(load_catalogue(), TokenCounter())
-    results: dict[str, list[dict[str, Any]]] = {}
-    fitted: dict[str, tuple[Floats, float]] = {}
-    held_of: dict[str, list[Case]] = {}
-    extra: dict[str, Any] = {}
+@dataclass
+class Replay:
+    """What each benchmark's offline replay found, filled in one benchmark at a time."""
 
-    gsm = gsm8k_cases(args.data, pricer)
+    results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    fitted: dict[str, tuple[Floats, float]] = field(default_factory=dict)
+    held_of: dict[str, list[Case]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def replay_gsm8k(data: Path, pricer: Pricer, replay: Replay) -> None:
+    gsm = gsm8k_cases(data, pricer)
     weights = fit_weights(gsm, GSM8K_SETTINGS)
     fit_half = [c for c in gsm if c.fit]
-    fitted["gsm8k"] = (
+    replay.fitted["gsm8k"] = (
         weights,
         threshold_for(fit_half, answer_scores(fit_half, weights, GSM8K_SETTINGS), MESH_GAP),
     )
-    held = held_of["gsm8k"] = [c for c in gsm if not c.fit]
-    results["gsm8k"] = [
+    held = replay.held_of["gsm8k"] = [c for c in gsm if not c.fit]
+    replay.results["gsm8k"] = [
         summarise(
             "cascade, answer_score (signals, fit half)",
             held,
@@ -226,19 +222,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             True,
         )
     ]
-    extra["gsm8k_rule_gates"] = rule_point(held, GateSettings(answer=GSM8K_SETTINGS))
+    replay.extra["gsm8k_rule_gates"] = rule_point(held, GateSettings(answer=GSM8K_SETTINGS))
 
-    mt, weak_judged = mt_bench_cases(args.data, pricer)
+
+def replay_mtbench(data: Path, pricer: Pricer, replay: Replay) -> None:
+    mt, weak_judged = mt_bench_cases(data, pricer)
     plain = AnswerSettings()
     mt_weights = fit_weights(mt, plain)
     mt_fit = [c for c in mt if c.fit]
-    fitted["mtbench"] = (
+    replay.fitted["mtbench"] = (
         mt_weights,
         threshold_for(mt_fit, answer_scores(mt_fit, mt_weights, plain), MESH_GAP),
     )
-    held = held_of["mtbench"] = [c for c in mt if not c.fit]
+    held = replay.held_of["mtbench"] = [c for c in mt if not c.fit]
     judge_scores = np.array([weak_judged[c.prompt][0].score for c in held])
-    results["mtbench"] = [
+    replay.results["mtbench"] = [
         summarise(
             "cascade, answer_score (signals, fit half)",
             held,
@@ -252,45 +250,73 @@ def main(argv: Sequence[str] | None = None) -> int:
             True,
         ),
     ]
-    extra["mtbench_judge_cost"] = judge_costs(held, weak_judged, pricer)
-    questions = routellm_mtbench.mt_questions(args.data)
-    protocols = routellm_mtbench.evaluate_rows(questions, args.resamples)
+    replay.extra["mtbench_judge_cost"] = judge_costs(held, weak_judged, pricer)
 
-    mmlu, subjects = mmlu_cases(args.data, pricer)
+
+def replay_mmlu(data: Path, pricer: Pricer, replay: Replay) -> None:
+    mmlu, subjects = mmlu_cases(data, pricer)
     held_idx = [i for i, c in enumerate(mmlu) if not c.fit]
     prior = mmlu_prior(mmlu, subjects)
-    held = held_of["mmlu"] = [mmlu[i] for i in held_idx]
-    results["mmlu"] = [
+    held = replay.held_of["mmlu"] = [mmlu[i] for i in held_idx]
+    replay.results["mmlu"] = [
         summarise("router, per-subject prior (fit half), prompt only", held, prior[held_idx], False)
     ]
-    for bench, rows in results.items():
+
+
+def print_offline(replay: Replay) -> None:
+    for bench, rows in replay.results.items():
         for row in rows:
-            row["n"] = len(held_of[bench])
+            row["n"] = len(replay.held_of[bench])
         print(_table(rows, bench))
-    share, quality = extra["gsm8k_rule_gates"]
+    share, quality = replay.extra["gsm8k_rule_gates"]
     print(
         f"\nGSM8K rule gates alone ({', '.join(RULE_GATES)}): {share:.1%} GPT-4 calls, "
         f"quality {quality:.3f}"
     )
-    print_judge_costs(extra["mtbench_judge_cost"])
+    print_judge_costs(replay.extra["mtbench_judge_cost"])
+
+
+def print_mesh(mesh: Mapping[str, Any]) -> None:
+    for bench, info in mesh.items():
+        print(
+            f"MESH {bench}: {info['n']} held-back prompts, {info['strong_share']:.1%} GPT-4 "
+            f"calls, quality {info['quality']:.3f}; offline at the same threshold "
+            f"{info['offline_share']:.1%}, {info['offline_quality']:.3f}; model choice agrees "
+            f"on {info['agreement']:.1%}, replay mismatches {info['mismatches']}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="RouteLLM eval sets: cascade vs. routers")
+    parser.add_argument("--data", type=Path, required=True, help="routellm-evals directory")
+    parser.add_argument("--mesh-limit", type=int, default=200, help="held-back GSM8K prompts")
+    parser.add_argument("--skip-mesh", action="store_true", help="offline rows only (fast)")
+    parser.add_argument(
+        "--resamples", type=int, default=1000, help="MT-Bench bootstrap resamples of questions"
+    )
+    parser.add_argument("--write-policy", action="store_true", help=f"rewrite {POLICY_FILE}")
+    args = parser.parse_args(argv)
+    pricer = Pricer(load_catalogue(), TokenCounter())
+    replay = Replay()
+    replay_gsm8k(args.data, pricer, replay)
+    replay_mtbench(args.data, pricer, replay)
+    questions = routellm_mtbench.mt_questions(args.data)
+    protocols = routellm_mtbench.evaluate_rows(questions, args.resamples)
+    replay_mmlu(args.data, pricer, replay)
+    print_offline(replay)
     print(routellm_mtbench.report(protocols, ANCHORS["mtbench"]))
     print(routellm_mtbench.transfer_table(routellm_mtbench.signal_transfer(questions)))
-    document = policy_document(fitted)
+    document = policy_document(replay.fitted)
     if args.write_policy:
         POLICY_FILE.write_text(POLICY_HEADER + yaml.safe_dump(document, sort_keys=False))
     mesh: dict[str, Any] = {}
     if not args.skip_mesh:
         from benchmarks.routing_routellm_mesh import run_mesh
 
-        mesh = run_mesh(args.data, document, held_of, fitted, args.mesh_limit)
-        for bench, info in mesh.items():
-            print(
-                f"MESH {bench}: {info['n']} held-back prompts, {info['strong_share']:.1%} GPT-4 "
-                f"calls, quality {info['quality']:.3f}; offline at the same threshold "
-                f"{info['offline_share']:.1%}, {info['offline_quality']:.3f}; model choice agrees "
-                f"on {info['agreement']:.1%}, replay mismatches {info['mismatches']}"
-            )
-    print(json.dumps(summary_json(results, extra, mesh) | routellm_mtbench.summary(protocols)))
+        mesh = run_mesh(args.data, document, replay.held_of, replay.fitted, args.mesh_limit)
+        print_mesh(mesh)
+    summary = summary_json(replay.results, replay.extra, mesh) | routellm_mtbench.summary(protocols)
+    print(json.dumps(summary))
     return 0
 
 
