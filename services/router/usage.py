@@ -121,13 +121,30 @@ class UsageBackend(Protocol):
 
 @dataclass
 class InMemoryUsage:
-    """This replica's record, kept until it stops."""
+    """This replica's record, kept until it stops, for the last `keep_days` days written: a
+    router that runs for years must not grow with the calendar."""
 
     cells: dict[UsageKey, Counter[str]] = field(default_factory=dict)
+    keep_days: int = MAX_PERIOD_DAYS
+    _newest_day: str = ""
 
     async def add(self, cells: Mapping[UsageKey, Mapping[str, int]]) -> None:
+        newest = max((key.day for key in cells), default="")
+        advanced = newest > self._newest_day
+        self._newest_day = max(newest, self._newest_day)
+        cutoff = self._first_kept()
         for key, counters in cells.items():
-            self.cells.setdefault(key, Counter()).update(counters)
+            if key.day >= cutoff:
+                self.cells.setdefault(key, Counter()).update(counters)
+        if advanced:
+            for key in [key for key in self.cells if key.day < cutoff]:
+                del self.cells[key]
+
+    def _first_kept(self) -> str:
+        if not self._newest_day:
+            return ""
+        newest = date.fromisoformat(self._newest_day)
+        return (newest - timedelta(days=self.keep_days - 1)).isoformat()
 
     async def read(self, period: Period, tenants: frozenset[str] | None) -> list[UsageRow]:
         return [

@@ -162,3 +162,20 @@ async def test_a_failed_flush_keeps_the_counters_for_the_next() -> None:
     log.record(UsageRow(key, {"cost": 6}))
     backend.fail = False
     assert await log.read(Period(DAY, DAY), None) == [UsageRow(key, {"cost": 11})]
+
+
+async def test_the_in_memory_record_forgets_days_older_than_it_keeps() -> None:
+    backend = InMemoryUsage(keep_days=3)
+
+    def cell(day: str) -> dict[UsageKey, dict[str, int]]:
+        return {UsageKey(day, "acme", "chat", "c", 1, "cheap", "eu"): {"cost": 1}}
+
+    for day in ("2026-03-10", "2026-03-11", "2026-03-12", "2026-03-13"):
+        await backend.add(cell(day))
+    assert sorted({key.day for key in backend.cells}) == ["2026-03-11", "2026-03-12", "2026-03-13"]
+    # A late write for a day still kept lands; an older day's does not bring the old days back.
+    await backend.add(cell("2026-03-11"))
+    assert backend.cells[next(iter(cell("2026-03-11")))]["cost"] == 2
+    assert len(backend.cells) == 3
+    await backend.add(cell("2026-03-09"))  # older than what is kept: not kept either
+    assert len(backend.cells) == 3
