@@ -178,6 +178,28 @@ class Asked:
     metadata: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A request read under the policy serving its caller, not yet validated: Admission's
+    admit_repeat or admit_draft turn it into an admitted request, and nothing else may use it."""
+
+    asked: Asked
+    # Validated fields only once admitted; prompt_tokens is 0 and the budget unchecked.
+    request: ChatRequest
+
+
+def _size(asked: Asked) -> int:
+    """The characters of prompt and schema text admission walks: over OFFLOAD_CHARS, the walk
+    runs on a worker thread."""
+    size = sum(len(turn.content) for turn in asked.turns) + len(asked.response_format.json_schema)
+    return size + sum(len(f.parameters_json) + len(f.description) for f in asked.tools.functions)
+
+
+def _check_cost_cap(asked: Asked) -> None:
+    if asked.max_cost_nano_usd < 0:
+        raise bad("context.max_cost_nano_usd", "must not be negative")
+
+
 class Admission:
     def __init__(
         self,
@@ -200,23 +222,29 @@ class Admission:
     def admit(self, api_key: str, asked: Asked) -> ChatRequest:
         """Returns the validated request, or raises Unauthenticated / InvalidRequest /
         BudgetExhausted."""
-        return self._settle(self._check(api_key, asked))
+        draft = self.draft(api_key, asked)
+        return self._settle(draft.request, self._check(draft))
 
     async def admit_async(self, api_key: str, asked: Asked) -> ChatRequest:
-        """admit() for the front doors, which share one event loop: the validation and token
-        count of a large prompt run on a worker thread; the budget check stays on the loop."""
-        size = sum(len(turn.content) for turn in asked.turns) + len(
-            asked.response_format.json_schema
-        )
-        size += sum(len(f.parameters_json) + len(f.description) for f in asked.tools.functions)
-        checked = await off_loop(size, self._check, api_key, asked)
-        return self._settle(checked)
+        """admit() for the front doors, which share one event loop: a large prompt is read,
+        validated and counted on a worker thread; the budget check stays on the loop."""
+        return await self.admit_draft(await self.draft_async(api_key, asked))
 
-    def _check(self, api_key: str, asked: Asked) -> ChatRequest:
-        """Authentication, validation and the token count: everything but the budget, and
-        nothing that touches state shared with the event loop."""
+    async def draft_async(self, api_key: str, asked: Asked) -> Draft:
+        """draft() for the event loop, on a worker thread for a large prompt."""
+        return await off_loop(_size(asked), self.draft, api_key, asked)
+
+    async def admit_draft(self, draft: Draft) -> ChatRequest:
+        """The full admission of a drafted request (admit_async after the draft)."""
+        prompt_tokens = await off_loop(_size(draft.asked), self._check, draft)
+        return self._settle(draft.request, prompt_tokens)
+
+    def draft(self, api_key: str, asked: Asked) -> Draft:
+        """The caller authenticated and the request read under the policy serving it, its
+        defaults filled in: enough to find a router copy of its answer (exact_local.py), and
+        not yet validated."""
         selection = self._policies.select(
-            [
+            lambda: [
                 hashlib.sha256(api_key.encode()).hexdigest(),
                 asked.model_class,
                 *(t.content for t in asked.turns),
@@ -227,22 +255,6 @@ class Admission:
             chosen_class = tenant.model_class(asked.model_class)
         except InvalidRequest as error:
             raise FieldError("model", str(error)) from None
-        validate_request_id(asked.request_id)
-        validate_turns(asked.turns)
-        validate_sampling(asked.sampling)
-        validate_response_format(asked.response_format)
-        validate_tools(asked.tools)
-        validate_caller_tags(asked.end_user, asked.metadata)
-        validate_images(asked.turns, chosen_class, self._accepts_images)
-        validate_top_k(asked.sampling, chosen_class, self._accepts_top_k)
-        if asked.max_cost_nano_usd < 0:
-            raise bad("context.max_cost_nano_usd", "must not be negative")
-        prompt_tokens = self._tokens.count_chat(_prompt_texts(asked))
-        if prompt_tokens > self._max_prompt_tokens:
-            raise InvalidRequest(
-                f"request too large: the prompt has {prompt_tokens} tokens, "
-                f"over the limit of {self._max_prompt_tokens}; shorten the messages"
-            )
         sampling = asked.sampling
         if sampling.temperature is None:
             sampling = replace(sampling, temperature=chosen_class.default_temperature)
@@ -251,7 +263,7 @@ class Admission:
             if selection.shadow is None
             else shadow_decision(selection.shadow, api_key, asked.model_class, chosen_class)
         )
-        return ChatRequest(
+        request = ChatRequest(
             tenant=tenant,
             request_id=asked.request_id or uuid.uuid4().hex,
             model_class=chosen_class,
@@ -262,16 +274,53 @@ class Admission:
             policy_version=selection.serving.version,
             shadow=shadow,
             response_format=asked.response_format,
-            prompt_tokens=prompt_tokens,
             tools=asked.tools,
             end_user=asked.end_user,
             metadata=asked.metadata,
         )
+        return Draft(asked, request)
 
-    def _settle(self, request: ChatRequest) -> ChatRequest:
-        """The tenant's budget, checked on the caller's thread (the ledger is the loop's)."""
+    def admit_repeat(self, draft: Draft, prompt_tokens: int) -> ChatRequest:
+        """A drafted request that a router copy answers: the copy was kept for a request with
+        the same key, admitted in full under the same policy, and the key covers every field
+        the other checks read (exact_local.py), so only the rest is checked here."""
+        asked = draft.asked
+        validate_request_id(asked.request_id)
+        validate_caller_tags(asked.end_user, asked.metadata)
+        _check_cost_cap(asked)
+        return self._settle(draft.request, prompt_tokens)
+
+    def _check(self, draft: Draft) -> int:
+        """Validation, then the prompt's token count: everything but the budget, and nothing
+        that touches state shared with the event loop."""
+        asked, chosen_class = draft.asked, draft.request.model_class
+        validate_request_id(asked.request_id)
+        validate_turns(asked.turns)
+        validate_sampling(asked.sampling)
+        validate_response_format(asked.response_format)
+        validate_tools(asked.tools)
+        validate_caller_tags(asked.end_user, asked.metadata)
+        validate_images(asked.turns, chosen_class, self._accepts_images)
+        validate_top_k(asked.sampling, chosen_class, self._accepts_top_k)
+        _check_cost_cap(asked)
+        prompt_tokens = self._tokens.count_chat(_prompt_texts(asked))
+        if prompt_tokens > self._max_prompt_tokens:
+            raise InvalidRequest(
+                f"request too large: the prompt has {prompt_tokens} tokens, "
+                f"over the limit of {self._max_prompt_tokens}; shorten the messages"
+            )
+        return prompt_tokens
+
+    def _settle(self, request: ChatRequest, prompt_tokens: int) -> ChatRequest:
+        """The admitted request, with the tenant's budget checked on the caller's thread (the
+        ledger is the loop's)."""
         tenant, chosen_class = request.tenant, request.model_class
         downgrade = "" if self._ledger is None else check_budget(tenant, self._ledger) or ""
         if downgrade:
             chosen_class = replace(chosen_class, tiers=chosen_class.tiers[:1])
-        return replace(request, model_class=chosen_class, downgrade_reason=downgrade)
+        return replace(
+            request,
+            model_class=chosen_class,
+            downgrade_reason=downgrade,
+            prompt_tokens=prompt_tokens,
+        )

@@ -253,6 +253,8 @@ def exhausted_reason(budget: Budget, spend: Spend) -> str | None:
 
 def check_budget(tenant: TenantPolicy, ledger: BudgetLedger) -> str | None:
     """Raises BudgetExhausted, or returns a downgrade reason when the policy downgrades instead."""
+    if not (tenant.budget.daily_nano_usd or tenant.budget.monthly_nano_usd):
+        return None  # no limit to reach: the ledger need not be read
     reason = exhausted_reason(tenant.budget, ledger.spent(tenant.tenant_id))
     if reason is None:
         return None

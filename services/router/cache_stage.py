@@ -9,7 +9,8 @@ background (cache_audit.py, stores.py), so none of them holds up the caller.
 
 Exact hits are answered from the router's own copies when it holds one (exact_local.py): the
 lookup asks them first, and keeps a copy of every exact hit the cache serves and every answer it
-stores for this router. The semantic path always goes to the cache.
+stores for this router that passes the first tier's rule gates, which a copy then need not pass
+again (copy_line). The semantic path always goes to the cache.
 
 A cache that cannot be reached is skipped: its line says SKIPPED and why, and the request goes
 on without it.
@@ -23,7 +24,7 @@ from collections.abc import Callable
 
 from services.router.cache_audit import CacheAudit, recheck
 from services.router.exact_feed import FeedFollower
-from services.router.exact_local import ExactCopies
+from services.router.exact_local import ExactCopies, LocalCopy
 from services.router.model import (
     CachedAnswer,
     CacheLookup,
@@ -85,9 +86,9 @@ class CacheStage:
                 "temperature > 0 and the tenant's policy does not cache sampled answers",
             )
         started = self._clock()
-        copy = None if self.copies is None else self.copies.get(request)
+        copy = self.copies.find(request) if self.copies is not None else None
         if copy is not None:
-            return self._checked(request, CacheLookup(copy), copy, self._clock() - started)
+            return CacheLookup(copy.answer), self.copy_line(copy, started)
         await self.stores.settled(store_key(request), content_words(request))
         ticket = None if self.copies is None else self.copies.ticket()
         try:
@@ -98,18 +99,38 @@ class CacheStage:
         elapsed = self._clock() - started
         if found.hit is None:
             return found, StageLine(StageName.CACHE, Outcome.PASSED, "miss", latency_s=elapsed)
-        if found.hit.kind == "exact" and self.copies is not None:
-            self.copies.admit(ticket, request, found.hit, found.hit.expires_in_s)
-        return self._checked(request, found, found.hit, elapsed)
+        served, line = self._checked(request, found, found.hit, started)
+        if served.hit is not None and served.hit.kind == "exact" and self.copies is not None:
+            self.copies.admit(ticket, request, served.hit, served.hit.expires_in_s)
+        return served, line
+
+    def local(self, request: ChatRequest) -> LocalCopy | None:
+        """The router's own copy of this request's answer, where the request may be answered
+        from the cache at all; before admission has validated it (see Admission.draft)."""
+        if self.copies is None or request.cache_mode is CacheMode.BYPASS:
+            return None
+        return self.copies.find(request) if cacheable(request) else None
+
+    def copy_line(self, copy: LocalCopy, started: float) -> StageLine:
+        """The cache's line for a request answered from the router's copy. A copy is only kept
+        of an answer that passed the first tier's rule gates for the request it was kept for;
+        its key covers everything those gates read, so it passes them for every request it
+        serves, and is not checked again."""
+        answer, elapsed = copy.answer, self._clock() - started
+        detail = "exact hit (router copy)"
+        return StageLine(
+            StageName.CACHE, Outcome.USED, detail, model=answer.model, latency_s=elapsed
+        )
 
     def _checked(
-        self, request: ChatRequest, found: CacheLookup, hit: CachedAnswer, elapsed: float
+        self, request: ChatRequest, found: CacheLookup, hit: CachedAnswer, started: float
     ) -> tuple[CacheLookup, StageLine]:
+        """The cache's hit through the request's first-tier rule gates: the lookup to serve and
+        the cache's line, or a miss whose line says which gate failed."""
+        elapsed = self._clock() - started
         detail = f"{hit.kind} hit" + (
             f" (similarity {hit.similarity:.3f})" if hit.kind == "semantic" else ""
         )
-        if hit.local:
-            detail += " (router copy)"
         failed = recheck(request, hit)
         if failed.passed:
             line = StageLine(
@@ -158,7 +179,12 @@ class CacheStage:
         async def store() -> None:
             ticket = None if self.copies is None else self.copies.ticket()
             stored = await self._cache.store(request, answer, self._clock() + STORE_DEADLINE_S)
-            if stored is not None and self.copies is not None:
+            # Only an answer a repeat could be served (copy_line says why it is checked once).
+            if (
+                stored is not None
+                and self.copies is not None
+                and recheck(request, stored.answer).passed
+            ):
                 self.copies.admit(ticket, request, stored.answer, stored.expires_in_s)
 
         self.stores.submit(store, store_key(request), content_words(request))

@@ -4,9 +4,12 @@ An exact hit is the same request answered before, so the router may keep the ans
 A copy is taken from the cache's own word, never made up: when the cache serves an exact hit
 (Lookup) or acknowledges a Store of this router's, with the entry's id and remaining life.
 Copies are keyed by everything the router sends the cache for a lookup that can change its
-answer (tenant, model class, every turn, sampling, response format, tools): the same request
-in every field, which is stricter than the cache's own exact key, so a copy never serves a
-request the cache would not have answered with that entry. They are bounded by count and bytes
+answer (tenant, model class, every turn, sampling, response format, tools), and by the policy
+version that admitted it: the same request in every field, which is stricter than the cache's
+own exact key, so a copy never serves a request the cache would not have answered with that
+entry. A key thus covers every field admission validates but the request id, the caller's tags
+and its cost cap, so a repeat served from a copy needs only those checked (admission.py); the
+copy keeps the prompt's token count, which the key's fields fix. They are bounded by count and bytes
 and evicted least recently used first.
 
 Staying right (the change feed, exact_feed.py): the cache lists every entry it stops serving
@@ -57,11 +60,13 @@ class LocalBounds:
 
 
 @dataclass(frozen=True)
-class _Copy:
+class LocalCopy:
     entry_id: str
     answer: CachedAnswer
     expires_at: float  # on the router's monotonic clock
     nbytes: int
+    # Admission's count for the request it was kept for, the same for every request it serves.
+    prompt_tokens: int
 
 
 @dataclass(frozen=True)
@@ -73,11 +78,13 @@ class Ticket:
 
 
 def copy_key(request: ChatRequest) -> str:
-    """Every field of the request the cache's lookup reads and its exact key covers. repr of
-    these frozen dataclasses is exact (floats round-trip, -0.0 stays apart from 0.0)."""
+    """Every field of the request the cache's lookup reads and its exact key covers, and the
+    policy version. repr of these frozen dataclasses is exact (floats round-trip, -0.0 stays
+    apart from 0.0)."""
     fields = (
         request.tenant.tenant_id,
         request.model_class.name,
+        request.policy_version,
         request.turns,
         request.sampling,
         request.response_format,
@@ -94,7 +101,7 @@ class ExactCopies:
     ) -> None:
         self.bounds = bounds or LocalBounds()
         self._clock = clock
-        self._copies: OrderedDict[str, _Copy] = OrderedDict()
+        self._copies: OrderedDict[str, LocalCopy] = OrderedDict()
         self._keys_by_entry: dict[str, str] = {}
         self._tombstones: OrderedDict[str, float] = OrderedDict()
         self._served: list[str] = []
@@ -114,6 +121,11 @@ class ExactCopies:
     # The request path (CacheStage).
 
     def get(self, request: ChatRequest) -> CachedAnswer | None:
+        """The copy's answer for exactly this request, if one may be served now."""
+        found = self.find(request)
+        return None if found is None else found.answer
+
+    def find(self, request: ChatRequest) -> LocalCopy | None:
         """The copy for exactly this request, if one may be served now."""
         if not self._copies or not self.live:
             return None
@@ -127,7 +139,7 @@ class ExactCopies:
         self._copies.move_to_end(key)
         if len(self._served) < MAX_SERVED:
             self._served.append(found.entry_id)
-        return found.answer
+        return found
 
     def ticket(self) -> Ticket | None:
         """None when no copy could be admitted from a call starting now."""
@@ -161,7 +173,9 @@ class ExactCopies:
             return False
         expires_at = min(ticket.started + expires_in_s, now + self.bounds.max_age_s)
         self._drop(key)
-        self._copies[key] = _Copy(answer.entry_id, kept, expires_at, nbytes)
+        self._copies[key] = LocalCopy(
+            answer.entry_id, kept, expires_at, nbytes, request.prompt_tokens
+        )
         self._keys_by_entry[answer.entry_id] = key
         self.nbytes += nbytes
         while len(self._copies) > self.bounds.max_entries or self.nbytes > self.bounds.max_bytes:

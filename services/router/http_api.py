@@ -29,9 +29,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.router.admission import Admission, off_loop
+from services.router.answering import answer_unary
 from services.router.anthropic.door import MessagesDoor, not_routed
 from services.router.front_doors import (
-    answer,
     api_key,
     end_span,
     framed_tiers,
@@ -107,7 +107,8 @@ class FrontDoor:
 
     @contextlib.contextmanager
     def _server_span(self, request: Request) -> Iterator[trace.Span]:
-        parent = propagate.extract(dict(request.headers))
+        # Headers are a mapping with case-insensitive keys already: no copy needed.
+        parent = propagate.extract(request.headers)
         with self._tracer.start_as_current_span(
             SPAN_NAME, context=parent, kind=SpanKind.SERVER
         ) as span:
@@ -135,8 +136,13 @@ class FrontDoor:
             )
         with self._server_span(request):
             try:
-                chat = await self._admit(request, call)
-                result = await answer(self._pipeline, chat, self._deadline_s)
+                chat, result = await answer_unary(
+                    self._admission,
+                    self._pipeline,
+                    _api_key(request),
+                    call.asked(),
+                    time.monotonic() + self._deadline_s,
+                )
             except SluiceError as error:
                 return _error(error)
             trace_id = current_trace_id()

@@ -26,6 +26,7 @@ from services.router.budgets import BudgetLedger
 from services.router.cache_audit import CacheAudit
 from services.router.cache_stage import CacheStage
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered, PromptCost
+from services.router.exact_local import LocalCopy
 from services.router.metrics import RouterMetrics
 from services.router.model import (
     CachedAnswer,
@@ -137,6 +138,35 @@ class Pipeline:
             choices=hit.choices,
         )
 
+    def find_copy(self, request: ChatRequest) -> LocalCopy | None:
+        """The router's own exact copy of a drafted request's answer (Admission.draft)."""
+        return self.cache.local(request)
+
+    def serve_copy(self, request: ChatRequest, copy: LocalCopy) -> RouteResult:
+        """An admitted repeat answered from the router's copy on the spot: no hop, no await,
+        nothing reserved."""
+        line = self.cache.copy_line(copy, self._clock())
+        span = trace.get_current_span()
+        annotate_request(span, request)
+        return self._served_hit(span, request, CacheLookup(copy.answer), copy.answer, line)
+
+    def _served_hit(
+        self,
+        span: trace.Span,
+        request: ChatRequest,
+        found: CacheLookup,
+        hit: CachedAnswer,
+        cache_line: StageLine,
+    ) -> RouteResult:
+        """`found`'s `hit`, served: a hit costs nothing, so no money is reserved and none is
+        charged; what it saved is recorded."""
+        result = self._cache_result(request, hit, [cache_line])
+        self._annotate(span, result)
+        self._metrics.served(request, result)
+        self._spending.served_from_cache(request, result)
+        self.cache.after(request, found, None)
+        return result
+
     async def run(
         self, request: ChatRequest, deadline: float, *, stream: bool = False
     ) -> AsyncIterator[TierDelta | RouteResult]:
@@ -144,17 +174,11 @@ class Pipeline:
         span = trace.get_current_span()
         annotate_request(span, request)
         found, cache_line = await self.cache.before(request, deadline)
-        hit = found.hit
-        if hit is not None:
-            # A hit costs nothing: no money is reserved, and none is charged.
-            result = self._cache_result(request, hit, [cache_line])
+        if found.hit is not None:
+            result = self._served_hit(span, request, found, found.hit, cache_line)
             if stream:
                 for delta in hit_deltas(result):
                     yield delta
-            self._annotate(span, result)
-            self._metrics.served(request, result)
-            self._spending.served_from_cache(request, result)
-            self.cache.after(request, found, None)
             yield result
             return
         reservation = await self._spending.reserve(request)

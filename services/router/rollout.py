@@ -4,7 +4,7 @@ evaluated beside the live one on every request without changing any answer (shad
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -69,12 +69,14 @@ class PolicySelector:
         rollout = self._rollout
         return (self._primary,) if rollout is None else (self._primary, rollout.candidate)
 
-    def select(self, sticky_parts: Sequence[str]) -> Selection:
+    def select(self, sticky_parts: Callable[[], Sequence[str]]) -> Selection:
+        """The policy serving a request; `sticky_parts` (what places it in a canary split)
+        is called only when a canary runs."""
         rollout = self._rollout
         if rollout is None:
             return Selection(self._primary)
         if rollout.mode is RolloutMode.SHADOW:
             return Selection(self._primary, rollout.candidate)
-        if sticky_bucket(sticky_parts) < rollout.percent:
+        if sticky_bucket(sticky_parts()) < rollout.percent:
             return Selection(rollout.candidate)
         return Selection(self._primary)

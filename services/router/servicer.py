@@ -8,14 +8,14 @@ from contextlib import aclosing
 from typing import Protocol
 
 import grpc
-from opentelemetry.context import attach, detach
 from sluice.common.v1 import common_pb2
 from sluice.router.v1 import router_service_pb2 as pb
 from sluice.router.v1 import router_service_pb2_grpc as pb_grpc
 
 from services.router.admission import Admission, Asked, api_key_from_metadata
+from services.router.answering import answer_unary
 from services.router.model import CacheMode, ChatRequest, Outcome, RouteResult, StageName, TierDelta
-from services.router.pipeline import Pipeline, complete
+from services.router.pipeline import Pipeline
 from services.router.public_errors import public_error
 from shared.convert import (
     duration_from_seconds,
@@ -141,6 +141,25 @@ def content_delta(event: TierDelta) -> pb.ContentDelta:
     return delta
 
 
+def _api_key(context: Context) -> str:
+    return api_key_from_metadata(context.invocation_metadata() or ())
+
+
+def _asked(request: _ChatRequestMessage) -> Asked:
+    return Asked(
+        request_id=request.context.request_id,
+        model_class=request.model_class,
+        turns=turns_from_proto(request.messages),  # type: ignore[arg-type]
+        sampling=sampling_from_proto(request.sampling),
+        cache_mode=cache_mode_from_proto(request.cache_mode),
+        max_cost_nano_usd=request.context.max_cost_nano_usd,
+        response_format=response_format_from_proto(request.response_format),
+        tools=tools_from_proto(request.tools),
+        end_user=request.context.end_user,
+        metadata=tuple(sorted(request.context.metadata.items())),
+    )
+
+
 class RouterServicer(pb_grpc.RouterServiceServicer):
     def __init__(self, admission: Admission, pipeline: Pipeline, default_deadline_s: float) -> None:
         self._admission = admission
@@ -148,21 +167,7 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
         self._default_deadline_s = default_deadline_s
 
     async def _admit(self, request: _ChatRequestMessage, context: Context) -> ChatRequest:
-        return await self._admission.admit_async(
-            api_key_from_metadata(context.invocation_metadata() or ()),
-            Asked(
-                request_id=request.context.request_id,
-                model_class=request.model_class,
-                turns=turns_from_proto(request.messages),  # type: ignore[arg-type]
-                sampling=sampling_from_proto(request.sampling),
-                cache_mode=cache_mode_from_proto(request.cache_mode),
-                max_cost_nano_usd=request.context.max_cost_nano_usd,
-                response_format=response_format_from_proto(request.response_format),
-                tools=tools_from_proto(request.tools),
-                end_user=request.context.end_user,
-                metadata=tuple(sorted(request.context.metadata.items())),
-            ),
-        )
+        return await self._admission.admit_async(_api_key(context), _asked(request))
 
     def _deadline(self, context: Context) -> float:
         deadline = caller_deadline(context)
@@ -170,12 +175,13 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
 
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
         try:
-            chat = await self._admit(request, context)
-            token = attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
-            try:
-                result = await complete(self._pipeline, chat, self._deadline(context))
-            finally:
-                detach(token)
+            _, result = await answer_unary(
+                self._admission,
+                self._pipeline,
+                _api_key(context),
+                _asked(request),
+                self._deadline(context),
+            )
         except SluiceError as error:
             await abort_with(context, ORIGIN, public_error(error))
         return complete_response(result)

@@ -87,6 +87,10 @@ class ScriptedPipeline:
     async def drain(self, timeout_s: float) -> None:
         return None
 
+    def find_copy(self, request: ChatRequest) -> None:
+        """No router copies: every request runs the pipeline."""
+        return None
+
 
 class InstantPipeline:
     """Answers every admitted request with "ok", or raises `failure` when one is set."""
@@ -117,6 +121,10 @@ class InstantPipeline:
         )
 
     async def drain(self, timeout_s: float) -> None:
+        return None
+
+    def find_copy(self, request: ChatRequest) -> None:
+        """No router copies: every request runs the pipeline."""
         return None
 
 

@@ -1,0 +1,33 @@
+"""A unary request from its caller's key to its result, in the order it is answered.
+
+A repeat of a request the router holds an exact copy of (exact_local.py) is answered from the
+copy on the spot: the copy's key covers every field admission validates but three, so only
+those are checked, and the prompt is not counted again. Anything else is admitted in full and
+runs the pipeline (cache, compression, cascade) under its tenant's baggage.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.context import attach, detach
+
+from services.router.admission import Admission, Asked
+from services.router.model import ChatRequest, RouteResult
+from services.router.pipeline import Pipeline, complete
+from shared.telemetry import with_request_baggage
+
+
+async def answer_unary(
+    admission: Admission, pipeline: Pipeline, api_key: str, asked: Asked, deadline: float
+) -> tuple[ChatRequest, RouteResult]:
+    """The admitted request and its result; `deadline` is on time.monotonic()'s clock."""
+    draft = await admission.draft_async(api_key, asked)
+    copy = pipeline.find_copy(draft.request)
+    if copy is not None:
+        chat = admission.admit_repeat(draft, copy.prompt_tokens)
+        return chat, pipeline.serve_copy(chat, copy)
+    chat = await admission.admit_draft(draft)
+    token = attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
+    try:
+        return chat, await complete(pipeline, chat, deadline)
+    finally:
+        detach(token)
