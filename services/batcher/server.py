@@ -130,7 +130,8 @@ async def serve(settings: Settings) -> None:
         provider=OpenAIBatchClient(http),
         endpoints=endpoints,
         price=catalogue_price(load_catalogue(jobs.catalogue_file)),
-        tokens=TokenCounter(),
+        # Counted only for packable calls with a system prompt: loaded then, if ever (~45 MB).
+        tokens=TokenCounter(lazy=True),
         tracer=telemetry.tracer("sluice.batcher"),
     )
     servicer, runner = build_servicer(settings, deps, BatcherMetrics(metrics.registry))

@@ -316,7 +316,11 @@ class Flight:
             return
         if attempt.first_token_at is None:
             state.latency.record_censored(self._deps.clock() - attempt.started)
-        usage = self._deps.client.estimate_usage(self._call, "".join(attempt.text))
+        # Off the event loop: the first estimate in a process loads the token encoding (lazy,
+        # ~0.3-0.8 s), and a long prompt's count is milliseconds of work.
+        usage = await asyncio.to_thread(
+            self._deps.client.estimate_usage, self._call, "".join(attempt.text)
+        )
         cost = self._deps.price(state, self._call.model).cost_nano_usd(usage)
         self.cancelled_cost_nano_usd += cost
         spans.end_cancelled(attempt.span, cost)

@@ -47,7 +47,8 @@ def build_dispatcher(
     telemetry: Telemetry,
     metrics: DispatcherMetrics | None = None,
 ) -> Dispatcher:
-    tokens = TokenCounter()
+    # Counting is needed only when a provider reports no usage: loaded then, if ever (~45 MB).
+    tokens = TokenCounter(lazy=True)
     return Dispatcher(
         load_endpoints(settings.endpoints_file),
         ByProvider(OpenAICompatibleClient(http, tokens), AnthropicMessagesClient(http, tokens)),
