@@ -5,10 +5,9 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from opentelemetry import trace
-from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
 from sluice.batcher.v1 import batcher_service_pb2 as pb
 from sluice.batcher.v1 import batcher_service_pb2_grpc as pb_grpc
 from sluice.dispatcher.v1 import dispatcher_service_pb2_grpc as dispatcher_grpc
@@ -35,9 +34,38 @@ from shared.settings import SettingsError
 from shared.telemetry import Telemetry, init_telemetry
 from shared.tokens import TokenCounter
 
+if TYPE_CHECKING:
+    import httpx
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BatcherService"].full_name
 # Batch API calls are small JSON requests and file transfers; a slow one is a broken one.
-_PROVIDER_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+_PROVIDER_TIMEOUT_S = 60.0
+_PROVIDER_CONNECT_TIMEOUT_S = 5.0
+
+
+class ProviderHttp:
+    """The Batch API's traced httpx client, made on first use: only jobs sent to a provider
+    need it, and httpx with its OpenTelemetry instrumentation costs ~16 MB of RSS."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        self._client: httpx.AsyncClient | None = None
+
+    def __call__(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+            from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
+
+            transport = AsyncOpenTelemetryTransport(
+                httpx.AsyncHTTPTransport(), tracer_provider=self._telemetry.provider
+            )
+            timeout = httpx.Timeout(_PROVIDER_TIMEOUT_S, connect=_PROVIDER_CONNECT_TIMEOUT_S)
+            self._client = httpx.AsyncClient(transport=transport, timeout=timeout)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
 
 @dataclass(frozen=True)
@@ -117,12 +145,7 @@ async def serve(settings: Settings) -> None:
     jobs = settings.jobs
     endpoints = EndpointTable(load_endpoints(jobs.endpoints_file), jobs.region)
     channel = open_channel(settings.dispatcher_addr, telemetry)
-    http = httpx.AsyncClient(
-        transport=AsyncOpenTelemetryTransport(
-            httpx.AsyncHTTPTransport(), tracer_provider=telemetry.provider
-        ),
-        timeout=_PROVIDER_TIMEOUT,
-    )
+    http = ProviderHttp(telemetry)
     store = open_store(jobs.data_dir)
     deps = Deps(
         dispatcher=dispatcher_grpc.RegionalDispatcherServiceStub(channel),

@@ -105,3 +105,18 @@ async def test_errors_say_whether_a_retry_can_help(http: httpx.AsyncClient):
             await client.get(ENDPOINT, "batch-nope")
     assert not missing.value.retryable and missing.value.status == 404
     assert outage.value.retryable and outage.value.status == 503
+
+
+async def test_a_client_factory_is_called_once_on_the_first_call(http: httpx.AsyncClient):
+    made: list[httpx.AsyncClient] = []
+
+    def make() -> httpx.AsyncClient:
+        made.append(http)
+        return http
+
+    client = OpenAIBatchClient(make, env={})
+    assert made == []
+    async with http:
+        file_id = await client.upload(ENDPOINT, "sluice-job-9.jsonl", b'{"a": 1}\n')
+        assert await client.find_file(ENDPOINT, "sluice-job-9.jsonl") == file_id
+    assert made == [http]
