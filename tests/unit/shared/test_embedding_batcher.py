@@ -142,3 +142,16 @@ async def test_by_default_requests_arriving_together_share_a_call_without_a_wait
     texts = [f"text {n}" for n in range(5)]
     await asyncio.wait_for(asyncio.gather(*(batcher.embed(t) for t in texts)), timeout=5)
     assert embedder.batches == [texts]
+
+
+async def test_an_embedder_that_plans_its_calls_gets_the_whole_batch():
+    class Planning(HashingEmbedder):
+        plans_calls = True
+
+    embedder = Planning()
+    batcher = EmbeddingBatcher(embedder, max_wait_s=0.05, run=2)
+    texts = ["a much longer text than the rest", "tiny", "mid length one", "xs", "medium text"]
+    vectors = await asyncio.gather(*(batcher.embed(text) for text in texts))
+    assert embedder.batches == [texts]
+    for text, vector in zip(texts, vectors, strict=True):
+        np.testing.assert_array_equal(vector, HashingEmbedder().embed([text])[0])

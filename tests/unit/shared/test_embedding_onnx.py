@@ -102,3 +102,12 @@ def test_a_fallback_takes_the_identity_of_the_embedder_it_serves_with():
     assert embedder.identity == "broken/int8"  # before loading: the one it means to use
     embedder.load()
     assert embedder.identity == "torch/fp32"
+
+
+def test_a_mixed_batch_gives_each_text_the_vector_it_has_alone(backends):
+    """run_session splits a batch into calls by token count; no text's vector may change."""
+    onnx, _ = backends
+    texts = [*TEXTS, *(f"Question {n}: {'why ' * n}is the sky blue?" for n in range(0, 60, 3))]
+    batched = onnx.embed(texts)
+    alone = np.concatenate([onnx.embed([text]) for text in texts])
+    assert float(np.abs(batched - alone).max()) < 1e-5
