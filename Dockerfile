@@ -103,7 +103,9 @@ RUN sluice-install-deps pyproject.toml embeddings \
 COPY --chown=10001:10001 shared/__init__.py shared/settings.py shared/
 COPY --chown=10001:10001 shared/embedding/ shared/embedding/
 COPY --chown=10001:10001 deploy/embedding_parity.py /opt/sluice/
+# The int8 export is the compressor's default (services/compressor/config.py).
 RUN python -m shared.embedding.onnx_export \
+    && python -m shared.embedding.onnx_export --variant int8 \
     && python /opt/sluice/embedding_parity.py save /opt/sluice/torch-probes.npy
 
 # What the cache and the compressor serve with: ONNX Runtime, FAISS, the tokenizer and the model

@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --progress-bar on -e ".[embeddings,dev]"
 	@echo "Exporting all-MiniLM-L6-v2 to ONNX (once; the services then never load torch) ..."
 	$(BIN)/python -m shared.embedding.onnx_export --if-missing
+	$(BIN)/python -m shared.embedding.onnx_export --variant int8 --if-missing
 	touch $(STAMP)
 
 lint: $(STAMP)

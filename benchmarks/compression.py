@@ -44,6 +44,7 @@ from sluice.compressor.v1 import compressor_service_pb2 as pb
 from sluice.compressor.v1 import compressor_service_pb2_grpc as pb_grpc
 
 from benchmarks.common import DEFAULT_DATA, bucket, hash_order, markdown_table, running_service
+from shared.embedding.onnx import VARIANTS
 from shared.tokens import TokenCounter
 
 RATIOS = {"2x": 0.5, "4x": 0.25, "8x": 0.125}
@@ -279,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--limit", type=int, default=40, help="questions per dataset and size; 0 for all"
     )
     parser.add_argument("--sizes", default="2000,8000,32000", help="nq-open-oracle tokens")
+    parser.add_argument(
+        "--embed-variant", choices=VARIANTS, help="the MiniLM export (default: the service's)"
+    )
     args = parser.parse_args(argv)
     cases = load_cases(args, TokenCounter())
     env = {
@@ -286,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "SLUICE_COMPRESSOR_EMBED_CACHE_SIZE": "200000",
         "SLUICE_LOG_LEVEL": "WARNING",
     }
+    if args.embed_variant:
+        env["SLUICE_COMPRESSOR_EMBED_VARIANT"] = args.embed_variant
     with tempfile.TemporaryDirectory(prefix="sluice-compression-") as tmp:
         log = Path(tmp) / "compressor.log"
         with (
