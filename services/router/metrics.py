@@ -25,6 +25,7 @@ class RouterMetrics:
     """Counters the pipeline and the cascade report to, once per request and per escalation."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         self.requests = Counter(
             "sluice_router_requests",
             "Requests answered, by tenant, model class and what served them (cache or tier).",
@@ -81,18 +82,27 @@ class RouterMetrics:
         tenant = request.tenant.tenant_id
         answer = (tenant, result.model, str(result.tier), result.region)
         served_by = "cache" if result.cache_hit else "tier"
-        self.requests.labels(tenant, request.model_class.name, served_by).inc()
-        self.cost.labels(*answer).inc(result.total_cost_nano_usd * _NANO)
-        self.baseline.labels(*answer).inc(result.baseline_cost_nano_usd * _NANO)
+        self._child(self.requests, (tenant, request.model_class.name, served_by)).inc()
+        self._child(self.cost, answer).inc(result.total_cost_nano_usd * _NANO)
+        self._child(self.baseline, answer).inc(result.baseline_cost_nano_usd * _NANO)
         avoided = result.cost_avoided_nano_usd
         if avoided >= 0:
-            self.cost_avoided.labels(*answer).inc(avoided * _NANO)
+            self._child(self.cost_avoided, answer).inc(avoided * _NANO)
         else:
-            self.cost_overrun.labels(*answer).inc(-avoided * _NANO)
+            self._child(self.cost_overrun, answer).inc(-avoided * _NANO)
         for line in result.lines:
             if line.cost_nano_usd:
                 stage = (tenant, line.stage.value, line.model, str(line.tier), line.region)
-                self.stage_cost.labels(*stage).inc(line.cost_nano_usd * _NANO)
+                self._child(self.stage_cost, stage).inc(line.cost_nano_usd * _NANO)
+
+    def _child(self, counter: Counter, labels: tuple[str, ...]) -> Counter:
+        """counter.labels(*labels), kept: prometheus_client validates and locks on every
+        labels() call, the dearest part of counting an exact hit. As many are kept as the
+        registry itself holds series, and each is made only when first counted, as before."""
+        child = self._children.get((counter, labels))
+        if child is None:
+            child = self._children[(counter, labels)] = counter.labels(*labels)
+        return child
 
     def unanswered(self, request: ChatRequest, spent_nano_usd: int) -> None:
         """Counts what a request that got no answer (no tier reached, cancelled) still cost."""
