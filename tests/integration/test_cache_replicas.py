@@ -4,6 +4,7 @@ and an Invalidate on one removes the entry on the other. Starts its own redis-se
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.support import running_redis
 pytestmark = pytest.mark.integration
 
 PROPAGATION_S = 1.0
+STOP_TIMEOUT_S = 180
 
 
 @pytest.fixture
@@ -42,13 +44,27 @@ def replicas(tmp_path: Path, redis_url: str) -> Iterator[list[pb_grpc.SemanticCa
         yield [pb_grpc.SemanticCacheServiceStub(channel) for channel in channels]
         for process in processes:
             process.send_signal(signal.SIGTERM)
-        assert [process.wait(timeout=60) for process in processes] == [0, 0]
+        assert [
+            exit_code(process, tmp_path / f"replica-{n}.log") for n, process in enumerate(processes)
+        ] == [0, 0]
     finally:
         for channel in channels:
             channel.close()
         for process in processes:
             if process.poll() is None:
                 process.kill()
+
+
+def exit_code(process: subprocess.Popen[bytes], log: Path) -> int:
+    """The replica's exit code once it has drained and stopped. The bound is generous: on a
+    machine loaded ten times over, a replica's shutdown (a 2 s announcement, the drain, closing
+    the store, interpreter exit) took over a minute once; a hang still fails, with its log."""
+    try:
+        return process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"replica still running {STOP_TIMEOUT_S}s after SIGTERM:\n{log.read_text()[-4000:]}"
+        )
 
 
 def within(seconds: float, check: Callable[[], bool]) -> float:
