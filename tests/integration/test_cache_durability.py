@@ -67,6 +67,7 @@ def test_stores_survive_sigkill_and_restart(tmp_path):
     finally:
         if first.poll() is None:
             first.kill()
+            first.wait()
 
     port = free_port()
     second = start(tmp_path / "second.log", port, SLUICE_CACHE_DATA_DIR=data)
@@ -90,3 +91,4 @@ def test_stores_survive_sigkill_and_restart(tmp_path):
     finally:
         if second.poll() is None:
             second.kill()
+            second.wait()

@@ -51,6 +51,7 @@ def test_an_int8_cache_refuses_or_reembeds_a_store_the_fp32_one_wrote(tmp_path):
         assert refused.wait(timeout=240) != 0
     except subprocess.TimeoutExpired:
         refused.kill()
+        refused.wait()
         raise
     said = refused_log.read_text()
     assert "cache cannot start" in said and "/fp32, but this cache embeds with" in said, said

@@ -66,6 +66,7 @@ def test_reports_remove_count_and_calibrate_across_a_restart(tmp_path: Path) -> 
     finally:
         if first.poll() is None:
             first.kill()
+            first.wait()
 
     port = free_port()
     second = start(tmp_path / "second.log", port, SLUICE_CACHE_DATA_DIR=data)
@@ -93,6 +94,7 @@ def test_reports_remove_count_and_calibrate_across_a_restart(tmp_path: Path) -> 
     finally:
         if second.poll() is None:
             second.kill()
+            second.wait()
 
 
 # MiniLM cosine 0.942, but the shipped pair model gives it p = 0.92, under its bar of 0.98.
@@ -115,6 +117,7 @@ def serving_cache(tmp_path: Path, **env: str) -> Iterator[pb_grpc.SemanticCacheS
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
 
 
 def test_a_miss_names_the_candidate_under_the_bar_and_a_shadow_report_only_calibrates(

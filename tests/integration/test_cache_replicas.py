@@ -53,6 +53,7 @@ def replicas(tmp_path: Path, redis_url: str) -> Iterator[list[pb_grpc.SemanticCa
         for process in processes:
             if process.poll() is None:
                 process.kill()
+                process.wait()
 
 
 def exit_code(process: subprocess.Popen[bytes], log: Path) -> int:

@@ -78,6 +78,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
                     process.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     process.kill()
+                    process.wait()
 
 
 async def until(check: Callable[[], bool]) -> None:
