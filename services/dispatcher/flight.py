@@ -303,7 +303,12 @@ class Flight:
         spans.end_failed(attempt.span, error)
         LOG.warning("upstream call failed: %s", error)
         if not error.retryable:
-            raise InvalidRequest(f"upstream rejected the request: {error}")
+            # The log above names the endpoint for operators; the caller gets the provider's
+            # own words, without the gateway's endpoint names.
+            status = f" with {error.status}" if error.status else ""
+            raise InvalidRequest(
+                f"the model's provider rejected the request{status}: {error.message}"
+            )
 
     async def _cancel(self, attempt: Attempt, *, lost: bool) -> None:
         await attempt.cancel()

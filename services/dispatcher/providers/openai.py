@@ -53,6 +53,7 @@ class UpstreamError(Exception):
         super().__init__(f"{endpoint}: {kind}{f' {status}' if status else ''}: {message}")
         self.endpoint = endpoint
         self.kind = kind
+        self.message = message
         self.status = status
         self.retry_after_s = retry_after_s
 

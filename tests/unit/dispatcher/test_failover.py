@@ -97,9 +97,11 @@ async def test_a_failed_probe_ejects_for_twice_as_long() -> None:
 async def test_client_errors_are_not_retried() -> None:
     rig = build(endpoints=TWO)
     rig.upstream.set("us-east", status=400, message="bad field")
-    with pytest.raises(InvalidRequest, match="bad field"):
+    with pytest.raises(InvalidRequest, match="bad field") as raised:
         await rig.dispatcher.dispatch(CALL, None)
     assert rig.upstream.calls == ["us-east"]
+    # The caller learns what the provider said and its status, not the gateway's endpoint names.
+    assert "400" in str(raised.value) and "us:" not in str(raised.value)
 
 
 async def test_deadline_bounds_the_call_and_cancels_the_upstream() -> None:
