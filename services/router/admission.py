@@ -9,6 +9,7 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import ParamSpec, TypeVar
 
 from services.router.admission_checks import (
@@ -24,6 +25,7 @@ from services.router.admission_checks import (
     validate_top_k,
 )
 from services.router.budgets import BudgetLedger, check_budget
+from services.router.exact_local import copy_key
 from services.router.model import CacheMode, ChatRequest, ShadowDecision
 from services.router.policy import ModelClass, Policy
 from services.router.rollout import PolicySelector
@@ -181,11 +183,20 @@ class Asked:
 @dataclass(frozen=True)
 class Draft:
     """A request read under the policy serving its caller, not yet validated: Admission's
-    admit_repeat or admit_draft turn it into an admitted request, and nothing else may use it."""
+    admit_repeat or admit_draft turn it into an admitted request, and nothing else may use it.
+    It depends on nothing but the caller's key and what was asked (the policy is fixed for the
+    process's life; the request id and the budget are settled at admission), so the same
+    request may be admitted from one draft again (known_drafts.py)."""
 
     asked: Asked
-    # Validated fields only once admitted; prompt_tokens is 0 and the budget unchecked.
+    # Validated fields only once admitted; the request id is the caller's or empty,
+    # prompt_tokens is 0 and the budget unchecked.
     request: ChatRequest
+
+    @cached_property
+    def copy_key(self) -> str:
+        """The key of a router copy of its answer (exact_local.py), computed once."""
+        return copy_key(self.request)
 
 
 def _size(asked: Asked) -> int:
@@ -265,7 +276,7 @@ class Admission:
         )
         request = ChatRequest(
             tenant=tenant,
-            request_id=asked.request_id or uuid.uuid4().hex,
+            request_id=asked.request_id,
             model_class=chosen_class,
             turns=asked.turns,
             sampling=sampling,
@@ -320,6 +331,7 @@ class Admission:
             chosen_class = replace(chosen_class, tiers=chosen_class.tiers[:1])
         return replace(
             request,
+            request_id=request.request_id or uuid.uuid4().hex,
             model_class=chosen_class,
             downgrade_reason=downgrade,
             prompt_tokens=prompt_tokens,

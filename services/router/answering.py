@@ -1,4 +1,4 @@
-"""A unary request from its caller's key to its result, in the order it is answered.
+"""A unary request from its draft to its result, in the order it is answered.
 
 A repeat of a request the router holds an exact copy of (exact_local.py) is answered from the
 copy on the spot: the copy's key covers every field admission validates but three, so only
@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from opentelemetry.context import attach, detach
 
-from services.router.admission import Admission, Asked
+from services.router.admission import Admission, Draft
 from services.router.model import ChatRequest, RouteResult
 from services.router.pipeline import Pipeline, complete
 from shared.telemetry import with_request_baggage
 
 
 async def answer_unary(
-    admission: Admission, pipeline: Pipeline, api_key: str, asked: Asked, deadline: float
+    admission: Admission, pipeline: Pipeline, draft: Draft, deadline: float
 ) -> tuple[ChatRequest, RouteResult]:
     """The admitted request and its result; `deadline` is on time.monotonic()'s clock."""
-    draft = await admission.draft_async(api_key, asked)
-    copy = pipeline.find_copy(draft.request)
+    copy = pipeline.find_copy(draft.request, draft.copy_key)
     if copy is not None:
         chat = admission.admit_repeat(draft, copy.prompt_tokens)
         return chat, pipeline.serve_copy(chat, copy)

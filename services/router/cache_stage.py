@@ -104,12 +104,13 @@ class CacheStage:
             self.copies.admit(ticket, request, served.hit, served.hit.expires_in_s)
         return served, line
 
-    def local(self, request: ChatRequest) -> LocalCopy | None:
-        """The router's own copy of this request's answer, where the request may be answered
-        from the cache at all; before admission has validated it (see Admission.draft)."""
+    def local(self, request: ChatRequest, key: str = "") -> LocalCopy | None:
+        """The router's own copy of this request's answer (`key`: its copy_key, when known),
+        where the request may be answered from the cache at all; before admission has
+        validated it (see Admission.draft)."""
         if self.copies is None or request.cache_mode is CacheMode.BYPASS:
             return None
-        return self.copies.find(request) if cacheable(request) else None
+        return self.copies.find(request, key) if cacheable(request) else None
 
     def copy_line(self, copy: LocalCopy, started: float) -> StageLine:
         """The cache's line for a request answered from the router's copy. A copy is only kept

@@ -125,11 +125,12 @@ class ExactCopies:
         found = self.find(request)
         return None if found is None else found.answer
 
-    def find(self, request: ChatRequest) -> LocalCopy | None:
-        """The copy for exactly this request, if one may be served now."""
+    def find(self, request: ChatRequest, key: str = "") -> LocalCopy | None:
+        """The copy for exactly this request (whose copy_key is `key`, when known), if one may
+        be served now."""
         if not self._copies or not self.live:
             return None
-        key = copy_key(request)
+        key = key or copy_key(request)
         found = self._copies.get(key)
         if found is None:
             return None

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.router.admission import Admission, off_loop
+from services.router.admission import Admission, Draft, off_loop
 from services.router.answering import answer_unary
 from services.router.anthropic.door import MessagesDoor, not_routed
 from services.router.front_doors import (
@@ -39,6 +39,7 @@ from services.router.front_doors import (
     streaming_response,
 )
 from services.router.http_limits import BodyLimit, DoorLimits, ErrorShield, guarded_protocol
+from services.router.known_drafts import KnownDrafts
 from services.router.model import ChatRequest, TierDelta
 from services.router.openai.request import ChatCall, read_chat_call
 from services.router.openai.response import (
@@ -101,6 +102,7 @@ class FrontDoor:
         self._tracer = tracer
         self._deadline_s = deadline_s
         self._messages = MessagesDoor(admission, pipeline, tracer, deadline_s)
+        self._known = KnownDrafts()
 
     async def _admit(self, request: Request, call: ChatCall) -> ChatRequest:
         return await self._admission.admit_async(_api_key(request), call.asked())
@@ -117,31 +119,22 @@ class FrontDoor:
     async def chat_completions(self, request: Request) -> Response:
         # BodyLimit has read the body already, within the size limit and read timeout.
         raw = await request.body()
-        try:
-            call = await off_loop(len(raw), read_chat_call, raw)
-        except SluiceError as error:
-            return _error(error)
-        if call.stream:
-            # Admitted up front, so a bad key or request gets its status code, not a 200 stream.
+        key = _api_key(request)
+        # The draft of a unary body this caller sent before (known_drafts.py), or the body
+        # read now.
+        read: Draft | ChatCall | None = self._known.get(key, raw)
+        if read is None:
             try:
-                chat = await self._admit(request, call)
+                read = await off_loop(len(raw), read_chat_call, raw)
             except SluiceError as error:
                 return _error(error)
-            return streaming_response(
-                self._tracer,
-                SPAN_NAME,
-                request,
-                chat,
-                lambda span: self._stream(request, chat, call, span),
-            )
+        if isinstance(read, ChatCall) and read.stream:
+            return await self._streamed(request, read)
         with self._server_span(request):
             try:
+                draft = read if isinstance(read, Draft) else await self._draft(key, raw, read)
                 chat, result = await answer_unary(
-                    self._admission,
-                    self._pipeline,
-                    _api_key(request),
-                    call.asked(),
-                    time.monotonic() + self._deadline_s,
+                    self._admission, self._pipeline, draft, time.monotonic() + self._deadline_s
                 )
             except SluiceError as error:
                 return _error(error)
@@ -151,6 +144,25 @@ class FrontDoor:
             orjson.dumps(body),
             media_type="application/json",
             headers=sluice_headers(result, trace_id),
+        )
+
+    async def _draft(self, key: str, raw: bytes, call: ChatCall) -> Draft:
+        draft = await self._admission.draft_async(key, call.asked())
+        self._known.keep(key, raw, draft)
+        return draft
+
+    async def _streamed(self, request: Request, call: ChatCall) -> Response:
+        # Admitted up front, so a bad key or request gets its status code, not a 200 stream.
+        try:
+            chat = await self._admit(request, call)
+        except SluiceError as error:
+            return _error(error)
+        return streaming_response(
+            self._tracer,
+            SPAN_NAME,
+            request,
+            chat,
+            lambda span: self._stream(request, chat, call, span),
         )
 
     async def _stream(

@@ -138,9 +138,10 @@ class Pipeline:
             choices=hit.choices,
         )
 
-    def find_copy(self, request: ChatRequest) -> LocalCopy | None:
-        """The router's own exact copy of a drafted request's answer (Admission.draft)."""
-        return self.cache.local(request)
+    def find_copy(self, request: ChatRequest, key: str = "") -> LocalCopy | None:
+        """The router's own exact copy of a drafted request's answer (Admission.draft); `key`
+        is its copy_key, when known."""
+        return self.cache.local(request, key)
 
     def serve_copy(self, request: ChatRequest, copy: LocalCopy) -> RouteResult:
         """An admitted repeat answered from the router's copy on the spot: no hop, no await,

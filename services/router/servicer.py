@@ -175,12 +175,9 @@ class RouterServicer(pb_grpc.RouterServiceServicer):
 
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
         try:
+            draft = await self._admission.draft_async(_api_key(context), _asked(request))
             _, result = await answer_unary(
-                self._admission,
-                self._pipeline,
-                _api_key(context),
-                _asked(request),
-                self._deadline(context),
+                self._admission, self._pipeline, draft, self._deadline(context)
             )
         except SluiceError as error:
             await abort_with(context, ORIGIN, public_error(error))

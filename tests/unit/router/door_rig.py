@@ -87,7 +87,7 @@ class ScriptedPipeline:
     async def drain(self, timeout_s: float) -> None:
         return None
 
-    def find_copy(self, request: ChatRequest) -> None:
+    def find_copy(self, request: ChatRequest, key: str = "") -> None:
         """No router copies: every request runs the pipeline."""
         return None
 
@@ -123,7 +123,7 @@ class InstantPipeline:
     async def drain(self, timeout_s: float) -> None:
         return None
 
-    def find_copy(self, request: ChatRequest) -> None:
+    def find_copy(self, request: ChatRequest, key: str = "") -> None:
         """No router copies: every request runs the pipeline."""
         return None
 
