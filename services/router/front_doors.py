@@ -19,13 +19,21 @@ from services.router.pipeline import Pipeline, complete
 from shared.streams import relay
 from shared.telemetry import trace_id_of, with_request_baggage
 
+_KEY_HEADERS = frozenset({b"authorization", b"x-api-key"})
+
 
 def api_key(request: Request, *, first: str) -> str:
     """The caller's key from `x-api-key` or `authorization: Bearer <key>`; `first` names the
     header each door's own API reads first, for a request that sends both."""
-    bearer = request.headers.get("authorization", "")
+    # One pass over the raw headers (lower-case names, as ASGI servers give them), the first
+    # of each kept as Starlette's Headers.get would: this runs on every request.
+    found: dict[bytes, str] = {}
+    for name, value in request.scope["headers"]:
+        if name in _KEY_HEADERS and name not in found:
+            found[name] = value.decode("latin-1")
+    bearer = found.get(b"authorization", "")
     keys = {
-        "x-api-key": request.headers.get("x-api-key", "").strip(),
+        "x-api-key": found.get(b"x-api-key", "").strip(),
         "authorization": bearer[7:].strip() if bearer.lower().startswith("bearer ") else "",
     }
     other = next(name for name in keys if name != first)

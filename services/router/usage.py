@@ -159,7 +159,13 @@ class InMemoryUsage:
 
 def merge(rows: Iterable[UsageRow], into: dict[UsageKey, Counter[str]]) -> None:
     for row in rows:
-        into.setdefault(row.key, Counter()).update(row.counters)
+        # Not setdefault(key, Counter()).update(...): every request passes here, and that
+        # builds a Counter per call and checks the row's type on the way in.
+        counters = into.get(row.key)
+        if counters is None:
+            counters = into[row.key] = Counter()
+        for name, value in row.counters.items():
+            counters[name] += value
 
 
 class UsageLog:

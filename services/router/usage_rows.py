@@ -69,9 +69,10 @@ def answered_row(
 ) -> UsageRow:
     """An answered request's row: from the cache (tier 0) or from the tier that answered."""
     cost = result.total_cost_nano_usd
-    counters: Counter[str] = Counter(
-        {REQUESTS: 1, COST: cost, BASELINE: result.baseline_cost_nano_usd}
-    )
+    # Filled item by item: Counter(mapping) type-checks its argument, on every request.
+    counters: Counter[str] = Counter()
+    counters[REQUESTS], counters[COST] = 1, cost
+    counters[BASELINE] = result.baseline_cost_nano_usd
     for line in result.lines:
         if line.cost_nano_usd:
             counters[STAGE_COST + line.stage.value] += line.cost_nano_usd
