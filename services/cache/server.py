@@ -89,7 +89,7 @@ def load_verifier(settings: Settings) -> HitVerifier:
     """The configured verifier; a model file that is missing or unusable stops the start with
     a message naming the variable and the file (never a quiet fall-back to bare cosine)."""
     variable = "SLUICE_CACHE_VERIFIER_MODEL"
-    if settings.verify in ("crossenc", "guarded"):
+    if settings.verify in ("crossenc", "guarded", "banded"):
         variable = "SLUICE_CACHE_CROSSENC_MODEL"
     try:
         return build_verifier(settings.verify, settings.verifier_model, settings.crossenc_model)

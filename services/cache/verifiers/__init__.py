@@ -13,12 +13,15 @@
   in a word that decides the answer (vetoes.py: numbers, times, dates, units, entities,
   negation, direction and role order, comparatives, quantifiers, scope words) and lets the
   cross-encoder judge the rest.
-- `vetoes`: VetoVerifier (guarded.py), the default: the same vetoes, with no model behind them;
-  the cache's cosine threshold decides the rest, as for `rules`.
+- `banded`: BandedVerifier (guarded.py), the default: the same vetoes at every cosine; at
+  0.90 and above nothing else, below it (down to the cache's floor, 0.82) the cross-encoder
+  must agree too, at a bar of 0.6.
+- `vetoes`: VetoVerifier (guarded.py): the same vetoes, with no model behind them; the cache's
+  cosine threshold decides the rest, as for `rules`.
 - `none`: AcceptAll, the bare-threshold baseline.
 
-No gRPC and nothing downloaded; only `crossenc` and `guarded` load model weights (onnxruntime,
-from the repository's file).
+No gRPC and nothing downloaded; only `crossenc`, `guarded` and `banded` load model weights
+(onnxruntime, from the repository's file).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from services.cache.verifiers.crossenc import (
     CrossEncoderVerifier,
     VerifierFileError,
 )
-from services.cache.verifiers.guarded import GuardedVerifier, VetoVerifier
+from services.cache.verifiers.guarded import BandedVerifier, GuardedVerifier, VetoVerifier
 from services.cache.verifiers.learned import (
     DEFAULT_MODEL_PATH,
     LearnedVerifier,
@@ -44,7 +47,7 @@ from services.cache.verifiers.pair_model import PAIR_MODEL_FORMAT, PairModel
 from services.cache.verifiers.rules import RuleVerifier
 from services.cache.verify import AcceptAll, HitVerifier
 
-VERIFIERS = ("none", "rules", "learned", "crossenc", "guarded", "vetoes")
+VERIFIERS = ("none", "rules", "learned", "crossenc", "guarded", "vetoes", "banded")
 
 
 def load_model(path: Path = DEFAULT_MODEL_PATH) -> PairScorer:
@@ -67,7 +70,7 @@ def build_verifier(
     crossenc_path: Path = DEFAULT_CROSSENC_PATH,
 ) -> HitVerifier:
     """The verifier called `name` (one of VERIFIERS); `learned` loads its model file and
-    `crossenc` and `guarded` its ONNX file (VerifierFileError, naming the file, if it is
+    `crossenc`, `guarded` and `banded` its ONNX file (VerifierFileError, naming the file, if it is
     missing or bad)."""
     if name == "none":
         return AcceptAll()
@@ -83,12 +86,15 @@ def build_verifier(
         return GuardedVerifier.from_model(CrossEncoder(crossenc_path))
     if name == "vetoes":
         return VetoVerifier(calibrator=NamespaceCalibrator(0.0))
+    if name == "banded":
+        return BandedVerifier(CrossEncoder(crossenc_path), calibrator=NamespaceCalibrator(0.0))
     raise ValueError(f"unknown verifier {name!r}; expected one of {', '.join(VERIFIERS)}")
 
 
 __all__ = [
     "DEFAULT_CROSSENC_PATH",
     "VERIFIERS",
+    "BandedVerifier",
     "VetoVerifier",
     "CrossEncoder",
     "CrossEncoderVerifier",

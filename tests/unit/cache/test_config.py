@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.cache.config import (
+    BANDED_MIN_SIMILARITY,
     DEFAULT_MIN_SIMILARITY,
     Settings,
     StoreSpec,
@@ -18,8 +19,10 @@ from shared.settings import SettingsError
 def test_defaults():
     settings = Settings.from_env({"HOME": "/home/someone"})
     assert settings.listen == "127.0.0.1:50052"
-    # The default verifier (vetoes) keeps the old cosine; only guarded reads from its own floor.
-    assert settings.min_similarity == DEFAULT_MIN_SIMILARITY == 0.90
+    # The default verifier (banded) reads from its own floor, 0.82; the cross-encoder must agree
+    # below 0.90, the floor of every verifier without one of its own.
+    assert settings.min_similarity == BANDED_MIN_SIMILARITY == 0.82
+    assert DEFAULT_MIN_SIMILARITY == 0.90
     assert settings.ttl_s == 86_400
     assert settings.max_entries == 500_000
     assert settings.max_bytes == 1 << 30
@@ -29,7 +32,7 @@ def test_defaults():
     assert settings.model_dir == Path("/home/someone/.cache/sluice/models")
     assert settings.store == StoreSpec("sqlite", ".sluice/cache/cache.db")
     assert settings.sqlite_sync == "normal"
-    assert settings.verify == "vetoes"
+    assert settings.verify == "banded"
     assert settings.log_level == "INFO"
 
 

@@ -138,6 +138,6 @@ def test_signals_cache_is_bounded_and_reuses_parsed_text():
 def test_build_verifier_knows_every_name():
     assert isinstance(build_verifier("none"), AcceptAll)
     assert isinstance(build_verifier("rules"), RuleVerifier)
-    assert set(VERIFIERS) == {"none", "rules", "learned", "crossenc", "guarded", "vetoes"}
+    assert set(VERIFIERS) == {"none", "rules", "learned", "crossenc", "guarded", "vetoes", "banded"}
     with pytest.raises(ValueError, match="unknown verifier"):
         build_verifier("cross-encoder")

@@ -1,5 +1,6 @@
-"""The guarded verifier: a veto rejects before the model runs; the model's bar decides the
-rest; it loads from the same ONNX file as `crossenc` and is chosen by name."""
+"""The guarded and banded verifiers: a veto rejects before the model runs; the model's bar
+decides the rest (for `banded`, below 0.90 only); they load from the same ONNX file as
+`crossenc` and are chosen by name."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.cache.config import GUARDED_MIN_SIMILARITY, Settings
+from services.cache.config import (
+    BANDED_MIN_SIMILARITY,
+    DEFAULT_MIN_SIMILARITY,
+    GUARDED_MIN_SIMILARITY,
+    Settings,
+)
 from services.cache.server import load_verifier
-from services.cache.verifiers import GuardedVerifier, VetoVerifier, build_verifier
+from services.cache.verifiers import BandedVerifier, GuardedVerifier, VetoVerifier, build_verifier
 from services.cache.verifiers.crossenc import CrossEncoder, CrossEncoderVerifier, VerifierFileError
+from services.cache.verifiers.guarded import BAND_BAR, BAND_TOP
 from services.cache.verifiers.train_crossenc import set_metadata
 from services.cache.verify import Pair, ScoresInBatches
 from shared.settings import SettingsError
@@ -101,12 +108,26 @@ def test_guarded_reads_from_the_floor_its_shipped_file_was_tuned_behind() -> Non
     assert not verdict.accepted and verdict.vetoed
 
 
-def test_the_default_is_the_vetoes_alone_at_the_old_cosine() -> None:
-    settings = Settings.from_env({})
-    assert settings.verify == "vetoes"
-    assert settings.min_similarity == 0.90
+def test_vetoes_alone_keep_the_old_cosine() -> None:
+    settings = Settings.from_env({"SLUICE_CACHE_VERIFY": "vetoes"})
+    assert settings.min_similarity == DEFAULT_MIN_SIMILARITY == 0.90
     verifier = load_verifier(settings)
-    assert isinstance(verifier, VetoVerifier)
+    assert isinstance(verifier, VetoVerifier) and not isinstance(verifier, BandedVerifier)
+    # What no veto names passes: the cache's cosine threshold has already decided.
+    assert verifier.verify(
+        Pair("How can I switch the VPN on?", "How do I turn the VPN on?", 0.9, "ns")
+    ).accepted
+
+
+def test_the_default_is_the_vetoes_with_the_model_below_the_old_cosine() -> None:
+    """The default (chosen on the fit halves, benchmarks/cache_quality_band.py): candidates from
+    cosine 0.82; the vetoes at every cosine; below 0.90 the cross-encoder must give 0.6 too."""
+    settings = Settings.from_env({})
+    assert settings.verify == "banded"
+    assert settings.min_similarity == BANDED_MIN_SIMILARITY == 0.82
+    verifier = load_verifier(settings)
+    assert isinstance(verifier, BandedVerifier) and isinstance(verifier, ScoresInBatches)
+    assert (verifier.top, verifier.bar) == (BAND_TOP, BAND_BAR) == (DEFAULT_MIN_SIMILARITY, 0.6)
     assert verifier.feedback_scale == "cosine"
     for asked, stored in (
         ("Book a table for 8 am", "Book a table for 8 pm"),
@@ -117,21 +138,70 @@ def test_the_default_is_the_vetoes_alone_at_the_old_cosine() -> None:
             "Which vitamins should I take while pregnant?",
         ),
     ):
-        verdict = verifier.verify(Pair(asked, stored, 0.95, "ns"))
-        assert not verdict.accepted and verdict.vetoed, asked
-    # What no veto names passes: the cache's cosine threshold has already decided.
+        for cosine in (0.95, 0.85):
+            verdict = verifier.verify(Pair(asked, stored, cosine, "ns"))
+            assert not verdict.accepted and verdict.vetoed, (asked, cosine)
+    # At or above 0.90 the vetoes alone decide, as `vetoes` does there.
     assert verifier.verify(
         Pair("Book a table for 8 p.m.", "Book a table for 8 pm", 0.95, "ns")
     ).accepted
-    assert verifier.verify(
-        Pair("How can I switch the VPN on?", "How do I turn the VPN on?", 0.9, "ns")
-    ).accepted
+
+
+def test_in_the_band_the_model_decides_what_no_veto_names() -> None:
+    verifier = load_verifier(Settings.from_env({}))
+    assert isinstance(verifier, BandedVerifier)
+    # A fit-half paraphrase of the look-alike set (cosine 0.85) no veto reads: served in the
+    # band (p ~0.68).
+    stored = "What is the cheapest way to get to Berlin?"
+    paraphrase = Pair("How can I travel to Berlin for the least money?", stored, 0.846, "ns")
+    assert verifier.vetoed(paraphrase) == ""
+    assert verifier.verify(paraphrase).accepted
+    # The long-prompt suite's pair (L-Eval NaturalQuestions, cosine 0.894) no veto reads: the
+    # vetoes alone at a floor under 0.90 served it another question's answer; the model does
+    # not (its score, ~0.595, sits just under the bar: a test that fails if a new file or an
+    # onnxruntime build tips it).
+    other = Pair(
+        "who has final authority of interpretation of the canadian charter of rights and freedoms",
+        "who does the canadian charter of rights apply to",
+        0.894,
+        "ns",
+    )
+    assert verifier.vetoed(other) == ""
+    verdict = verifier.verify(other)
+    assert not verdict.accepted and not verdict.vetoed and verdict.reason == "crossenc_band"
+    # The same pair above the band is the vetoes' alone.
+    assert verifier.verify(Pair(other.query, other.candidate, 0.95, "ns")).accepted
+
+
+def test_the_band_scores_only_its_unvetoed_pairs_in_one_batch(tmp_path: Path) -> None:
+    model = CrossEncoder(tiny_model(tmp_path / "m.onnx"))
+    calls: list[list[tuple[str, str]]] = []
+    scores = model.scores
+
+    def counting(pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        calls.append(list(pairs))
+        return scores(pairs)
+
+    model.scores = counting  # type: ignore[method-assign]
+    verifier = BandedVerifier(model)
+    above = Pair("Book a table for eight at 8 p.m.", "Book a table for eight at 8 pm", 0.95, "ns")
+    vetoed = Pair("Book a table for eight at 8 am", "Book a table for eight at 8 pm", 0.85, "ns")
+    band = Pair("Book a table for eight at 8 p.m.", "Book a table for eight at 8 pm", 0.85, "ns")
+    verifier.prepare([above, vetoed, band])
+    assert calls == [[(band.query, band.candidate)]]
+    assert verifier.verify(above).accepted and verifier.verify(band).accepted
+    assert verifier.verify(vetoed).vetoed
+    assert len(calls) == 1
 
 
 def test_the_vetoes_turn_away_only_what_rules_would_serve_or_fewer() -> None:
-    """Every veto of `rules`' own checks is a veto here too, so the default never serves a pair
-    the old default turned away on a check."""
-    rules, vetoes = build_verifier("rules"), build_verifier("vetoes")
+    """Every veto of `rules`' own checks is a veto of `vetoes` and of the default too, so neither
+    serves a pair the old default turned away on a check."""
+    rules, vetoes, banded = (
+        build_verifier("rules"),
+        build_verifier("vetoes"),
+        build_verifier("banded"),
+    )
     pairs = [
         ("What is the capital of France?", "What is the capital of Germany?"),
         ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),
@@ -142,3 +212,4 @@ def test_the_vetoes_turn_away_only_what_rules_would_serve_or_fewer() -> None:
         pair_ = Pair(asked, stored, 0.95, "ns")
         if not rules.verify(pair_).accepted:
             assert not vetoes.verify(pair_).accepted, asked
+            assert not banded.verify(pair_).accepted, asked
