@@ -43,7 +43,10 @@ SERVICE_NAME = compressor_pb2.DESCRIPTOR.services_by_name["PromptCompressorServi
 def build_compressor(
     settings: Settings, embedder: Embedder, summariser: Summariser | None = None
 ) -> Compressor:
-    counter = TokenCounter()
+    # Loaded by the first Compress call, in its counting thread (~0.3-0.8 s, once): the router
+    # sends only prompts of at least min_tokens bytes, so a mesh whose prompts are all short
+    # never makes the compressor hold the encoding (~30 MB with tiktoken's module).
+    counter = TokenCounter(lazy=True)
     extractive = ExtractiveStrategy(embedder, counter)
     abstractive = (
         None if summariser is None else AbstractiveStrategy(summariser, extractive, counter)

@@ -18,7 +18,8 @@ NOT_AT_START = {
     "services.cache.server": ("redis",),
     # tiktoken: counted only when a provider reports no usage or a hedge loses.
     "services.dispatcher.server": ("redis", "tiktoken"),
-    "services.compressor.server": ("redis", "httpx"),
+    # tiktoken: loaded by the first Compress call (services/compressor/server.py).
+    "services.compressor.server": ("redis", "httpx", "tiktoken"),
 }
 
 
