@@ -176,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         per_request["client"] = round(
             1000 * (own_after.user + own_after.system - own.user - own.system) / done, 2
         )
+        rss_mb = mesh.rss_mb()
         for process in spies:
             process.wait()
         if receiver is not None:
@@ -198,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "by_kind_ms": by_kind_ms(result),
         "cpu_ms_per_request": per_request,
         "mesh_cpu_ms_per_request": round(sum(per_request.values()) - per_request["client"], 2),
+        "rss_mb": rss_mb,
         "load": os.getloadavg(),
     }
     print(json.dumps(summary))
