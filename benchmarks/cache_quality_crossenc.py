@@ -94,12 +94,18 @@ def _cached_scores(cache: Path | None, model: CrossEncoder) -> dict[Key, float]:
     return {(q, c): p for q, c, p in data["scores"]}
 
 
-def _pairs_and_scores(
-    workloads: Workloads, vectors: Vectors, model: CrossEncoder, cache: Path | None
+def pairs_and_scores(
+    workloads: Workloads,
+    vectors: Vectors,
+    model: CrossEncoder,
+    cache: Path | None,
+    floor: float = min(FLOORS),
 ) -> tuple[dict[Key, str], dict[Key, float]]:
+    """Every pair a lookup would show a verifier at or above `floor`: its first veto (or ""),
+    and the model's score of each pair no veto names (--scores keeps them between runs)."""
     collect = _Collect()
     for spaces in workloads.values():
-        simulate(spaces, vectors, collect, min(FLOORS))
+        simulate(spaces, vectors, collect, floor)
     readings: dict[str, Reading] = {}
 
     def reading(text: str) -> Reading:
@@ -197,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     workloads, vectors, pairs = _load(args)
     model = CrossEncoder(Path(args.model))
     scores_cache = Path(args.scores) if args.scores else None
-    vetoes, scores = _pairs_and_scores(workloads, vectors, model, scores_cache)
+    vetoes, scores = pairs_and_scores(workloads, vectors, model, scores_cache)
     guarded = _sweep(workloads, vectors, lambda bar: _Replayed(vetoes, scores, bar))
     chosen = _choose(guarded)
     rows = []
