@@ -154,9 +154,14 @@ async def test_counters_move_by_exactly_the_requests_figures(
     # No fault is injected, so nothing is retried or ejected. A hedge depends on timing (a
     # first token later than the endpoint's p95, which a busy machine can cause): not a fixed
     # figure, but one never won more often than sent.
-    for quiet in ("retries", "ejections", "budget_exhausted"):
+    for quiet in ("retries", "ejections"):
         assert moved(*dispatcher, f"sluice_dispatcher_{quiet}_total") == 0, quiet
+    retry_refused = moved(*dispatcher, "sluice_dispatcher_budget_exhausted_total", budget="retry")
+    assert retry_refused == 0
+    # A hedge its budget refused is a hedge that timing asked for: counted, but not fixed.
     hedges = moved(*dispatcher, "sluice_dispatcher_hedges_total")
+    hedge_refused = moved(*dispatcher, "sluice_dispatcher_budget_exhausted_total", budget="hedge")
+    assert 0 <= hedge_refused <= 6 - hedges
     assert 0 <= moved(*dispatcher, "sluice_dispatcher_hedges_won_total") <= hedges <= 6
     cache = before["cache"], after["cache"]
     # The repeat is answered from the router's own copy when the first answer's store is in
