@@ -28,11 +28,13 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from services.router.audit_compare import Comparison, HitVerdict, compare
 from services.router.background import BackgroundJobs
 from services.router.cascade import Cascade, CascadeOutcome, NoTierAnswered
 from services.router.gates import Verdict
+from services.router.metrics import RouterMetrics
 from services.router.model import (
     CachedAnswer,
     CacheMode,
@@ -92,11 +94,13 @@ class CacheAudit:
         clock: Callable[[], float] = time.monotonic,
         reports: BackgroundJobs | None = None,
         audits: BackgroundJobs | None = None,
+        metrics: RouterMetrics | None = None,
     ) -> None:
         self._cache = cache
         self._cascade = cascade
         self._tracer = tracer
         self._spending = spending
+        self._metrics = metrics or RouterMetrics(CollectorRegistry())
         self._sampler = sampler or AuditSampler()
         self._clock = clock
         # Two runners, so a burst of (slow, billed) audits never crowds out the quick reports.
@@ -193,6 +197,7 @@ class CacheAudit:
                 return None
             cost = sum(line.cost_nano_usd for line in outcome.lines)
             await self._settle(reservation, cost)
+            self._metrics.audited(request, outcome.lines, 0)
             found = compare(hit.content, outcome.answer.content, request.response_format)
             verdict = found.verdict.value if found.verdict is not None else UNDECIDED
             self.verdicts[verdict] += 1
@@ -224,6 +229,7 @@ class CacheAudit:
             # what the failed attempts cost is billed like the audit's answers would be.
             if isinstance(error, NoTierAnswered):
                 await self._settle(reservation, error.spent_nano_usd)
+                self._metrics.audited(request, (), error.spent_nano_usd)
             self.audit_failures += 1
             span.set_attributes({AUDIT_VERDICT: UNDECIDED, AUDIT_REASON: str(error)})
             LOG.warning("cache audit got no fresh answer: %s", error)

@@ -11,10 +11,13 @@ is baseline minus cost, exactly.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter
 
-from services.router.model import ChatRequest, RouteResult
+from services.router.model import ChatRequest, RouteResult, StageLine
 from services.router.policy import TierSpec
+from services.router.usage_rows import AUDIT_STAGE
 
 _NANO = 1e-9
 # Labels of a request's money: who asked, and which model, tier and region answered it.
@@ -65,7 +68,9 @@ class RouterMetrics:
         self.stage_cost = Counter(
             "sluice_router_stage_cost_usd",
             "Cost by the stage that spent it (tier attempts, rejected ones too, judge calls, "
-            "compressor summaries), with the stage's own model, tier and region.",
+            "compressor summaries, and cache_audit: the calls that audit served cache hits, "
+            "billed to the tenant but not part of any request), with the stage's own model, "
+            "tier and region.",
             ("tenant", "stage", "model", "tier", "region"),
             registry=registry,
         )
@@ -108,6 +113,19 @@ class RouterMetrics:
         """Counts what a request that got no answer (no tier reached, cancelled) still cost."""
         if spent_nano_usd:
             self.cost.labels(request.tenant.tenant_id, "", "", "").inc(spent_nano_usd * _NANO)
+
+    def audited(self, request: ChatRequest, lines: Iterable[StageLine], unanswered: int) -> None:
+        """Counts what a cache audit's calls cost (`lines` of its fresh answer, or `unanswered`
+        nano-USD spent when no tier answered) under stage cache_audit: the audit is billed to
+        the tenant, so the stage costs must hold it, though it is no request of theirs."""
+        tenant = request.tenant.tenant_id
+        for line in lines:
+            if line.cost_nano_usd:
+                stage = (tenant, AUDIT_STAGE, line.model, str(line.tier), line.region)
+                self._child(self.stage_cost, stage).inc(line.cost_nano_usd * _NANO)
+        if unanswered:
+            stage = (tenant, AUDIT_STAGE, "", "", "")
+            self._child(self.stage_cost, stage).inc(unanswered * _NANO)
 
     def escalated(self, request: ChatRequest, tier: TierSpec, gate: str) -> None:
         self.escalations.labels(request.model_class.name, str(tier.index), gate).inc()

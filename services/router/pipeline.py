@@ -77,7 +77,12 @@ class Pipeline:
         self.cache = cache_stage or CacheStage(
             cache,
             CacheAudit(
-                cache, cascade, trace.get_tracer("sluice.router"), self._spending, clock=clock
+                cache,
+                cascade,
+                trace.get_tracer("sluice.router"),
+                self._spending,
+                clock=clock,
+                metrics=self._metrics,
             ),
             clock=clock,
         )

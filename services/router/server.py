@@ -185,7 +185,9 @@ def build_pipeline(
         ledger,
         cache_stage=CacheStage(
             cache,
-            CacheAudit(cache, cascade, telemetry.tracer("sluice.router"), spending),
+            CacheAudit(
+                cache, cascade, telemetry.tracer("sluice.router"), spending, metrics=metrics
+            ),
             copies=copies,
             feed=FeedFollower(cache, copies),
         ),

@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
 from services.router.audit_compare import HitVerdict
 from services.router.budgets import InMemoryLedger
 from services.router.cache_audit import AUDIT_VERDICT, AuditSampler, CacheAudit, recheck
 from services.router.cascade import Cascade
+from services.router.metrics import RouterMetrics
 from services.router.model import CachedAnswer, ChatRequest
 from services.router.spending import Spending
 from shared.chat import Finish, FormatKind, ResponseFormat
@@ -38,6 +40,16 @@ def request(rate: float = 1.0, daily_usd: float = 0, **chat_class: object) -> Ch
     return admit_acme(doc, "What's the capital city of France?")
 
 
+def audit_cost_usd(metrics: RouterMetrics, **labels: str) -> float:
+    """What the router's stage-cost counter holds for acme's cache audits with these labels."""
+    wanted = {"tenant": "acme", "stage": "cache_audit", **labels}
+    (metric,) = metrics.stage_cost.collect()
+    samples = metric.samples
+    return sum(
+        s.value for s in samples if s.name.endswith("_total") and s.labels.items() >= wanted.items()
+    )
+
+
 class Rig:
     def __init__(self, models: FakeModels, cache: FakeCache | None = None) -> None:
         self.spans = InMemorySpanExporter()
@@ -47,12 +59,14 @@ class Rig:
         self.models = models
         self.cache = cache or FakeCache()
         self.ledger = InMemoryLedger(lambda: NOW)
+        self.metrics = RouterMetrics(CollectorRegistry())
         self.audit = CacheAudit(
             self.cache,
             Cascade(models, tracer),
             tracer,
             Spending(self.ledger, catalogue()),
             AuditSampler(lambda: 0.5),
+            metrics=self.metrics,
         )
 
     def span(self, name: str) -> dict[str, object]:
@@ -100,6 +114,8 @@ async def test_a_disagreeing_fresh_answer_is_reported_wrong_and_billed_on_an_aud
     assert rig.cache.reports == [("e-1", HitVerdict.WRONG)]
     assert rig.ledger.spent("acme").today_nano_usd == 70
     assert rig.ledger.spent("acme").charged_requests_today == 0, "an audit is not a request"
+    # Billed to the tenant, so the router's stage costs hold it too, under its own stage.
+    assert audit_cost_usd(rig.metrics, model="cheap", tier="1") == 70e-9
     span = rig.span("audit")
     assert span[AUDIT_VERDICT] == "wrong" and span["sluice.cost.usd"] == 70e-9
     assert span["sluice.stage"] == "audit" and span["gen_ai.request.model"] == "cheap"
@@ -177,7 +193,10 @@ async def test_an_audit_no_tier_answers_still_bills_the_timed_out_prompts() -> N
     tracer = TracerProvider().get_tracer("test")
     cascade = Cascade(models, tracer, prompt_cost=lambda model, turns: 40)
     spending = Spending(ledger, catalogue())
-    audit = CacheAudit(FakeCache(), cascade, tracer, spending, AuditSampler(lambda: 0.5))
+    metrics = RouterMetrics(CollectorRegistry())
+    audit = CacheAudit(
+        FakeCache(), cascade, tracer, spending, AuditSampler(lambda: 0.5), metrics=metrics
+    )
     chat = request()
     tiers = tuple(replace(t, latency_budget_s=0.02) for t in chat.model_class.tiers)
     chat = replace(chat, model_class=replace(chat.model_class, tiers=tiers))
@@ -186,3 +205,4 @@ async def test_an_audit_no_tier_answers_still_bills_the_timed_out_prompts() -> N
 
     assert found is None and audit.audit_failures == 1
     assert ledger.spent("acme").today_nano_usd == 3 * 40
+    assert audit_cost_usd(metrics, model="") == 3 * 40e-9
