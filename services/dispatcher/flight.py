@@ -321,8 +321,7 @@ class Flight:
             return
         if attempt.first_token_at is None:
             state.latency.record_censored(self._deps.clock() - attempt.started)
-        # Off the event loop: the first estimate in a process loads the token encoding (lazy,
-        # ~0.3-0.8 s), and a long prompt's count is milliseconds of work.
+        # Off the event loop: the first estimate loads the token encoding (0.3-0.8 s, once).
         usage = await asyncio.to_thread(
             self._deps.client.estimate_usage, self._call, "".join(attempt.text)
         )
