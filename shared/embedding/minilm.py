@@ -167,13 +167,11 @@ def embed_in_length_runs(
 
 
 class EmbeddingBatcher:
-    """Coalesces concurrent embed requests into one batch, embedded in a worker thread.
+    """Coalesces concurrent embed requests into one model call, run in a worker thread.
 
     A request waits at most max_wait_s for company, or less once max_batch texts are queued.
-    Only one batch runs at a time: the model already uses its threads, and requests that
-    arrive meanwhile queue up and go together in the next batch as soon as it ends. The
-    embedder splits a batch into model calls of similar lengths (embed_groups), and each
-    call's texts are answered as soon as it ends.
+    Only one model call runs at a time: the model already uses its threads, and requests that
+    arrive meanwhile queue up and go together in the next call as soon as it ends.
 
     Each computed vector is kept (up to `kept` of them, oldest dropped first) until the same
     text is asked for once more, which takes it: the Store after a missed lookup then needs no
