@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,10 +33,10 @@ DEFAULT_MAX_WAIT_S = 0.0
 # model work on the miss path. A few hundred covers the requests in flight at once.
 DEFAULT_KEPT = 512
 # The model pads every text of a call to the longest one, so a batch is run as length-sorted
-# runs of a few texts by an embedder that does not split it into calls itself (torch; the ONNX
-# embedder groups by token count, onnx.length_groups). Measured with ONNX Runtime, 1 thread,
-# CPU time per text: QQP questions 7.5 ms in one call of 16, 5.0 ms in sorted runs of 4, 6.5 ms
-# one by one; GPTCache's longer paraphrases 18.9 / 10.5 / 10.3 ms.
+# runs of a few texts, for an embedder that does not plan its calls itself (torch; the ONNX
+# embedder groups by token count, onnx.length_groups). Measured with ONNX Runtime, 1 thread, CPU time per text: QQP questions
+# 7.5 ms in one call of 16, 5.0 ms in sorted runs of 4, 6.5 ms one by one; GPTCache's longer
+# paraphrases 18.9 / 10.5 / 10.3 ms.
 DEFAULT_RUN = 4
 
 
@@ -64,20 +64,10 @@ class IdentifiedEmbedder(Embedder, Protocol):
     def identity(self) -> str: ...
 
 
-def embed_groups(
-    embedder: Embedder, texts: Sequence[str], run: int = DEFAULT_RUN
-) -> Iterator[tuple[list[int], Vectors]]:
-    """(rows, their vectors) as the embedder's model calls end, for an embedder that splits a
-    batch into calls itself (the ONNX one, by token count: onnx.length_groups); otherwise the
-    whole batch at once, in length-sorted runs of `run`."""
-    grouped: Callable[[Sequence[str]], Iterator[tuple[list[int], Vectors]]] | None = getattr(
-        embedder, "embed_groups", None
-    )
-    if grouped is not None:
-        yield from grouped(texts)
-        return
-    texts = list(texts)
-    yield list(range(len(texts))), embed_in_length_runs(embedder.embed, texts, run, embedder.dim)
+def plans_calls(embedder: object) -> bool:
+    """Whether the embedder splits a batch into model calls by length itself (the ONNX one,
+    by token count), so that EmbeddingBatcher should hand it the whole batch at once."""
+    return getattr(embedder, "plans_calls", False) is True
 
 
 def identity_of(embedder: object) -> str:
@@ -230,6 +220,13 @@ class EmbeddingBatcher:
         if self._running is not None:
             await asyncio.wait([self._running])
 
+    def _embed_sorted(self, texts: list[str]) -> Vectors:
+        if plans_calls(self._embedder):
+            # It knows each text's token count, and finds the cheapest calls from them
+            # (onnx.length_groups): runs of a fixed size by characters waste padding or calls.
+            return self._embedder.embed(texts)
+        return embed_in_length_runs(self._embedder.embed, texts, self._run_size, self._embedder.dim)
+
     def _keep(self, text: str, vector: Vectors) -> None:
         if self._kept_max <= 0:
             return
@@ -251,34 +248,19 @@ class EmbeddingBatcher:
         self._pending = self._pending[self._max_batch :]
         self._running = asyncio.get_running_loop().create_task(self._run(batch))
 
-    def _deliver(
-        self, batch: list[tuple[str, asyncio.Future[Vectors]]], rows: list[int], vectors: Vectors
-    ) -> None:
-        for row, vector in zip(rows, vectors, strict=True):
-            text, future = batch[row]
-            self._keep(text, vector)
-            if not future.done():
-                future.set_result(vector)
-
     async def _run(self, batch: list[tuple[str, asyncio.Future[Vectors]]]) -> None:
-        loop = asyncio.get_running_loop()
-        texts = [text for text, _ in batch]
-
-        def work() -> None:
-            # Each model call's texts are answered as soon as it ends, not when the batch
-            # does: the ONNX embedder runs the shortest texts first (onnx.length_groups), and a
-            # batch of 16 questions takes ~100 ms of one core. Scheduled on the loop in order,
-            # so every delivery runs before this task resumes.
-            for rows, vectors in embed_groups(self._embedder, texts, self._run_size):
-                loop.call_soon_threadsafe(self._deliver, batch, rows, vectors)
-
         try:
             self.model_calls += 1
-            await asyncio.to_thread(work)
-        except Exception as error:  # handed to every waiter not yet answered; its RPC fails
+            vectors = await asyncio.to_thread(self._embed_sorted, [text for text, _ in batch])
+        except Exception as error:  # handed to every waiter, whose RPC then fails
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
+        else:
+            for (text, future), vector in zip(batch, vectors, strict=True):
+                self._keep(text, vector)
+                if not future.done():
+                    future.set_result(vector)
         finally:
             # Only left undone if this task itself was cancelled (loop shutdown); never hang.
             for _, future in batch:

@@ -26,7 +26,7 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,8 +39,8 @@ from shared.embedding.minilm import (
     IdentifiedEmbedder,
     MiniLmEmbedder,
     Vectors,
-    embed_groups,
     identity_of,
+    plans_calls,
 )
 
 Backend = Literal["onnx", "torch"]
@@ -150,14 +150,14 @@ def length_groups(
     return groups[::-1]
 
 
-def session_groups(
+def run_session(
     session: Any, tokenizer: Any, texts: Sequence[str], trim: Callable[[], None] | None = None
-) -> Iterator[tuple[list[int], Vectors]]:
-    """(rows, their vectors) for each model call length_groups plans, shortest texts first;
-    calls `trim` after a batch large enough to leave freed memory behind. A text's vector does
-    not depend on the call it went in (padding is masked): the same within 1e-7."""
+) -> Vectors:
+    """Embeds texts in the model calls length_groups plans, rows in input order; calls `trim`
+    after a batch large enough to leave freed memory behind. A text's vector does not depend
+    on the call it went in (padding is masked): the same within 1e-7."""
     if not texts:
-        return
+        return np.empty((0, MINILM_DIM), dtype=np.float32)
     # Padded to the batch's longest, on the right: a call of shorter texts takes the columns
     # up to its own longest, exactly as if they had been tokenised on their own.
     encodings = tokenizer.encode_batch(list(texts))
@@ -167,22 +167,14 @@ def session_groups(
         "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
     }
     lengths = inputs["attention_mask"].sum(axis=1)
+    vectors = np.empty((len(texts), MINILM_DIM), dtype=np.float32)
     for rows in length_groups(lengths.tolist()):
         width = int(lengths[rows].max())
         feeds = {name: array[rows, :width] for name, array in inputs.items()}
-        yield rows, np.asarray(session.run(None, feeds)[0], dtype=np.float32)
+        vectors[rows] = session.run(None, feeds)[0]
     if trim is not None and inputs["input_ids"].size > TRIM_AFTER_TOKENS:
         del inputs
         trim()
-
-
-def run_session(
-    session: Any, tokenizer: Any, texts: Sequence[str], trim: Callable[[], None] | None = None
-) -> Vectors:
-    """Embeds texts in the calls session_groups makes; rows in input order."""
-    vectors = np.empty((len(texts), MINILM_DIM), dtype=np.float32)
-    for rows, found in session_groups(session, tokenizer, texts, trim):
-        vectors[rows] = found
     return vectors
 
 
@@ -204,6 +196,10 @@ def heap_trimmer() -> Callable[[], None] | None:
 
 class OnnxMiniLmEmbedder:
     """all-MiniLM-L6-v2 through ONNX Runtime on the CPU."""
+
+    # embed() splits a batch into calls by token length itself (length_groups), so a caller
+    # should hand it the whole batch (EmbeddingBatcher reads this).
+    plans_calls = True
 
     def __init__(self, model_dir: Path, *, threads: int = 1, variant: Variant = "fp32") -> None:
         self._model_dir = model_dir
@@ -244,12 +240,6 @@ class OnnxMiniLmEmbedder:
             raise RuntimeError("OnnxMiniLmEmbedder.embed called before load()")
         return run_session(self._session, self._tokenizer, texts, self._trim)
 
-    def embed_groups(self, texts: Sequence[str]) -> Iterator[tuple[list[int], Vectors]]:
-        """The batch's vectors call by call (session_groups), as each call ends."""
-        if self._session is None:
-            raise RuntimeError("OnnxMiniLmEmbedder.embed_groups called before load()")
-        return session_groups(self._session, self._tokenizer, texts, self._trim)
-
 
 def _export_in_subprocess(path: Path, variant: Variant) -> None:
     # A separate process: the export needs torch and sentence-transformers (~1 GB of RSS and
@@ -288,6 +278,10 @@ class FallbackEmbedder:
         return self._active
 
     @property
+    def plans_calls(self) -> bool:
+        return plans_calls(self._active or self._primary)
+
+    @property
     def identity(self) -> str:
         """The loaded embedder's: a fallback gives other vectors than an int8 primary."""
         return identity_of(self._active or self._primary)
@@ -305,11 +299,6 @@ class FallbackEmbedder:
         if self._active is None:
             raise RuntimeError("FallbackEmbedder.embed called before load()")
         return self._active.embed(texts)
-
-    def embed_groups(self, texts: Sequence[str]) -> Iterator[tuple[list[int], Vectors]]:
-        if self._active is None:
-            raise RuntimeError("FallbackEmbedder.embed_groups called before load()")
-        return embed_groups(self._active, texts)
 
 
 def build_minilm(

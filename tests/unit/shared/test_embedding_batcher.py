@@ -144,57 +144,14 @@ async def test_by_default_requests_arriving_together_share_a_call_without_a_wait
     assert embedder.batches == [texts]
 
 
-class Grouping(HashingEmbedder):
-    """Splits every batch into two calls, the shorter half of the texts first (as
-    onnx.length_groups does); the second call waits until `proceed` is set."""
+async def test_an_embedder_that_plans_its_calls_gets_the_whole_batch():
+    class Planning(HashingEmbedder):
+        plans_calls = True
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.proceed = threading.Event()
-
-    def embed_groups(self, texts):
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        first, second = order[: len(order) // 2], order[len(order) // 2 :]
-        yield first, self.embed([texts[i] for i in first])
-        assert self.proceed.wait(timeout=30)
-        yield second, self.embed([texts[i] for i in second])
-
-
-async def test_an_embedder_that_splits_its_calls_gets_the_whole_batch():
-    embedder = Grouping()
-    embedder.proceed.set()
+    embedder = Planning()
     batcher = EmbeddingBatcher(embedder, max_wait_s=0.05, run=2)
     texts = ["a much longer text than the rest", "tiny", "mid length one", "xs", "medium text"]
     vectors = await asyncio.gather(*(batcher.embed(text) for text in texts))
-    assert batcher.model_calls == 1
-    assert embedder.batches == [["xs", "tiny"], ["medium text", "mid length one", texts[0]]]
+    assert embedder.batches == [texts]
     for text, vector in zip(texts, vectors, strict=True):
         np.testing.assert_array_equal(vector, HashingEmbedder().embed([text])[0])
-
-
-async def test_each_call_s_texts_are_answered_when_it_ends_not_when_the_batch_does():
-    embedder = Grouping()
-    batcher = EmbeddingBatcher(embedder, max_wait_s=0.05)
-    texts = ["the longest text of them all", "short", "a longer one"]
-    waiters = [asyncio.ensure_future(batcher.embed(text)) for text in texts]
-    short = waiters[1]
-    await asyncio.wait_for(short, timeout=30)  # answered while the second call still waits
-    assert not waiters[0].done() and not waiters[2].done()
-    embedder.proceed.set()
-    vectors = await asyncio.wait_for(asyncio.gather(*waiters), timeout=30)
-    for text, vector in zip(texts, vectors, strict=True):
-        np.testing.assert_array_equal(vector, HashingEmbedder().embed([text])[0])
-
-
-async def test_an_error_in_a_later_call_fails_only_the_texts_not_yet_answered():
-    class Failing(Grouping):
-        def embed_groups(self, texts):
-            groups = super().embed_groups(texts)
-            yield next(groups)
-            raise RuntimeError("model failed")
-
-    batcher = EmbeddingBatcher(Failing(), max_wait_s=0.05)
-    texts = ["the longest text of them all", "short", "a longer one"]
-    results = await asyncio.gather(*(batcher.embed(t) for t in texts), return_exceptions=True)
-    assert isinstance(results[1], np.ndarray)
-    assert all(isinstance(results[i], RuntimeError) for i in (0, 2))
