@@ -33,10 +33,10 @@ DEFAULT_MAX_WAIT_S = 0.0
 # model work on the miss path. A few hundred covers the requests in flight at once.
 DEFAULT_KEPT = 512
 # The model pads every text of a call to the longest one, so a batch is run as length-sorted
-# runs of a few texts, for an embedder that does not plan its calls itself (torch; the ONNX
-# embedder groups by token count, onnx.length_groups). Measured with ONNX Runtime, 1 thread, CPU time per text: QQP questions
-# 7.5 ms in one call of 16, 5.0 ms in sorted runs of 4, 6.5 ms one by one; GPTCache's longer
-# paraphrases 18.9 / 10.5 / 10.3 ms.
+# runs of a few texts by an embedder that does not split it into calls itself (torch; the ONNX
+# embedder groups by token count, onnx.length_groups). Measured with ONNX Runtime, 1 thread,
+# CPU time per text: QQP questions 7.5 ms in one call of 16, 5.0 ms in sorted runs of 4, 6.5 ms
+# one by one; GPTCache's longer paraphrases 18.9 / 10.5 / 10.3 ms.
 DEFAULT_RUN = 4
 
 
