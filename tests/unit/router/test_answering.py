@@ -7,6 +7,7 @@ import copy
 import time
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -66,7 +67,7 @@ class Rig:
         policy = policy or parse_policy(policy_doc(), catalogue())
         self.admission = Admission(policy, self.tokens, 10_000, self.ledger)
 
-    async def ask(self, key: str = "acme-key", **fields: object) -> tuple[ChatRequest, RouteResult]:
+    async def ask(self, key: str = "acme-key", **fields: Any) -> tuple[ChatRequest, RouteResult]:
         asked = Asked(model_class="chat", turns=(Turn(Role.USER, QUESTION),))
         draft = await self.admission.draft_async(key, replace(asked, **fields))
         chat, result = await answer_unary(
@@ -102,7 +103,7 @@ async def test_a_repeat_is_answered_from_the_copy_without_a_hop_or_a_token_count
     ],
 )
 async def test_a_repeat_still_has_the_fields_its_key_leaves_out_checked(
-    fields: dict[str, object], param: str
+    fields: dict[str, Any], param: str
 ) -> None:
     rig = Rig()
     await rig.ask()
