@@ -18,6 +18,7 @@ from services.cache.server import load_verifier
 from services.cache.verifiers import build_verifier
 from services.cache.verifiers.crossenc import (
     CROSSENC_FORMAT,
+    DEFAULT_CROSSENC_PATH,
     CrossEncoder,
     CrossEncoderVerifier,
     VerifierFileError,
@@ -149,6 +150,30 @@ def test_the_shipped_file_loads_and_reads_the_words_that_matter() -> None:
     assert paraphrase > 0.5
     lookalike = pair("Convert 100 euros to dollars", "Convert 100 dollars to euros")
     assert not verifier.verify(lookalike).accepted
+
+
+def test_the_lean_session_scores_as_the_session_from_bytes_did() -> None:
+    """The session is built from the path with the arena and memory patterns off (less memory);
+    the scores must be those of the session built from the file's bytes with ORT's defaults."""
+    import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
+
+    lean = CrossEncoder(DEFAULT_CROSSENC_PATH)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    before = CrossEncoder(DEFAULT_CROSSENC_PATH)
+    before._session = ort.InferenceSession(  # the session as it was built
+        DEFAULT_CROSSENC_PATH.read_bytes(), options, providers=["CPUExecutionProvider"]
+    )
+    stored = [
+        "Book a table for 8 pm",
+        "How do I turn the VPN on?",
+        "What is the capital of France?",
+    ]
+    asked = ["Book a table for 8 am", "How can I switch the VPN on?", "capital of france",
+             "Convert 100 euros to dollars, and then tell me the rate history " * 4]  # fmt: skip
+    pairs = [(a, s) for a in asked for s in stored]
+    for batch in (pairs[:1], pairs[:8], pairs):  # padded batches of several lengths, truncation
+        assert np.allclose(lean.scores(batch), before.scores(batch), rtol=0.0, atol=1e-6)
 
 
 class BatchRecorder:
