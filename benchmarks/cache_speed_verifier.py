@@ -1,6 +1,7 @@
 """What hit verification costs: the cross-encoder's time per lookup, and the semantic-hit
 latency through the real cache service with the old default (rules at cosine 0.90) and the
-new one (the cross-encoder at its file's floor), in one run. Called by cache_speed.py.
+current one (read from services/cache/config.py, `banded` at 0.82 now), in one run. Called by
+cache_speed.py.
 
 - **Verifier cost**: `CrossEncoder.scores` on batches of 1, 4 and 8 (asked, stored) pairs of
   real questions (SEARCH_K = 8 caps the candidates a lookup can hand it), one thread.
@@ -27,7 +28,7 @@ from sluice.common.v1 import common_pb2
 
 from benchmarks.common import hash_order, running_service
 from benchmarks.lookalike_gen import load_pairs
-from services.cache.config import GUARDED_MIN_SIMILARITY
+from services.cache.config import Settings
 from services.cache.verifiers.crossenc import DEFAULT_CROSSENC_PATH, CrossEncoder
 
 OLD = ("rules", 0.90)
@@ -103,7 +104,8 @@ def service_hits(
 def verifier_speed(quick: bool) -> dict[str, Any]:
     pairs = paraphrases(120 if quick else 400)
     cost = verifier_cost(pairs, 30 if quick else 200)
-    new = ("guarded", GUARDED_MIN_SIMILARITY)
+    defaults = Settings.from_env({})  # the default verifier and its floor, as the service has
+    new = (defaults.verify, defaults.min_similarity)
     with tempfile.TemporaryDirectory() as logs:
         old_row, new_row = (service_hits(v, f, pairs, Path(logs)) for v, f in (OLD, new))
     both = old_row["semantic_hits"] and new_row["semantic_hits"]
