@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 from pathlib import Path
 
@@ -48,6 +49,29 @@ def read_readings(path: Path = READINGS) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
 
 
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95% score interval for a proportion."""
+    share = successes / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def perfect_verifier_floor(
+    labelled_duplicates: int, labelled_wrong: int, counts: dict[str, int]
+) -> tuple[float, float, float]:
+    """The wrong share QQP's labels would charge a verifier that served the labelled
+    duplicates and exactly the pairs read as the same question: (estimate, low, high)."""
+    read = sum(counts.values())
+
+    def charged(same_share: float) -> float:
+        same = same_share * labelled_wrong
+        return same / (labelled_duplicates + same)
+
+    low, high = wilson(counts[SAME], read)
+    return charged(counts[SAME] / read), charged(low), charged(high)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -77,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{counts[AMBIGUOUS]} ambiguous"
     )
     print(f"wrong answers those readings imply: {low:.1%} to {high:.1%} of served QQP hits")
-    summary = {
+    summary: dict[str, object] = {
         "qqp_served": len(served),
         "qqp_labelled_wrong_share": round(labelled_share, 4),
         "read": SAMPLE,
@@ -85,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         "implied_wrong_share_low": round(low, 4),
         "implied_wrong_share_high": round(high, 4),
     }
+    floor = perfect_verifier_floor(len(served) - len(labelled_wrong), len(labelled_wrong), counts)
+    print(
+        "a verifier serving exactly the same-question pairs would still be counted wrong on "
+        f"{floor[0]:.1%} of its QQP hits (95% interval {floor[1]:.1%} to {floor[2]:.1%})"
+    )
+    summary["perfect_verifier_qqp_wrong"] = [round(x, 4) for x in floor]
     print(json.dumps(summary, sort_keys=True))
     return 0
 
