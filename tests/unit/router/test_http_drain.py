@@ -21,7 +21,7 @@ class DrainRecorder:
     async def chat_completions(self, request: Any) -> Any:  # never called here
         raise AssertionError
 
-    models = model = messages = chat_completions
+    models = model = messages = chat_asgi = chat_completions
 
 
 def test_stores_are_drained_when_the_http_side_stops() -> None:
