@@ -263,13 +263,17 @@ async def test_through_the_mesh_a_repeat_is_answered_from_the_routers_copy(
     stub = router_stub(channel)
     first = await stub.Complete(request, metadata=DEV_KEY, timeout=30)
     upstream = simulator_stats(mesh)["regions"]["us-east"]["received"]
-    details = []
-    for _ in range(3):
+    details: list[str] = []
+    # A repeat asks the cache while the store is still running, or while the change feed is
+    # briefly stale on a busy machine (copies are served only within feed_stale_s of the last
+    # poll); it is answered from the copy once both hold. Every repeat is a hit either way.
+    deadline = time.monotonic() + 60
+    while "exact hit (router copy)" not in details and time.monotonic() < deadline:
         again = await stub.Complete(request, metadata=DEV_KEY, timeout=30)
         assert again.cache_hit and again.content == first.content and again.tier == 0
         assert again.cost.total_cost_nano_usd == 0
         assert again.cost.cost_avoided_nano_usd == again.cost.baseline_cost_nano_usd > 0
         details.append(stage_lines(again)["cache"].detail)
-    # The first repeat may find the store still running and ask the cache; later ones not.
-    assert details[-1] == "exact hit (router copy)"
+        await asyncio.sleep(0.05)
+    assert details[-1] == "exact hit (router copy)", details
     assert simulator_stats(mesh)["regions"]["us-east"]["received"] == upstream
