@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cache_long_prompts import documents
-from benchmarks.cache_quality_crossenc import Key, pairs_and_scores
+from benchmarks.cache_quality_crossenc import Key, Replayed, pairs_and_scores
 from benchmarks.cache_quality_data import Workloads, load_workloads
 from benchmarks.common import DEFAULT_DATA, markdown_table
 from benchmarks.lookalike_gen import as_spaces, load_pairs
@@ -44,7 +44,6 @@ from services.cache.verifiers.crossenc import DEFAULT_CROSSENC_PATH, CrossEncode
 from services.cache.verifiers.guarded import BAND_TOP
 from services.cache.verifiers.replay import Outcome, Probe, Score, Space, Vectors, score, simulate
 from services.cache.verifiers.vetoes import vetoes
-from services.cache.verify import ACCEPT, Pair, Verdict
 
 FLOORS = (0.74, 0.76, 0.78, 0.8, 0.81, 0.82, 0.83, 0.84, 0.86, 0.88, 0.9)
 BARS = (0.5, 0.55, 0.6, 0.625, 0.65, 0.675, 0.7, 0.75, 0.8)
@@ -53,21 +52,11 @@ MIN_PARAPHRASES = 0.70
 LONG = "long_prompts"
 
 
-class Banded:
+def banded_verifier(
+    vetoes: Mapping[Key, str], scores: Mapping[Key, float], bar: float | None
+) -> Replayed:
     """BandedVerifier on precomputed vetoes and scores; bar None: the vetoes alone."""
-
-    def __init__(self, vetoes: Mapping[Key, str], scores: Mapping[Key, float], bar: float | None):
-        self._vetoes, self._scores, self._bar = vetoes, scores, bar
-
-    def verify(self, pair: Pair) -> Verdict:
-        key = (pair.query, pair.candidate)
-        if pair.query == pair.candidate:
-            return ACCEPT
-        if self._vetoes[key]:
-            return Verdict(False, self._vetoes[key], vetoed=True)
-        if self._bar is None or pair.similarity >= BAND_TOP or self._scores[key] >= self._bar:
-            return ACCEPT
-        return Verdict(False, "crossenc_band")
+    return Replayed(vetoes, scores, bar, BAND_TOP, "crossenc_band")
 
 
 @dataclass(frozen=True)
@@ -100,7 +89,7 @@ def _figures(outcomes: Mapping[str, Sequence[Outcome]], fit: bool) -> dict[str, 
     }
 
 
-def _point(workloads: Workloads, vectors: Vectors, verifier: Banded, floor: float,
+def _point(workloads: Workloads, vectors: Vectors, verifier: Replayed, floor: float,
            bar: float | None) -> Point:  # fmt: skip
     outcomes = {n: simulate(s, vectors, verifier, floor) for n, s in workloads.items()}
     return Point(floor, bar, _figures(outcomes, True), _figures(outcomes, False))
@@ -179,9 +168,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = CrossEncoder(DEFAULT_CROSSENC_PATH)
     scores_file = Path(args.scores) if args.scores else None
     named, scores = pairs_and_scores(workloads, vectors, model, scores_file, min(FLOORS))
-    alone = [_point(workloads, vectors, Banded(named, scores, None), f, None) for f in FLOORS]
+    alone = [
+        _point(workloads, vectors, banded_verifier(named, scores, None), f, None) for f in FLOORS
+    ]
     banded = [
-        _point(workloads, vectors, Banded(named, scores, bar), floor, bar)
+        _point(workloads, vectors, banded_verifier(named, scores, bar), floor, bar)
         for floor in FLOORS
         if floor < BAND_TOP
         for bar in BARS

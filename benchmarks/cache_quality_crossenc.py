@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,11 +59,20 @@ class _Collect:
         return Verdict(False, "collecting")
 
 
-class _Replayed:
-    """The guarded verifier on precomputed vetoes and scores."""
+class Replayed:
+    """The guarded or banded verifier on precomputed vetoes and scores: the vetoes, then the
+    model's score at `bar` below `band_top` (bar None: the vetoes alone)."""
 
-    def __init__(self, vetoes: Mapping[Key, str], scores: Mapping[Key, float], bar: float):
+    def __init__(
+        self,
+        vetoes: Mapping[Key, str],
+        scores: Mapping[Key, float],
+        bar: float | None,
+        band_top: float = math.inf,
+        reason: str = "crossenc",
+    ):
         self._vetoes, self._scores, self._bar = vetoes, scores, bar
+        self._band_top, self._reason = band_top, reason
 
     def verify(self, pair: Pair) -> Verdict:
         key = (pair.query, pair.candidate)
@@ -70,7 +80,9 @@ class _Replayed:
             return ACCEPT
         if self._vetoes[key]:
             return Verdict(False, self._vetoes[key], vetoed=True)
-        return ACCEPT if self._scores[key] >= self._bar else Verdict(False, "crossenc")
+        if self._bar is None or pair.similarity >= self._band_top:
+            return ACCEPT
+        return ACCEPT if self._scores[key] >= self._bar else Verdict(False, self._reason)
 
 
 def _figures(outcomes: Mapping[str, Sequence[Outcome]], fit: bool) -> dict[str, float]:
@@ -204,12 +216,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = CrossEncoder(Path(args.model))
     scores_cache = Path(args.scores) if args.scores else None
     vetoes, scores = pairs_and_scores(workloads, vectors, model, scores_cache)
-    guarded = _sweep(workloads, vectors, lambda bar: _Replayed(vetoes, scores, bar))
+    guarded = _sweep(workloads, vectors, lambda bar: Replayed(vetoes, scores, bar))
     chosen = _choose(guarded)
     rows = []
     for label, verifier, floor in (
         ("rules, cos >= 0.90 (old default)", RuleVerifier(), 0.90),
-        ("vetoes alone, cos >= 0.90", _Replayed(vetoes, scores, 0.0), 0.90),
+        ("vetoes alone, cos >= 0.90", Replayed(vetoes, scores, 0.0), 0.90),
     ):
         rows.append(_row(label, _figures(_replay(workloads, vectors, verifier, floor), False)))
     summary: dict[str, object] = {
@@ -234,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(markdown_table(headers, rows))
     default = chosen["default"]
     if default is not None:
-        outcomes = _replay(workloads, vectors, _Replayed(vetoes, scores, default[1]), default[0])
+        outcomes = _replay(workloads, vectors, Replayed(vetoes, scores, default[1]), default[0])
         print(by_kind_table(pairs, outcomes["lookalike"]))  # type: ignore[arg-type]
         gpt = score(outcomes, fit=False).get("mock", Score())  # GPTCache's mock paraphrases
         print(

@@ -27,9 +27,9 @@ from typing import Any
 
 from benchmarks.common import DEFAULT_DATA
 from benchmarks.overhead import Prompts, running_mesh
-from benchmarks.overhead_http import KeepAliveClient
-from benchmarks.overhead_load import RunResult, closed_loop, openai_sender
+from benchmarks.overhead_load import RunResult
 from benchmarks.overhead_procs import cpu_seconds
+from benchmarks.overhead_profile import drive
 from shared.mesh import Mesh
 
 LEVELS = (1, 16, 64)
@@ -49,15 +49,6 @@ def mesh_from(checkout: Path, log_dir: Path) -> Iterator[Mesh]:
             yield mesh
     finally:
         os.chdir(here)
-
-
-async def drive(mesh: Mesh, prompts: list[str], concurrency: int) -> RunResult:
-    client = KeepAliveClient(f"http://{mesh.address('router_http')}", concurrency)
-    try:
-        send = openai_sender(client, "/v1/chat/completions", "dev", "auto", sluice=True)
-        return await closed_loop(send, prompts, concurrency)
-    finally:
-        await client.aclose()
 
 
 class Side:
