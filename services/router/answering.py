@@ -25,8 +25,14 @@ async def answer_unary(
         chat = admission.admit_repeat(draft, copy.prompt_tokens)
         return chat, pipeline.serve_copy(chat, copy)
     chat = await admission.admit_draft(draft)
+    return chat, await answer_admitted(pipeline, chat, deadline)
+
+
+async def answer_admitted(pipeline: Pipeline, chat: ChatRequest, deadline: float) -> RouteResult:
+    """An admitted unary request's result through the pipeline, with its tenant and policy
+    version in the baggage; `deadline` is on time.monotonic()'s clock."""
     token = attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
     try:
-        return chat, await complete(pipeline, chat, deadline)
+        return await complete(pipeline, chat, deadline)
     finally:
         detach(token)

@@ -8,14 +8,13 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from opentelemetry import propagate, trace
-from opentelemetry.context import attach, detach
 from opentelemetry.trace import SpanKind
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from services.router.model import ChatRequest, RouteResult, TierDelta
-from services.router.pipeline import Pipeline, complete
+from services.router.pipeline import Pipeline
 from shared.streams import relay
 from shared.telemetry import trace_id_of, with_request_baggage
 
@@ -43,15 +42,6 @@ def api_key(request: Request, *, first: str) -> str:
 def end_span(span: trace.Span) -> None:
     if span.is_recording():
         span.end()
-
-
-async def answer(pipeline: Pipeline, chat: ChatRequest, deadline_s: float) -> RouteResult:
-    """A unary request's result, with its tenant and policy version in the baggage."""
-    token = attach(with_request_baggage(chat.tenant.tenant_id, chat.policy_version))
-    try:
-        return await complete(pipeline, chat, time.monotonic() + deadline_s)
-    finally:
-        detach(token)
 
 
 def streaming_response(

@@ -8,6 +8,7 @@ is checked first, and every error, before the stream or inside it, is Anthropic'
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -20,11 +21,11 @@ from starlette.responses import JSONResponse, Response
 
 from services.router.admission import Admission, off_loop
 from services.router.admission_checks import bad
+from services.router.answering import answer_admitted
 from services.router.anthropic.request import MessagesCall, check_version, read_messages_call
 from services.router.anthropic.response import error_body, error_of, message_body, status_of
 from services.router.anthropic.stream import MessageFramer, sse
 from services.router.front_doors import (
-    answer,
     api_key,
     end_span,
     framed_tiers,
@@ -95,7 +96,8 @@ class MessagesDoor:
         parent = propagate.extract(dict(request.headers))
         with self._tracer.start_as_current_span(SPAN_NAME, context=parent, kind=SpanKind.SERVER):
             try:
-                result = await answer(self._pipeline, chat, self._deadline_s)
+                deadline = time.monotonic() + self._deadline_s
+                result = await answer_admitted(self._pipeline, chat, deadline)
             except SluiceError as error:
                 return error_response(error)
             trace_id = current_trace_id()
