@@ -95,10 +95,20 @@ class RouterMetrics:
             self._child(self.cost_avoided, answer).inc(avoided * _NANO)
         else:
             self._child(self.cost_overrun, answer).inc(-avoided * _NANO)
-        for line in result.lines:
+        self._count_stages(tenant, result.lines)
+
+    def _count_stages(self, tenant: str, lines: Iterable[StageLine], stage: str = "") -> None:
+        """Each costed line under its own stage, or under `stage` when given."""
+        for line in lines:
             if line.cost_nano_usd:
-                stage = (tenant, line.stage.value, line.model, str(line.tier), line.region)
-                self._child(self.stage_cost, stage).inc(line.cost_nano_usd * _NANO)
+                labels = (
+                    tenant,
+                    stage or line.stage.value,
+                    line.model,
+                    str(line.tier),
+                    line.region,
+                )
+                self._child(self.stage_cost, labels).inc(line.cost_nano_usd * _NANO)
 
     def _child(self, counter: Counter, labels: tuple[str, ...]) -> Counter:
         """counter.labels(*labels), kept: prometheus_client validates and locks on every
@@ -119,10 +129,7 @@ class RouterMetrics:
         nano-USD spent when no tier answered) under stage cache_audit: the audit is billed to
         the tenant, so the stage costs must hold it, though it is no request of theirs."""
         tenant = request.tenant.tenant_id
-        for line in lines:
-            if line.cost_nano_usd:
-                stage = (tenant, AUDIT_STAGE, line.model, str(line.tier), line.region)
-                self._child(self.stage_cost, stage).inc(line.cost_nano_usd * _NANO)
+        self._count_stages(tenant, lines, AUDIT_STAGE)
         if unanswered:
             stage = (tenant, AUDIT_STAGE, "", "", "")
             self._child(self.stage_cost, stage).inc(unanswered * _NANO)
