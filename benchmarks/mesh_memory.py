@@ -21,8 +21,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.common import DEFAULT_DATA
@@ -30,8 +29,8 @@ from benchmarks.overhead import (
     Bench,
     Prompts,
     exact_phase,
+    mesh_from,
     miss_phase,
-    running_mesh,
     semantic_phase,
 )
 from benchmarks.overhead_procs import NOT_THE_GATEWAY
@@ -69,26 +68,11 @@ def gateway_sum(snap: dict[str, dict[str, float]]) -> float:
     return round(sum(m["rss"] for n, m in snap.items() if n not in NOT_THE_GATEWAY), 1)
 
 
-@contextmanager
-def working_directory(path: Path | None) -> Iterator[None]:
-    """The services start as `python -m services.<name>` from the current directory, which
-    comes first on their sys.path: run from another checkout, they are that checkout's."""
-    if path is None:
-        yield
-        return
-    here = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(here)
-
-
 def measure(tree: Path | None, args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
     """Memory after start and after traffic, of a mesh run from `tree` (None: this one)."""
     prompts = Prompts(args.data)
     log_dir = Path(tempfile.mkdtemp(prefix="sluice-memory-"))
-    with working_directory(tree), running_mesh(log_dir, traces=False) as mesh:
+    with mesh_from(tree, log_dir) as mesh:
         started = snapshot(mesh)
         bench = Bench(mesh, args.requests)
         miss_phase(bench, prompts, LEVELS)

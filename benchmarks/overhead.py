@@ -139,6 +139,25 @@ def running_mesh(
             mesh.stop_all()
 
 
+@contextmanager
+def mesh_from(checkout: Path | None, log_dir: Path) -> Iterator[Mesh]:
+    """running_mesh as `checkout` runs it (None: this one): services start with `python -m`,
+    which puts the working directory first on their path, so they import that checkout's
+    code; the working directory is back as soon as they have started."""
+    if checkout is None:
+        with running_mesh(log_dir, traces=False) as mesh:
+            yield mesh
+        return
+    here = os.getcwd()
+    os.chdir(checkout)
+    try:
+        with running_mesh(log_dir, traces=False) as mesh:
+            os.chdir(here)
+            yield mesh
+    finally:
+        os.chdir(here)
+
+
 class Bench:
     """Runs targets against prompt lists and keeps every result by (path, target, c)."""
 

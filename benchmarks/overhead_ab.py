@@ -20,13 +20,12 @@ import json
 import os
 import statistics
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import DEFAULT_DATA
-from benchmarks.overhead import Prompts, running_mesh
+from benchmarks.overhead import Prompts, mesh_from
 from benchmarks.overhead_load import RunResult
 from benchmarks.overhead_procs import cpu_seconds
 from benchmarks.overhead_profile import drive
@@ -35,20 +34,6 @@ from shared.mesh import Mesh
 LEVELS = (1, 16, 64)
 SEEDS = 200
 MISSES_PER_ROUND = 100
-
-
-@contextmanager
-def mesh_from(checkout: Path, log_dir: Path) -> Iterator[Mesh]:
-    """The mesh as `checkout` runs it: services start with `python -m`, which puts the working
-    directory first on their path, so they import that checkout's code."""
-    here = os.getcwd()
-    os.chdir(checkout)
-    try:
-        with running_mesh(log_dir, traces=False) as mesh:
-            os.chdir(here)
-            yield mesh
-    finally:
-        os.chdir(here)
 
 
 class Side:
