@@ -30,7 +30,8 @@ def pair(query: str, candidate: str) -> Pair:
     return Pair(query, candidate, 0.9, "ns")
 
 
-def counted(path: Path) -> tuple[GuardedVerifier, list[list[tuple[str, str]]]]:
+def counting_model(path: Path) -> tuple[CrossEncoder, list[list[tuple[str, str]]]]:
+    """The model at `path`, and the pairs of each scores() call it is asked for."""
     model = CrossEncoder(path)
     calls: list[list[tuple[str, str]]] = []
     scores = model.scores
@@ -40,6 +41,11 @@ def counted(path: Path) -> tuple[GuardedVerifier, list[list[tuple[str, str]]]]:
         return scores(pairs)
 
     model.scores = counting  # type: ignore[method-assign]
+    return model, calls
+
+
+def counted(path: Path) -> tuple[GuardedVerifier, list[list[tuple[str, str]]]]:
+    model, calls = counting_model(path)
     return GuardedVerifier(CrossEncoderVerifier(model)), calls
 
 
@@ -174,15 +180,7 @@ def test_in_the_band_the_model_decides_what_no_veto_names() -> None:
 
 
 def test_the_band_scores_only_its_unvetoed_pairs_in_one_batch(tmp_path: Path) -> None:
-    model = CrossEncoder(tiny_model(tmp_path / "m.onnx"))
-    calls: list[list[tuple[str, str]]] = []
-    scores = model.scores
-
-    def counting(pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        calls.append(list(pairs))
-        return scores(pairs)
-
-    model.scores = counting  # type: ignore[method-assign]
+    model, calls = counting_model(tiny_model(tmp_path / "m.onnx"))
     verifier = BandedVerifier(model)
     above = Pair("Book a table for eight at 8 p.m.", "Book a table for eight at 8 pm", 0.95, "ns")
     vetoed = Pair("Book a table for eight at 8 am", "Book a table for eight at 8 pm", 0.85, "ns")
